@@ -1,0 +1,178 @@
+"""The core's vocabulary: scopes, actors, characters and generations (pydantic models)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now; every stored time is UTC."""
+    return datetime.now(UTC)
+
+
+class Platform(StrEnum):
+    """Where a request came from and where its result goes back to."""
+
+    DISCORD = "discord"
+    SLACK = "slack"
+    CONSOLE = "console"
+
+
+class Scope(BaseModel):
+    """A workspace whose characters are private to it: a Discord guild, a Slack team, a console user."""
+
+    model_config = ConfigDict(frozen=True)
+
+    platform: Platform
+    id: str = Field(min_length=1, max_length=64)
+
+    @property
+    def key(self) -> str:
+        """The one string storage keys everything of this workspace by."""
+        return f"{self.platform.value}:{self.id}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Scope:
+        platform, _, ident = key.partition(":")
+        return cls(platform=Platform(platform), id=ident)
+
+
+class Actor(BaseModel):
+    """Who is acting, as the adapter knows them; `is_admin` means Manage Server / workspace admin."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    display_name: str = ""
+    is_admin: bool = False
+    role_ids: frozenset[str] = frozenset()
+
+
+class CharacterSource(StrEnum):
+    UPLOAD = "upload"
+    GENERATION = "generation"
+
+
+class Character(BaseModel):
+    """A registered @handle in one scope, backed by a character id at the Videos API."""
+
+    scope: Scope
+    handle: str
+    name: str
+    api_character_id: str
+    owner_id: str
+    source: CharacterSource = CharacterSource.UPLOAD
+    #: The uploaded file's name, or the generation id a character was cut from.
+    source_ref: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ScopeSettings(BaseModel):
+    """Per-workspace choices an admin makes (`/soracast config`)."""
+
+    scope: Scope
+    #: When set, only members with this role (or admins) may register characters.
+    register_role_id: str | None = None
+
+
+class GenerationKind(StrEnum):
+    CREATE = "create"
+    REMIX = "remix"
+    EXTEND = "extend"
+
+
+class GenerationStatus(StrEnum):
+    """Our lifecycle; `accepted` is stored before the API is called, so a crash never loses a request."""
+
+    ACCEPTED = "accepted"
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+    @property
+    def finished(self) -> bool:
+        return self in (GenerationStatus.COMPLETED, GenerationStatus.FAILED, GenerationStatus.DELETED)
+
+
+class DeliveryTarget(BaseModel):
+    """Where a generation's messages go; `extra` carries what only the adapter understands."""
+
+    channel_id: str
+    thread_id: str | None = None
+    #: The message showing progress, set by the adapter once it has posted it.
+    message_id: str | None = None
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class CharacterRef(BaseModel):
+    """A character as used by one generation: frozen at submit time, so a later rename changes nothing."""
+
+    handle: str
+    name: str
+    api_character_id: str
+
+
+def new_generation_id() -> str:
+    """Short, unambiguous ids users can type: `g` + 8 lowercase base32 characters."""
+    alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
+    return "g" + "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+class Generation(BaseModel):
+    """One video job, from the user's request to the posted result."""
+
+    id: str = Field(default_factory=new_generation_id)
+    scope: Scope
+    requester_id: str
+    kind: GenerationKind = GenerationKind.CREATE
+    parent_id: str | None = None
+    #: The prompt as the user typed it (with @handles) and as sent to the API (with names).
+    prompt: str
+    api_prompt: str
+    characters: list[CharacterRef] = Field(default_factory=list)
+    model: str
+    seconds: str
+    size: str
+    status: GenerationStatus = GenerationStatus.ACCEPTED
+    progress: int = 0
+    api_video_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    video_path: Path | None = None
+    thumbnail_path: Path | None = None
+    target: DeliveryTarget
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    completed_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+    @property
+    def platform(self) -> Platform:
+        return self.scope.platform
+
+    @property
+    def handles(self) -> list[str]:
+        return [c.handle for c in self.characters]
+
+
+class GenerationOptions(BaseModel):
+    """What a user may choose per video; None means the configured default."""
+
+    seconds: str | None = None
+    size: str | None = None
+    model: str | None = None
+
+
+class DeliveryReceipt(BaseModel):
+    """What an adapter returns once a finished video is in the chat."""
+
+    message_id: str | None = None
+    attached: bool = True
+    note: str | None = None

@@ -1,0 +1,62 @@
+"""The Storage protocol: everything soracast keeps, behind one async interface."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from bot.models import Character, Generation, Platform, Scope, ScopeSettings
+
+
+class Storage(Protocol):
+    """Persistence for characters, generations and per-scope settings. Implementations must be safe to
+    call concurrently from one event loop."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # characters ---------------------------------------------------------------------------------------
+    async def add_character(self, character: Character) -> None:
+        """Insert; raises `bot.errors.HandleTaken` if the handle exists in the scope."""
+
+    async def get_character(self, scope: Scope, handle: str) -> Character | None: ...
+
+    async def list_characters(self, scope: Scope) -> list[Character]: ...
+
+    async def rename_character(self, scope: Scope, handle: str, new_handle: str) -> Character:
+        """Raises `HandleTaken` if `new_handle` exists, `UnknownHandle` if `handle` does not."""
+
+    async def remove_character(self, scope: Scope, handle: str) -> bool: ...
+
+    # generations --------------------------------------------------------------------------------------
+    async def save_generation(self, generation: Generation) -> None:
+        """Insert or replace the whole row."""
+
+    async def get_generation(self, generation_id: str) -> Generation | None: ...
+
+    async def find_generation_by_video(self, api_video_id: str) -> Generation | None: ...
+
+    async def unfinished_generations(self, platform: Platform | None = None) -> list[Generation]:
+        """Generations not yet finished at the API, or finished but not yet delivered."""
+
+    async def claim_delivery(self, generation_id: str, claimed_at: datetime) -> bool:
+        """Atomically mark a generation as being delivered; False if already delivered or claimed."""
+
+    async def release_delivery(self, generation_id: str) -> None:
+        """Undo a claim after a failed delivery, so it is tried again."""
+
+    async def mark_delivered(self, generation_id: str, delivered_at: datetime, message_id: str | None) -> None:
+        ...
+
+    async def recent_generations(self, scope: Scope, limit: int = 20) -> Sequence[Generation]: ...
+
+    # webhook de-duplication ---------------------------------------------------------------------------
+    async def remember_webhook(self, webhook_id: str) -> bool:
+        """True the first time a webhook id is seen, False on redelivery."""
+
+    # scope settings -----------------------------------------------------------------------------------
+    async def get_scope_settings(self, scope: Scope) -> ScopeSettings: ...
+
+    async def save_scope_settings(self, settings: ScopeSettings) -> None: ...
