@@ -36,6 +36,9 @@ class Storage(Protocol):
 
     async def get_generation(self, generation_id: str) -> Generation | None: ...
 
+    async def delete_generation(self, generation_id: str) -> None:
+        """Forget a generation the API refused before accepting it."""
+
     async def find_generation_by_video(self, api_video_id: str) -> Generation | None: ...
 
     async def unfinished_generations(self, platform: Platform | None = None) -> list[Generation]:

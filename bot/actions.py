@@ -1,0 +1,37 @@
+"""Buttons on a posted video, as ids that survive restarts: `soracast:<action>:<generation id>`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+PREFIX = "soracast"
+
+
+class VideoAction(StrEnum):
+    """What a button under a finished video does; each opens a form or acts at once (delete)."""
+
+    REMIX = "remix"
+    EXTEND = "extend"
+    CHARACTER = "character"
+    DELETE = "delete"
+
+    @property
+    def label(self) -> str:
+        return {"remix": "Remix", "extend": "Extend", "character": "Make character", "delete": "Delete"}[self.value]
+
+
+def encode_action(action: VideoAction, generation_id: str) -> str:
+    """The custom id / action id a platform stores on the button."""
+    return f"{PREFIX}:{action.value}:{generation_id}"
+
+
+def decode_action(custom_id: str) -> tuple[VideoAction, str] | None:
+    """The action and generation id of a button id, or None if it is not one of ours."""
+    prefix, _, rest = custom_id.partition(":")
+    action, _, generation_id = rest.partition(":")
+    if prefix != PREFIX or not generation_id:
+        return None
+    try:
+        return VideoAction(action), generation_id
+    except ValueError:
+        return None

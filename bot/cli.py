@@ -1,0 +1,91 @@
+"""`soracast try | emulate | discord | slack | web` — the one place the app is started from."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.config import Settings, load_settings
+from bot.errors import ConfigError, SoracastError
+from bot.logs import setup_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="soracast", description="Reusable @handle characters and Sora videos.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    try_cmd = sub.add_parser("try", help="an interactive terminal session (offline renderer without a key)")
+    try_cmd.add_argument("--script", type=Path, help="run the commands in this file, one per line, then exit")
+
+    emulate = sub.add_parser("emulate", help="serve the offline Videos API over HTTP for any client")
+    emulate.add_argument("--host", default="127.0.0.1")
+    emulate.add_argument("--port", type=int, default=8089)
+    emulate.add_argument("--time-scale", type=float, default=1.0, help="simulated seconds per real second")
+    emulate.add_argument("--fail-rate", type=float, default=0.0, help="share of requests answered with a 5xx")
+    emulate.add_argument("--rate-limit", type=float, default=0.0, help="requests per second before 429s (0: off)")
+
+    sub.add_parser("discord", help="run the Discord bot (gateway; the Procfile's worker)")
+    sub.add_parser("slack", help="run the Slack app in Socket Mode")
+    sub.add_parser("web", help="serve Slack over HTTP and the Videos API webhooks (the Procfile's web)")
+    return parser
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "try":
+        from adapters.console.app import run_console
+
+        return await run_console(settings, script=args.script)
+    if args.command == "emulate":
+        from bot.videos.server import run_emulator
+
+        await run_emulator(
+            settings,
+            host=args.host,
+            port=args.port,
+            time_scale=args.time_scale,
+            fail_rate=args.fail_rate,
+            rate_limit=args.rate_limit,
+        )
+        return 0
+    if args.command == "discord":
+        from adapters.discord.app import run_discord
+
+        await run_discord(settings)
+        return 0
+    if args.command == "slack":
+        from adapters.slack.app import run_socket_mode
+
+        await run_socket_mode(settings)
+        return 0
+    if args.command == "web":
+        from adapters.slack.app import run_web
+
+        await run_web(settings)
+        return 0
+    raise AssertionError(args.command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `soracast` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"soracast: configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    setup_logging(settings)
+    try:
+        return asyncio.run(_run(args, settings))
+    except KeyboardInterrupt:
+        return 130
+    except SoracastError as exc:
+        # Start-up failures the operator can fix (missing token, bad database URL) get one clear line.
+        print(f"soracast: {exc.user_text()}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""SQLite storage on aiosqlite: WAL, numbered migrations applied at start-up, parameterised SQL only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+from bot.errors import HandleTaken, UnknownHandle
+from bot.models import Character, Generation, GenerationStatus, Platform, Scope, ScopeSettings, utcnow
+
+log = logging.getLogger(__name__)
+
+_FINISHED = tuple(s.value for s in GenerationStatus if s.finished)
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every `NNN_name.sql` shipped in storage/migrations, in order."""
+    found = []
+    for entry in resources.files("storage.migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:3].isdigit():
+            found.append((int(name[:3]), name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration file into complete statements (sqlite3 knows where each one ends)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        if not buffer and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements
+
+
+class SQLiteStorage:
+    """The embedded default store: one file, safe for one process's many coroutines."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = str(path)
+        self._db: aiosqlite.Connection | None = None
+        # One connection, so writes that read-then-write (claims) are serialised here, not by retry loops.
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("storage is not open")
+        return self._db
+
+    async def open(self) -> None:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self._path)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await self._migrate()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def _migrate(self) -> None:
+        db = self.db
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)"
+        )
+        async with db.execute("SELECT version FROM schema_migrations") as cursor:
+            applied = {row[0] async for row in cursor}
+        for version, name, sql in _migrations():
+            if version in applied:
+                continue
+            log.info("applying migration %s", name)
+            await db.execute("BEGIN")
+            try:
+                for statement in _statements(sql):
+                    await db.execute(statement)
+                await db.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, utcnow().isoformat()),
+                )
+            except Exception:
+                # DDL is transactional in SQLite: a failed migration leaves no half-applied schema.
+                await db.rollback()
+                raise
+            await db.commit()
+
+    # --- characters ---------------------------------------------------------------------------------------
+
+    async def add_character(self, character: Character) -> None:
+        try:
+            async with self._write_lock:
+                await self.db.execute(
+                    "INSERT INTO characters (scope, handle, name, api_character_id, owner_id, source, source_ref,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        character.scope.key,
+                        character.handle,
+                        character.name,
+                        character.api_character_id,
+                        character.owner_id,
+                        character.source.value,
+                        character.source_ref,
+                        character.created_at.isoformat(),
+                    ),
+                )
+                await self.db.commit()
+        except sqlite3.IntegrityError:
+            raise HandleTaken(
+                f"@{character.handle} is already registered in this workspace.", hint="Pick another handle."
+            ) from None
+
+    async def get_character(self, scope: Scope, handle: str) -> Character | None:
+        async with self.db.execute(
+            "SELECT * FROM characters WHERE scope = ? AND handle = ?", (scope.key, handle)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _character(row) if row else None
+
+    async def list_characters(self, scope: Scope) -> list[Character]:
+        async with self.db.execute("SELECT * FROM characters WHERE scope = ? ORDER BY handle", (scope.key,)) as cursor:
+            return [_character(row) async for row in cursor]
+
+    async def rename_character(self, scope: Scope, handle: str, new_handle: str) -> Character:
+        try:
+            async with self._write_lock:
+                cursor = await self.db.execute(
+                    "UPDATE characters SET handle = ? WHERE scope = ? AND handle = ?", (new_handle, scope.key, handle)
+                )
+                await self.db.commit()
+        except sqlite3.IntegrityError:
+            raise HandleTaken(f"@{new_handle} is already registered in this workspace.", hint="Pick another.") from None
+        if cursor.rowcount == 0:
+            raise UnknownHandle(handle, [])
+        renamed = await self.get_character(scope, new_handle)
+        assert renamed is not None
+        return renamed
+
+    async def remove_character(self, scope: Scope, handle: str) -> bool:
+        async with self._write_lock:
+            cursor = await self.db.execute(
+                "DELETE FROM characters WHERE scope = ? AND handle = ?", (scope.key, handle)
+            )
+            await self.db.commit()
+        return cursor.rowcount > 0
+
+    # --- generations --------------------------------------------------------------------------------------
+
+    async def save_generation(self, generation: Generation) -> None:
+        async with self._write_lock:
+            # delivered_at and delivering_at are owned by the claim/mark methods: never overwritten here.
+            await self.db.execute(
+                "INSERT INTO generations (id, scope, platform, status, api_video_id, created_at, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET status = excluded.status, api_video_id = excluded.api_video_id,"
+                " body = excluded.body",
+                (
+                    generation.id,
+                    generation.scope.key,
+                    generation.platform.value,
+                    generation.status.value,
+                    generation.api_video_id,
+                    generation.created_at.isoformat(),
+                    generation.model_dump_json(exclude={"delivered_at"}),
+                ),
+            )
+            await self.db.commit()
+
+    async def get_generation(self, generation_id: str) -> Generation | None:
+        async with self.db.execute(
+            "SELECT body, delivered_at FROM generations WHERE id = ?", (generation_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _generation(row) if row else None
+
+    async def delete_generation(self, generation_id: str) -> None:
+        async with self._write_lock:
+            await self.db.execute("DELETE FROM generations WHERE id = ?", (generation_id,))
+            await self.db.commit()
+
+    async def find_generation_by_video(self, api_video_id: str) -> Generation | None:
+        async with self.db.execute(
+            "SELECT body, delivered_at FROM generations WHERE api_video_id = ?", (api_video_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _generation(row) if row else None
+
+    async def unfinished_generations(self, platform: Platform | None = None) -> list[Generation]:
+        sql = "SELECT body, delivered_at FROM generations WHERE delivered_at IS NULL AND status != ?"
+        params: list[str] = [GenerationStatus.DELETED.value]
+        if platform is not None:
+            sql += " AND platform = ?"
+            params.append(platform.value)
+        async with self.db.execute(sql + " ORDER BY created_at", params) as cursor:
+            return [_generation(row) async for row in cursor]
+
+    async def claim_delivery(self, generation_id: str, claimed_at: datetime) -> bool:
+        async with self._write_lock:
+            cursor = await self.db.execute(
+                "UPDATE generations SET delivering_at = ? WHERE id = ? AND delivered_at IS NULL"
+                " AND delivering_at IS NULL",
+                (claimed_at.isoformat(), generation_id),
+            )
+            await self.db.commit()
+        return cursor.rowcount == 1
+
+    async def release_delivery(self, generation_id: str) -> None:
+        async with self._write_lock:
+            await self.db.execute(
+                "UPDATE generations SET delivering_at = NULL WHERE id = ? AND delivered_at IS NULL", (generation_id,)
+            )
+            await self.db.commit()
+
+    async def mark_delivered(self, generation_id: str, delivered_at: datetime, message_id: str | None) -> None:
+        async with self._write_lock:
+            await self.db.execute(
+                "UPDATE generations SET delivered_at = ? WHERE id = ?", (delivered_at.isoformat(), generation_id)
+            )
+            await self.db.commit()
+        if message_id:
+            generation = await self.get_generation(generation_id)
+            if generation is not None and generation.target.message_id != message_id:
+                generation.target.message_id = message_id
+                await self.save_generation(generation)
+
+    async def recent_generations(self, scope: Scope, limit: int = 20) -> Sequence[Generation]:
+        async with self.db.execute(
+            "SELECT body, delivered_at FROM generations WHERE scope = ? ORDER BY created_at DESC LIMIT ?",
+            (scope.key, limit),
+        ) as cursor:
+            return [_generation(row) async for row in cursor]
+
+    # --- webhooks and settings -----------------------------------------------------------------------------
+
+    async def remember_webhook(self, webhook_id: str) -> bool:
+        async with self._write_lock:
+            cursor = await self.db.execute(
+                "INSERT OR IGNORE INTO webhook_deliveries (webhook_id, received_at) VALUES (?, ?)",
+                (webhook_id, utcnow().isoformat()),
+            )
+            await self.db.commit()
+        return cursor.rowcount == 1
+
+    async def get_scope_settings(self, scope: Scope) -> ScopeSettings:
+        async with self.db.execute("SELECT body FROM scope_settings WHERE scope = ?", (scope.key,)) as cursor:
+            row = await cursor.fetchone()
+        return ScopeSettings.model_validate_json(row[0]) if row else ScopeSettings(scope=scope)
+
+    async def save_scope_settings(self, settings: ScopeSettings) -> None:
+        async with self._write_lock:
+            await self.db.execute(
+                "INSERT INTO scope_settings (scope, body) VALUES (?, ?)"
+                " ON CONFLICT (scope) DO UPDATE SET body = excluded.body",
+                (settings.scope.key, settings.model_dump_json()),
+            )
+            await self.db.commit()
+
+
+def _character(row: aiosqlite.Row) -> Character:
+    return Character(
+        scope=Scope.from_key(row["scope"]),
+        handle=row["handle"],
+        name=row["name"],
+        api_character_id=row["api_character_id"],
+        owner_id=row["owner_id"],
+        source=row["source"],
+        source_ref=row["source_ref"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+    )
+
+
+def _generation(row: aiosqlite.Row) -> Generation:
+    generation = Generation.model_validate_json(row[0])
+    delivered = row[1]
+    generation.delivered_at = datetime.fromisoformat(delivered) if delivered else None
+    return generation
