@@ -281,9 +281,9 @@ class GenerationService:
         generation = await self._storage.get_generation(generation_id)
         if generation is None:
             return
-        generation.target.message_id = message_id
-        generation.target.extra.update(extra)
-        await self._storage.save_generation(generation)
+        merged = {**generation.target.extra, **extra}
+        target = generation.target.model_copy(update={"message_id": message_id, "extra": merged})
+        await self._storage.update_target(generation_id, target)
 
     async def delete(self, scope: Scope, actor: Actor, generation_id: str) -> Generation:
         """Delete a video at the API and locally; its requester or an admin only."""
@@ -454,11 +454,18 @@ class GenerationService:
         dest.parent.mkdir(parents=True, exist_ok=True)
         return await self._videos.download_content(generation.api_video_id, dest, variant)
 
+    async def _fresh_target(self, generation: Generation) -> None:
+        # The adapter records its message id concurrently with the tracker; always notify with the latest.
+        stored = await self._storage.get_generation(generation.id)
+        if stored is not None:
+            generation.target = stored.target
+
     async def _deliver(self, generation: Generation) -> None:
         notifier = self._notifiers.get(generation.platform)
         if notifier is None:
             log.info("no %s notifier here; %s waits for its adapter", generation.platform, generation.id)
             return
+        await self._fresh_target(generation)
         for attempt in range(1, DELIVERY_ATTEMPTS + 1):
             if not await self._storage.claim_delivery(generation.id, utcnow()):
                 return
@@ -488,6 +495,7 @@ class GenerationService:
         if last is not None and now - last < self._settings.progress_interval:
             return
         self._last_progress_note[generation.id] = now
+        await self._fresh_target(generation)
         try:
             await notifier.progress(generation)
         except Exception as exc:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from bot.models import Character, Generation, Platform, Scope, ScopeSettings
+from bot.models import Character, DeliveryTarget, Generation, Platform, Scope, ScopeSettings
 
 
 class Storage(Protocol):
@@ -52,6 +52,9 @@ class Storage(Protocol):
 
     async def mark_delivered(self, generation_id: str, delivered_at: datetime, message_id: str | None) -> None:
         ...
+
+    async def update_target(self, generation_id: str, target: DeliveryTarget) -> None:
+        """Replace only where a generation is posted (adapters record their message ids here)."""
 
     async def recent_generations(self, scope: Scope, limit: int = 20) -> Sequence[Generation]: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from pathlib import Path
 import aiosqlite
 
 from bot.errors import HandleTaken, UnknownHandle
-from bot.models import Character, Generation, GenerationStatus, Platform, Scope, ScopeSettings, utcnow
+from bot.models import Character, DeliveryTarget, Generation, GenerationStatus, Platform, Scope, ScopeSettings, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +166,10 @@ class SQLiteStorage:
 
     async def save_generation(self, generation: Generation) -> None:
         async with self._write_lock:
-            # delivered_at and delivering_at are owned by the claim/mark methods: never overwritten here.
+            # delivered_at, delivering_at and target are owned by their own methods: never overwritten here.
             await self.db.execute(
-                "INSERT INTO generations (id, scope, platform, status, api_video_id, created_at, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO generations (id, scope, platform, status, api_video_id, created_at, target, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET status = excluded.status, api_video_id = excluded.api_video_id,"
                 " body = excluded.body",
                 (
@@ -178,14 +179,15 @@ class SQLiteStorage:
                     generation.status.value,
                     generation.api_video_id,
                     generation.created_at.isoformat(),
-                    generation.model_dump_json(exclude={"delivered_at"}),
+                    generation.target.model_dump_json(),
+                    generation.model_dump_json(exclude={"delivered_at", "target"}),
                 ),
             )
             await self.db.commit()
 
     async def get_generation(self, generation_id: str) -> Generation | None:
         async with self.db.execute(
-            "SELECT body, delivered_at FROM generations WHERE id = ?", (generation_id,)
+            "SELECT body, delivered_at, target FROM generations WHERE id = ?", (generation_id,)
         ) as cursor:
             row = await cursor.fetchone()
         return _generation(row) if row else None
@@ -197,13 +199,13 @@ class SQLiteStorage:
 
     async def find_generation_by_video(self, api_video_id: str) -> Generation | None:
         async with self.db.execute(
-            "SELECT body, delivered_at FROM generations WHERE api_video_id = ?", (api_video_id,)
+            "SELECT body, delivered_at, target FROM generations WHERE api_video_id = ?", (api_video_id,)
         ) as cursor:
             row = await cursor.fetchone()
         return _generation(row) if row else None
 
     async def unfinished_generations(self, platform: Platform | None = None) -> list[Generation]:
-        sql = "SELECT body, delivered_at FROM generations WHERE delivered_at IS NULL AND status != ?"
+        sql = "SELECT body, delivered_at, target FROM generations WHERE delivered_at IS NULL AND status != ?"
         params: list[str] = [GenerationStatus.DELETED.value]
         if platform is not None:
             sql += " AND platform = ?"
@@ -237,12 +239,18 @@ class SQLiteStorage:
         if message_id:
             generation = await self.get_generation(generation_id)
             if generation is not None and generation.target.message_id != message_id:
-                generation.target.message_id = message_id
-                await self.save_generation(generation)
+                await self.update_target(generation_id, generation.target.model_copy(update={"message_id": message_id}))
+
+    async def update_target(self, generation_id: str, target: DeliveryTarget) -> None:
+        async with self._write_lock:
+            await self.db.execute(
+                "UPDATE generations SET target = ? WHERE id = ?", (target.model_dump_json(), generation_id)
+            )
+            await self.db.commit()
 
     async def recent_generations(self, scope: Scope, limit: int = 20) -> Sequence[Generation]:
         async with self.db.execute(
-            "SELECT body, delivered_at FROM generations WHERE scope = ? ORDER BY created_at DESC LIMIT ?",
+            "SELECT body, delivered_at, target FROM generations WHERE scope = ? ORDER BY created_at DESC LIMIT ?",
             (scope.key, limit),
         ) as cursor:
             return [_generation(row) async for row in cursor]
@@ -287,7 +295,9 @@ def _character(row: aiosqlite.Row) -> Character:
 
 
 def _generation(row: aiosqlite.Row) -> Generation:
-    generation = Generation.model_validate_json(row[0])
+    fields = json.loads(row[0])
+    fields["target"] = json.loads(row[2])
+    generation = Generation.model_validate(fields)
     delivered = row[1]
     generation.delivered_at = datetime.fromisoformat(delivered) if delivered else None
     return generation

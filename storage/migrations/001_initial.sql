@@ -20,6 +20,9 @@ CREATE TABLE generations (
     created_at TEXT NOT NULL,
     delivered_at TEXT,
     delivering_at TEXT,
+    -- The delivery target is written apart from the body, so an adapter recording its message id never
+    -- races a tracker saving a status.
+    target TEXT NOT NULL,
     body TEXT NOT NULL
 );
 CREATE INDEX generations_pending ON generations (platform, delivered_at);
