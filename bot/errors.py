@@ -133,9 +133,12 @@ class VideosAPIError(SoracastError):
         api_code: str | None = None,
         param: str | None = None,
         retry_after: float | None = None,
+        api_message: str | None = None,
         log_detail: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint, log_detail=log_detail)
+        #: The API's own wording, before soracast explained it (the emulator sends this back as-is).
+        self.api_message = api_message
         self.status = status
         self.api_code = api_code
         self.param = param

@@ -58,12 +58,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from bot.config import Settings
 from bot.errors import (
-    APINotFound,
-    APIRequestRejected,
-    HumanLikenessRefused,
     VideosAPIError,
 )
 from bot.videos.api import PolledVideo
+from bot.videos.client import APIErrorInfo, map_api_error
 from bot.videos.schemas import (
     ContentVariant,
     DeletedVideo,
@@ -116,12 +114,18 @@ def content_type_for(variant: ContentVariant | str) -> str:
 # --- errors shaped like the real API's ------------------------------------------------------------------
 
 
-def _invalid(message: str, *, param: str | None, code: str | None) -> APIRequestRejected:
-    return APIRequestRejected(message, status=400, api_code=code, param=param)
+def _refusal(status: int, message: str, *, param: str | None, code: str | None, operation: str = "") -> VideosAPIError:
+    # Raised through the client's mapping, so an offline refusal reads exactly like the real API's.
+    info = APIErrorInfo(message=message, code=code, param=param, type="invalid_request_error")
+    return map_api_error(status, info, operation=operation)
 
 
-def _not_found(message: str, *, param: str | None) -> APINotFound:
-    return APINotFound(message, status=404, api_code="not_found", param=param)
+def _invalid(message: str, *, param: str | None, code: str | None, operation: str = "") -> VideosAPIError:
+    return _refusal(400, message, param=param, code=code, operation=operation)
+
+
+def _not_found(message: str, *, param: str | None) -> VideosAPIError:
+    return _refusal(404, message, param=param, code="not_found")
 
 
 def check_text(value: object, *, param: str, max_length: int) -> str:
@@ -369,11 +373,11 @@ class OfflineVideosAPI:
                 code="invalid_video_duration",
             )
         if HUMAN_LIKENESS_MARKER in f"{info.title} {info.comment}".lower():
-            raise HumanLikenessRefused(
+            raise _invalid(
                 "Character uploads that depict human likeness are not allowed for this organization.",
-                status=400,
-                api_code=HUMAN_LIKENESS_CODE,
                 param="video",
+                code=HUMAN_LIKENESS_CODE,
+                operation="create_character",
             )
         character_id = self._new_id("char")
         stored = self.root / "characters" / f"{character_id}.mp4"

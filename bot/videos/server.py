@@ -314,7 +314,7 @@ def _fault_response(fault: Fault) -> web.StreamResponse:
 def _api_error_response(exc: VideosAPIError) -> web.Response:
     status = exc.status or 500
     headers = {"Retry-After": _seconds_text(exc.retry_after)} if exc.retry_after is not None else None
-    return error_response(status, exc.message, param=exc.param, code=exc.api_code, headers=headers)
+    return error_response(status, exc.api_message or exc.message, param=exc.param, code=exc.api_code, headers=headers)
 
 
 def _video_json(video: Video) -> dict[str, Any]:
