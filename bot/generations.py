@@ -233,7 +233,8 @@ class GenerationService:
         self._apply(generation, video)
         await self._storage.save_generation(generation)
         log.info("generation %s submitted as %s", generation.id, generation.api_video_id)
-        self._start_tracker(generation.id)
+        # The create answer is as fresh as a poll: the first status check waits one interval.
+        self._start_tracker(generation.id, first_wait=self._settings.poll_interval)
         return generation
 
     async def _submit(self, generation: Generation) -> Video:
@@ -358,11 +359,11 @@ class GenerationService:
 
     # --- tracking ------------------------------------------------------------------------------------------
 
-    def _start_tracker(self, generation_id: str) -> None:
+    def _start_tracker(self, generation_id: str, first_wait: float = 0.0) -> None:
         if self._closing or generation_id in self._trackers:
             return
         self._wakeups[generation_id] = asyncio.Event()
-        task = asyncio.create_task(self._track(generation_id), name=f"track-{generation_id}")
+        task = asyncio.create_task(self._track(generation_id, first_wait), name=f"track-{generation_id}")
         self._trackers[generation_id] = task
         task.add_done_callback(lambda _t: self._forget(generation_id))
 
@@ -371,8 +372,10 @@ class GenerationService:
         self._wakeups.pop(generation_id, None)
         self._last_progress_note.pop(generation_id, None)
 
-    async def _track(self, generation_id: str) -> None:
+    async def _track(self, generation_id: str, first_wait: float) -> None:
         try:
+            if first_wait:
+                await self._sleep(generation_id, first_wait)
             await self._track_until_delivered(generation_id)
         except asyncio.CancelledError:
             raise

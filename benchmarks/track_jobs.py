@@ -1,0 +1,212 @@
+"""Track many concurrent generations in one soracast process against the emulated Videos API.
+
+The emulator runs in a child process (so its memory and CPU are not counted), finishes each job after a
+random 5–60 s of simulated time, and asks clients to poll every `--poll-ms` of real time. This process
+submits `--jobs` generations through the real core (HTTP client, SQLite, trackers) and prints:
+
+- peak RSS and CPU seconds of this process,
+- API calls per generation, and status calls per poll interval per job,
+- the mean delay between the API reporting `completed` and the core emitting `completed`.
+
+    .venv/bin/python benchmarks/track_jobs.py [--jobs 1000] [--time-scale 2] [--poll-ms 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.app import build_app  # noqa: E402
+from bot.config import Settings  # noqa: E402
+from bot.models import Actor, DeliveryReceipt, DeliveryTarget, Generation, GenerationOptions, Platform, Scope  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- the emulator side (child process) ---------------------------------------------------------------------
+
+
+async def serve(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from bot.videos.offline import OfflineVideosAPI
+    from bot.videos.server import FaultPlan, create_emulator_app
+
+    root = Path(tempfile.mkdtemp(prefix="soracast-bench-emulator-"))
+    offline = OfflineVideosAPI(
+        root,
+        time_scale=args.time_scale,
+        job_seconds=(args.min_seconds, args.max_seconds),
+        poll_after_ms=args.poll_ms,
+        render="stub",
+        persist=False,
+        seed=7,
+    )
+    faults = FaultPlan()
+    app = create_emulator_app(offline, faults=faults)
+
+    async def stats(_: web.Request) -> web.Response:
+        retrieves: Counter[str] = Counter()
+        routes: Counter[str] = Counter()
+        for record in faults.requests:
+            routes[record.route or "?"] += 1
+            if record.route == "retrieve_video":
+                retrieves[record.path.rsplit("/", 1)[-1]] += 1
+        jobs = {
+            job.id: {
+                "created": job.created_at,
+                "completed": job.created_at + job.duration / offline.time_scale,
+                "retrieves": retrieves[job.id],
+            }
+            for job in offline._jobs.values()  # the benchmark reads the emulator's own job table
+        }
+        return web.json_response({"jobs": jobs, "routes": routes})
+
+    app.router.add_get("/_bench/stats", stats)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096).start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+# --- the soracast side (this process) ----------------------------------------------------------------------
+
+
+class TimingNotifier:
+    """Records when the core emitted `completed` for each generation."""
+
+    def __init__(self, expected: int) -> None:
+        self.completed_at: dict[str, float] = {}
+        self.failed: list[str] = []
+        self.expected = expected
+        self.done = asyncio.Event()
+
+    async def progress(self, generation: Generation) -> None:
+        return None
+
+    async def completed(self, generation: Generation) -> DeliveryReceipt:
+        self.completed_at[generation.id] = time.time()
+        self._check()
+        return DeliveryReceipt()
+
+    async def failed(self, generation: Generation) -> None:
+        self.failed.append(generation.id)
+        self._check()
+
+    def _check(self) -> None:
+        if len(self.completed_at) + len(self.failed) >= self.expected:
+            self.done.set()
+
+
+async def track(args: argparse.Namespace, base_url: str) -> None:
+    data = Path(tempfile.mkdtemp(prefix="soracast-bench-core-"))
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        openai_api_key="sk-bench-not-a-real-key",
+        api_base_url=base_url + "/v1",
+        poll_interval=args.poll_ms / 1000,
+        progress_interval=60,
+        data_dir=data,
+        log_level="WARNING",
+    )
+    core = await build_app(settings)
+    notifier = TimingNotifier(args.jobs)
+    core.generations.register_notifier(Platform.CONSOLE, notifier)
+    scope = Scope(platform=Platform.CONSOLE, id="bench")
+    actor = Actor(id="bench")
+    cpu_start = time.process_time()
+    started = time.time()
+
+    async def submit(index: int) -> Generation:
+        return await core.generations.generate(
+            scope, actor, f"benchmark scene {index}", GenerationOptions(), DeliveryTarget(channel_id="bench")
+        )
+
+    generations = await asyncio.gather(*(submit(i) for i in range(args.jobs)))
+    submitted = time.time()
+    await asyncio.wait_for(notifier.done.wait(), timeout=args.max_seconds / args.time_scale + 120)
+    finished = time.time()
+    cpu = time.process_time() - cpu_start
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    await core.aclose()
+
+    async with httpx.AsyncClient() as client:
+        stats = (await client.get(base_url + "/_bench/stats", timeout=60)).json()
+    jobs = stats["jobs"]
+    poll = args.poll_ms / 1000
+    per_interval = []
+    delays = []
+    for generation in generations:
+        job = jobs[generation.api_video_id]
+        lifetime = job["completed"] - job["created"]
+        per_interval.append(job["retrieves"] / max(1.0, lifetime / poll))
+        if generation.id in notifier.completed_at:
+            delays.append(notifier.completed_at[generation.id] - job["completed"])
+    total_calls = sum(stats["routes"].values())
+
+    print(f"jobs tracked               {args.jobs} ({len(notifier.failed)} failed)")
+    print(f"submit time                {submitted - started:.2f} s; all delivered after {finished - started:.1f} s")
+    print(f"poll interval              {poll * 1000:.0f} ms real (jobs 5–60 s simulated, scale {args.time_scale:g})")
+    print(f"peak RSS                   {peak_rss_mb:.1f} MB   (target < 150 MB)")
+    print(f"CPU seconds                {cpu:.2f} s")
+    print(f"API calls per generation   {total_calls / args.jobs:.2f}  {dict(stats['routes'])}")
+    print(f"status calls per interval  mean {statistics.mean(per_interval):.2f}, max {max(per_interval):.2f} "
+          "per job   (target <= 1.2)")
+    if delays:
+        mean_delay = statistics.mean(delays)
+        print(f"completed → emitted delay  mean {mean_delay * 1000:.0f} ms = {mean_delay / poll:.2f} poll intervals, "
+              f"p99 {sorted(delays)[int(len(delays) * 0.99) - 1] * 1000:.0f} ms   (target mean < 1 interval)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--time-scale", type=float, default=2.0, help="simulated seconds per real second")
+    parser.add_argument("--poll-ms", type=int, default=1000, help="real ms between status polls")
+    parser.add_argument("--min-seconds", type=float, default=5.0)
+    parser.add_argument("--max-seconds", type=float, default=60.0)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args))
+        return
+    port = _free_port()
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", "--port", str(port), "--time-scale", str(args.time_scale),
+         "--poll-ms", str(args.poll_ms), "--min-seconds", str(args.min_seconds),
+         "--max-seconds", str(args.max_seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        if child.stdout.readline().strip() != "ready":
+            raise SystemExit("the emulator did not start")
+        asyncio.run(track(args, f"http://127.0.0.1:{port}"))
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
