@@ -8,7 +8,7 @@ submits `--jobs` generations through the real core (HTTP client, SQLite, tracker
 - API calls per generation, and status calls per poll interval per job,
 - the mean delay between the API reporting `completed` and the core emitting `completed`.
 
-    .venv/bin/python benchmarks/track_jobs.py [--jobs 1000] [--time-scale 2] [--poll-ms 1000]
+    .venv/bin/python benchmarks/track_jobs.py [--jobs 1000] [--time-scale 1] [--poll-ms 5000]
 """
 
 from __future__ import annotations
@@ -150,7 +150,8 @@ async def track(args: argparse.Namespace, base_url: str) -> None:
     await core.aclose()
 
     async with httpx.AsyncClient() as client:
-        stats = (await client.get(base_url + "/_bench/stats", timeout=60)).json()
+        reply = await client.get(base_url + "/_bench/stats", headers={"Authorization": "Bearer bench"}, timeout=60)
+        stats = reply.json()
     jobs = stats["jobs"]
     poll = args.poll_ms / 1000
     per_interval = []
@@ -180,8 +181,8 @@ async def track(args: argparse.Namespace, base_url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--time-scale", type=float, default=2.0, help="simulated seconds per real second")
-    parser.add_argument("--poll-ms", type=int, default=1000, help="real ms between status polls")
+    parser.add_argument("--time-scale", type=float, default=1.0, help="simulated seconds per real second")
+    parser.add_argument("--poll-ms", type=int, default=5000, help="real ms between status polls")
     parser.add_argument("--min-seconds", type=float, default=5.0)
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)

@@ -384,8 +384,10 @@ class GenerationService:
 
     async def _track_until_delivered(self, generation_id: str) -> None:
         failures = 0
+        # Read once: while it runs, this tracker is the only writer of the generation's status (a delete
+        # cancels it, and the target has its own column, re-read before each notification).
+        generation = await self._storage.get_generation(generation_id)
         while True:
-            generation = await self._storage.get_generation(generation_id)
             if generation is None or generation.status is GenerationStatus.DELETED:
                 return
             if generation.delivered_at is not None:

@@ -281,6 +281,7 @@ class HTTPVideosAPI:
         self.retry_unsafe_posts = retry_unsafe_posts
         self._rng = rng or random.Random()
         auth = {"Authorization": f"Bearer {api_key}"} if self.auth_style is AuthStyle.BEARER else {"api-key": api_key}
+        self._slots = asyncio.Semaphore(max_connections)
         self._client = httpx.AsyncClient(
             base_url=self.base_url + "/",
             headers={**auth, "Accept": "application/json", "User-Agent": "soracast/0.1"},
@@ -478,6 +479,18 @@ class HTTPVideosAPI:
         attempts: int,
     ) -> tuple[_Success | VideosAPIError, float | None]:
         """One try: `(_Success(value), None)`, or `(error, seconds to wait before retrying or None)`."""
+        # Requests wait here rather than in httpcore's pool, whose hand-out of connections costs time in
+        # proportion to the queue: a thousand tracked jobs would otherwise spend their CPU waiting in line.
+        async with self._slots:
+            return await self._attempt_now(call, on_success, attempt, attempts)
+
+    async def _attempt_now(
+        self,
+        call: _Call,
+        on_success: Callable[[httpx.Response], Awaitable[T]],
+        attempt: int,
+        attempts: int,
+    ) -> tuple[_Success | VideosAPIError, float | None]:
         with contextlib.ExitStack() as files:
             opened: dict[str, tuple[str, IO[bytes], str]] = {}
             for name, (path, content_type) in call.files.items():
