@@ -233,8 +233,12 @@ class GenerationService:
         self._apply(generation, video)
         await self._storage.save_generation(generation)
         log.info("generation %s submitted as %s", generation.id, generation.api_video_id)
-        # The create answer is as fresh as a poll: the first status check waits one interval.
-        self._start_tracker(generation.id, first_wait=self._settings.poll_interval)
+        # The create answer is as fresh as a poll: the first status check waits one interval. Offline jobs
+        # take seconds, so the local renderer is asked sooner to keep the progress bar alive.
+        first_wait = self._settings.poll_interval
+        if self._settings.use_offline:
+            first_wait = min(first_wait, 1.0)
+        self._start_tracker(generation.id, first_wait=first_wait)
         return generation
 
     async def _submit(self, generation: Generation) -> Video:

@@ -1,0 +1,293 @@
+"""Console command lines → core calls: the same words as in chat (`/character add`, `/sora`, `/remix` …)."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import shlex
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from adapters.console.render import ConsoleView
+from adapters.console.sample import SAMPLE_SECONDS, make_sample_clip
+from bot import media
+from bot.app import Soracast
+from bot.commands import parse_generation_command, parse_start, split_options
+from bot.errors import InvalidInput, SoracastError, UnknownHandle
+from bot.models import Actor, DeliveryTarget, Generation, GenerationStatus, Scope
+
+#: Console results have no chat channel; the core only needs some target to store.
+CONSOLE_CHANNEL = "console"
+
+DEMO_HANDLE = "mascot"
+DEMO_NAME = "Sunny Mascot"
+DEMO_PROMPT = f"@{DEMO_HANDLE} waving hello on a sunny beach"
+
+
+class Outcome(Enum):
+    """How a command line ended: the exit code of a script counts the failures."""
+
+    OK = "ok"
+    FAILED = "failed"
+    QUIT = "quit"
+
+
+@dataclass(frozen=True)
+class CommandHelp:
+    """One line of /help: how to type a command and what it does."""
+
+    usage: str
+    summary: str
+
+
+HELP = (
+    CommandHelp('/character add @handle <clip.mp4> [--name "Name"] [--start 1.5]', "register a character from an MP4"),
+    CommandHelp("/character list", "this workspace's characters"),
+    CommandHelp("/character info @handle", "one character in detail"),
+    CommandHelp("/character rename @old @new", "give a character a new handle"),
+    CommandHelp("/character remove @handle", "forget a character"),
+    CommandHelp("/character from <video id> @handle [--start s] [--name ...]", "a character cut from a video"),
+    CommandHelp("/sora <prompt with @handles> [--seconds 8] [--size 1280x720] [--model sora-2]", "make a video"),
+    CommandHelp("/remix <video id> <prompt>", "a new video from a finished one"),
+    CommandHelp("/extend <video id> <prompt> [--seconds 4]", "continue a finished video"),
+    CommandHelp("/videos", "recent videos and their files"),
+    CommandHelp("/demo", "make a sample clip, register @mascot and render a video with it"),
+    CommandHelp("/help", "this list"),
+    CommandHelp("/quit", "leave (unfinished videos resume next time)"),
+)
+
+#: Top-level command words, for dispatch, suggestions and tab completion.
+COMMANDS = ("character", "sora", "remix", "extend", "videos", "demo", "help", "quit", "exit")
+CHARACTER_SUBCOMMANDS = ("add", "list", "info", "remove", "rename", "from")
+
+
+def suggest(word: str, choices: tuple[str, ...]) -> str | None:
+    """The closest known word to a mistyped one, if any is close."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    if close:
+        return close[0]
+    prefixed = [c for c in choices if c.startswith(word)] if word else []
+    return prefixed[0] if prefixed else None
+
+
+def split_args(text: str, allowed: set[str]) -> tuple[list[str], dict[str, str]]:
+    """Positional words (shell-like quoting, so paths may hold spaces) and `--option value` pairs."""
+    # With no options allowed, a stray `--x` is just an extra word, which the usage check reports.
+    words, options = split_options(text, allowed) if allowed else (text, {})
+    try:
+        return shlex.split(words), options
+    except ValueError as exc:
+        raise InvalidInput(f"Could not read that command: {exc}.", hint='Close any open "quotes".') from None
+
+
+def _local_file(path: Path) -> tuple[Path, int]:
+    """The clip a user named, with `~` expanded, and its size; a clear error when there is no such file."""
+    clip = path.expanduser()
+    if not clip.is_file():
+        raise InvalidInput(
+            f"There is no file at {clip}.", hint="Check the path (relative paths start from the current folder)."
+        )
+    return clip, clip.stat().st_size
+
+
+def console_target() -> DeliveryTarget:
+    """A fresh target per job: the core may record message ids on it, so it must not be shared."""
+    return DeliveryTarget(channel_id=CONSOLE_CHANNEL)
+
+
+def _usage(usage: str) -> InvalidInput:
+    return InvalidInput("Those arguments do not fit that command.", hint=f"Usage: {usage}")
+
+
+class ConsoleCommands:
+    """Parses one command line and calls the core for one console user (an admin of their own workspace)."""
+
+    def __init__(self, core: Soracast, view: ConsoleView, scope: Scope, actor: Actor) -> None:
+        self.core = core
+        self.view = view
+        self.scope = scope
+        self.actor = actor
+
+    async def run(self, line: str) -> Outcome:
+        """Run one line; a SoracastError is shown the way chat shows it and makes the outcome FAILED."""
+        try:
+            return await self._dispatch(line.strip())
+        except SoracastError as err:
+            self.view.error(err)
+            return Outcome.FAILED
+
+    async def _dispatch(self, line: str) -> Outcome:
+        head, _, rest = line.partition(" ")
+        word = head.lstrip("/").lower()
+        rest = rest.strip()
+        if word in ("quit", "exit"):
+            return Outcome.QUIT
+        handler = {
+            "character": self._character,
+            "sora": self._sora,
+            "remix": self._remix,
+            "extend": self._extend,
+            "videos": self._videos,
+            "demo": self._demo,
+            "help": self._help,
+        }.get(word)
+        if handler is None:
+            guess = suggest(word, COMMANDS)
+            hint = f"Did you mean /{guess}? " if guess else ""
+            raise InvalidInput(f"Unknown command {head!r}.", hint=hint + "Type /help to see every command.")
+        return await handler(rest)
+
+    # --- characters ------------------------------------------------------------------------------------------
+
+    async def _character(self, rest: str) -> Outcome:
+        sub, _, args = rest.partition(" ")
+        sub = sub.lower()
+        handler = {
+            "add": self._character_add,
+            "list": self._character_list,
+            "info": self._character_info,
+            "remove": self._character_remove,
+            "rename": self._character_rename,
+            "from": self._character_from,
+        }.get(sub)
+        if handler is None:
+            guess = suggest(sub, CHARACTER_SUBCOMMANDS) if sub else None
+            lead = f"Unknown /character subcommand {sub!r}." if sub else "/character needs a subcommand."
+            hint = f"Did you mean /character {guess}? " if guess else ""
+            raise InvalidInput(lead, hint=hint + "Choose one of: " + ", ".join(CHARACTER_SUBCOMMANDS) + ".")
+        return await handler(args.strip())
+
+    async def _character_add(self, args: str) -> Outcome:
+        usage = '/character add @handle <clip.mp4> [--name "Name"] [--start 1.5]'
+        words, options = split_args(args, {"name", "start"})
+        if len(words) != 2:
+            raise _usage(usage)
+        handle, raw_path = words
+        start = parse_start(options.get("start"))
+        await self._register(handle, Path(raw_path), options.get("name"), start)
+        return Outcome.OK
+
+    async def _register(self, handle: str, clip: Path, name: str | None, start: float) -> None:
+        clip, size = await asyncio.to_thread(_local_file, clip)
+        # The same up-front check chat adapters run on an attachment before downloading it.
+        media.check_upload(clip.name, None, size, self.core.registry.limits)
+        self.view.info(f"Preparing {clip.name} and registering @{handle.lstrip('@')}…")
+        character = await self.core.registry.register(self.scope, self.actor, handle, clip, name=name, start=start)
+        self.view.success(f"Registered @{character.handle} as “{character.name}”. Try: /sora @{character.handle} …")
+
+    async def _character_list(self, args: str) -> Outcome:
+        if args:
+            raise _usage("/character list")
+        self.view.characters(await self.core.registry.list(self.scope))
+        return Outcome.OK
+
+    async def _character_info(self, args: str) -> Outcome:
+        words, _ = split_args(args, set())
+        if len(words) != 1:
+            raise _usage("/character info @handle")
+        self.view.character(await self.core.registry.get(self.scope, words[0]))
+        return Outcome.OK
+
+    async def _character_remove(self, args: str) -> Outcome:
+        words, _ = split_args(args, set())
+        if len(words) != 1:
+            raise _usage("/character remove @handle")
+        removed = await self.core.registry.remove(self.scope, self.actor, words[0])
+        self.view.success(f"Removed @{removed.handle}.")
+        return Outcome.OK
+
+    async def _character_rename(self, args: str) -> Outcome:
+        words, _ = split_args(args, set())
+        if len(words) != 2:
+            raise _usage("/character rename @old @new")
+        renamed = await self.core.registry.rename(self.scope, self.actor, words[0], words[1])
+        self.view.success(f"@{words[0].lstrip('@').lower()} is now @{renamed.handle}.")
+        return Outcome.OK
+
+    async def _character_from(self, args: str) -> Outcome:
+        usage = "/character from <video id> @handle [--start s] [--name ...]"
+        words, options = split_args(args, {"name", "start"})
+        if len(words) != 2:
+            raise _usage(usage)
+        generation_id, handle = words
+        start = parse_start(options.get("start"))
+        self.view.info(f"Cutting a clip from {generation_id} and registering @{handle.lstrip('@')}…")
+        character = await self.core.generations.character_from_generation(
+            self.scope, self.actor, generation_id, handle, name=options.get("name"), start=start
+        )
+        self.view.success(f"Registered @{character.handle} as “{character.name}” from video {generation_id}.")
+        return Outcome.OK
+
+    # --- videos ----------------------------------------------------------------------------------------------
+
+    async def _sora(self, rest: str) -> Outcome:
+        prompt, options = parse_generation_command(rest)
+        generation = await self.core.generations.generate(self.scope, self.actor, prompt, options, console_target())
+        return await self._follow(generation)
+
+    async def _remix(self, rest: str) -> Outcome:
+        generation_id, _, text = rest.partition(" ")
+        prompt, options = parse_generation_command(text)
+        if not generation_id or not prompt:
+            raise _usage("/remix <video id> <prompt>")
+        if options.model_dump(exclude_none=True):
+            # The API remixes with the original's model, length and size; say so rather than drop the flag.
+            raise InvalidInput(
+                "A remix keeps the original video's model, length and size.",
+                hint="Leave out --seconds/--size/--model, or make a new video with /sora.",
+            )
+        generation = await self.core.generations.remix(self.scope, self.actor, generation_id, prompt, console_target())
+        return await self._follow(generation)
+
+    async def _extend(self, rest: str) -> Outcome:
+        generation_id, _, text = rest.partition(" ")
+        prompt, options = split_options(text, {"seconds"})
+        if not generation_id or not prompt:
+            raise _usage("/extend <video id> <prompt> [--seconds 4]")
+        generation = await self.core.generations.extend(
+            self.scope, self.actor, generation_id, prompt, console_target(), seconds=options.get("seconds")
+        )
+        return await self._follow(generation)
+
+    async def _follow(self, generation: Generation) -> Outcome:
+        """Show a submitted job until the Notifier has reported its end; FAILED if the video failed."""
+        self.view.submitted(generation)
+        self.view.watch(generation)
+        try:
+            final = await self.core.generations.wait_finished(generation.id)
+        finally:
+            # Normally the Notifier already closed the bar; this covers an interrupted wait.
+            self.view.unwatch(generation.id)
+        return Outcome.OK if final.status is GenerationStatus.COMPLETED else Outcome.FAILED
+
+    async def _videos(self, rest: str) -> Outcome:
+        if rest:
+            raise _usage("/videos")
+        self.view.videos(await self.core.generations.recent(self.scope))
+        return Outcome.OK
+
+    # --- newcomers -------------------------------------------------------------------------------------------
+
+    async def _demo(self, rest: str) -> Outcome:
+        if rest:
+            raise _usage("/demo")
+        try:
+            existing = await self.core.registry.get(self.scope, DEMO_HANDLE)
+        except UnknownHandle:
+            existing = None
+        if existing is not None:
+            self.view.step(1, 3, "Sample clip: not needed")
+            self.view.step(2, 3, f"@{DEMO_HANDLE} is already registered as “{existing.name}”; reusing it")
+        else:
+            self.view.step(1, 3, f"Drawing a sample clip of a mascot ({SAMPLE_SECONDS:g} s)")
+            clip = await asyncio.to_thread(make_sample_clip, self.core.settings.data_dir / "demo" / "mascot.mp4")
+            self.view.info(f"Saved to {clip}")
+            self.view.step(2, 3, f"Registering @{DEMO_HANDLE} from it")
+            await self._register(DEMO_HANDLE, clip, DEMO_NAME, 0.0)
+        self.view.step(3, 3, f"Rendering /sora {DEMO_PROMPT}")
+        return await self._sora(DEMO_PROMPT)
+
+    async def _help(self, rest: str) -> Outcome:
+        self.view.help([(h.usage, h.summary) for h in HELP])
+        return Outcome.OK

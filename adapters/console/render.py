@@ -1,0 +1,260 @@
+"""Core results and errors as terminal output (rich), plus the console's Notifier.
+
+Two modes: a terminal gets colour, panels and a live progress bar; anything else (a script, a pipe, a test)
+gets plain lines that read well in a log, with progress printed at most every 10 %.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from prompt_toolkit.application import get_app_or_none, run_in_terminal
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bot import present
+from bot.errors import SoracastError
+from bot.models import Character, DeliveryReceipt, Generation, GenerationStatus
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Plain output prints a progress line only when the job has moved on by at least this many percent.
+PLAIN_PROGRESS_STEP = 10
+
+
+class ConsoleView:
+    """Everything the console prints goes through here, so both output modes stay consistent."""
+
+    def __init__(self, console: Console, *, live: bool) -> None:
+        self.console = console
+        #: Live widgets (progress bars, colour panels) only make sense on a terminal.
+        self.live = live
+        self._progress: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self._plain_marks: dict[str, int] = {}
+
+    # --- output that may arrive while the prompt is on screen -----------------------------------------------
+
+    async def emit(self, draw: Callable[[], T]) -> T:
+        """Print now, or above the prompt when prompt_toolkit owns the terminal (a resumed job finishing)."""
+        app = get_app_or_none()
+        if app is not None and app.is_running:
+            return await run_in_terminal(draw)
+        return draw()
+
+    def line(self, text: str, style: str | None = None) -> None:
+        # soft_wrap keeps file paths on one line, so they can be copied (or grepped in a log) whole.
+        self.console.print(text, style=style, soft_wrap=True, markup=False, highlight=False)
+
+    # --- session ----------------------------------------------------------------------------------------------
+
+    def banner(
+        self, *, offline: bool, endpoint: str, scope_id: str, data_dir: Path, log_file: Path | None = None
+    ) -> None:
+        """Welcome: which renderer makes the videos, where things are kept, and what to type first."""
+        renderer = (
+            "the built-in offline renderer (videos are made on this machine; set OPENAI_API_KEY for real ones)"
+            if offline
+            else f"the Videos API at {endpoint}"
+        )
+        lines = [
+            f"Videos come from {renderer}.",
+            f"Workspace: console:{scope_id} · data in {data_dir}"
+            + (f" · log in {log_file}" if log_file is not None else ""),
+            "New here? Type /demo to make a sample character and a first video. /help lists every command.",
+        ]
+        if self.live:
+            self.console.print(Panel("\n".join(escape(x) for x in lines), title="soracast try", border_style="cyan"))
+        else:
+            self.line("soracast try")
+            for text in lines:
+                self.line(text)
+
+    def echo(self, command: str) -> None:
+        """Show a scripted command before its output, as if it had been typed."""
+        self.line(f"> {command}", style="bold")
+
+    def info(self, text: str) -> None:
+        self.line(text)
+
+    def success(self, text: str) -> None:
+        self.line(text, style="green")
+
+    def step(self, number: int, total: int, text: str) -> None:
+        """One numbered step of a multi-step command such as /demo."""
+        self.line(f"[{number}/{total}] {text}", style="bold cyan")
+
+    # --- errors -----------------------------------------------------------------------------------------------
+
+    def error(self, err: SoracastError) -> None:
+        """A core failure, in the same words every chat adapter uses."""
+        self._error_box(present.error_title(err), err.user_text())
+
+    def unexpected(self, exc: BaseException) -> None:
+        """A bug rather than bad input: say so briefly; the traceback goes to the log."""
+        detail = str(exc).rstrip(". ") or "no message"
+        self._error_box("Something went wrong", f"{type(exc).__name__}: {detail}. The details are in the log.")
+
+    def _error_box(self, title: str, body: str) -> None:
+        if self.live:
+            self.console.print(Panel(escape(body), title=escape(title), title_align="left", border_style="red"))
+        else:
+            # A one-line error stays readable (and greppable) in a script's log.
+            self.line(f"Error: {title}. {body}")
+
+    # --- characters -------------------------------------------------------------------------------------------
+
+    def characters(self, characters: Sequence[Character]) -> None:
+        if not characters:
+            self.info("No characters yet. Add one with /character add @handle clip.mp4, or try /demo.")
+            return
+        table = Table(title=f"{len(characters)} character(s)", show_lines=False)
+        table.add_column("handle", style="bold")
+        table.add_column("name")
+        table.add_column("from")
+        table.add_column("added")
+        for c in characters:
+            origin = f"video {c.source_ref}" if c.source.value == "generation" else (c.source_ref or "upload")
+            table.add_row(f"@{c.handle}", c.name, origin, c.created_at.strftime("%Y-%m-%d %H:%M"))
+        self.console.print(table)
+
+    def character(self, c: Character) -> None:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        table.add_row("handle", f"@{c.handle}")
+        table.add_row("name", c.name)
+        table.add_row("character id", c.api_character_id)
+        table.add_row("source", f"{c.source.value} ({c.source_ref or '-'})")
+        table.add_row("owner", c.owner_id)
+        table.add_row("added", c.created_at.strftime("%Y-%m-%d %H:%M:%S %Z"))
+        self.console.print(table)
+
+    # --- generations ------------------------------------------------------------------------------------------
+
+    def videos(self, generations: Sequence[Generation]) -> None:
+        if not generations:
+            self.info("No videos yet. Make one with /sora @handle <prompt>.")
+            return
+        table = Table(title=f"{len(generations)} recent video(s)")
+        table.add_column("id", style="bold", no_wrap=True)
+        table.add_column("kind", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("prompt", overflow="fold")
+        # The path is what a user copies, so it never wraps; the prompt gives way instead.
+        table.add_column("file", no_wrap=True)
+        for g in generations:
+            kind = g.kind.value + (f" of {g.parent_id}" if g.parent_id else "")
+            status = g.status.value.replace("_", " ")
+            if not g.status.finished:
+                status += f" {g.progress}%"
+            path = str(g.video_path.resolve()) if g.video_path else ""
+            table.add_row(g.id, kind, status, g.prompt, path)
+        self.console.print(table)
+
+    def submitted(self, generation: Generation) -> None:
+        self.line(present.headline(generation), style="bold")
+        self.line(present.details_line(generation), style="dim")
+
+    def watch(self, generation: Generation) -> None:
+        """Start showing a generation's progress; the Notifier feeds it and ends it."""
+        if not self.live:
+            self._plain_marks[generation.id] = -PLAIN_PROGRESS_STEP
+            self.progress(generation)
+            return
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._progress.start()
+        self._tasks[generation.id] = self._progress.add_task(
+            self._describe(generation), total=100, completed=generation.progress
+        )
+
+    def progress(self, generation: Generation) -> None:
+        """Move a watched generation's bar, or print a line for one nobody is watching (a resumed job)."""
+        task = self._tasks.get(generation.id)
+        if self._progress is not None and task is not None:
+            self._progress.update(task, completed=generation.progress, description=self._describe(generation))
+            return
+        mark = self._plain_marks.get(generation.id)
+        if mark is not None and generation.progress < mark + PLAIN_PROGRESS_STEP:
+            return
+        # Snap to the step below so lines read 0 %, 10 %, 20 % … whatever the API's increments.
+        self._plain_marks[generation.id] = generation.progress - generation.progress % PLAIN_PROGRESS_STEP
+        self.line(f"  {generation.id}: {present.status_line(generation)}", style="dim")
+
+    def unwatch(self, generation_id: str) -> None:
+        """Stop a generation's bar; the live display closes once no bar is left."""
+        self._plain_marks.pop(generation_id, None)
+        task = self._tasks.pop(generation_id, None)
+        if self._progress is None:
+            return
+        if task is not None:
+            self._progress.remove_task(task)
+        if not self._tasks:
+            self._progress.stop()
+            self._progress = None
+
+    def completed(self, generation: Generation) -> DeliveryReceipt:
+        self.unwatch(generation.id)
+        video = generation.video_path
+        if video is None or not video.exists():
+            self.line(f"Video {generation.id} finished, but its file is missing.", style="yellow")
+            return DeliveryReceipt(message_id=None, attached=False, note="file missing")
+        self.success(f"Video {generation.id} is ready: {video.resolve()}")
+        if generation.thumbnail_path is not None:
+            self.info(f"  thumbnail: {generation.thumbnail_path.resolve()}")
+        self.info(
+            f"  next: /remix {generation.id} <prompt> · /extend {generation.id} <prompt> · "
+            f"/character from {generation.id} @handle"
+        )
+        return DeliveryReceipt(message_id=None)
+
+    def failed(self, generation: Generation) -> None:
+        self.unwatch(generation.id)
+        self._error_box(f"Video {generation.id} failed", present.failure_text(generation))
+
+    @staticmethod
+    def _describe(generation: Generation) -> str:
+        label = "queued" if generation.status is GenerationStatus.QUEUED else "rendering"
+        return f"{generation.id} {label}"
+
+    # --- help -------------------------------------------------------------------------------------------------
+
+    def help(self, rows: Sequence[tuple[str, str]]) -> None:
+        table = Table(show_header=False, box=None, padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        for usage, summary in rows:
+            table.add_row(escape(usage), escape(summary))
+        self.console.print(table)
+
+
+class ConsoleNotifier:
+    """The core's Notifier for Platform.CONSOLE: progress, the saved file's path, or why it failed."""
+
+    def __init__(self, view: ConsoleView) -> None:
+        self._view = view
+
+    async def progress(self, generation: Generation) -> None:
+        await self._view.emit(lambda: self._view.progress(generation))
+
+    async def completed(self, generation: Generation) -> DeliveryReceipt:
+        return await self._view.emit(lambda: self._view.completed(generation))
+
+    async def failed(self, generation: Generation) -> None:
+        await self._view.emit(lambda: self._view.failed(generation))
