@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"soracast: configuration error: {exc.message}", file=sys.stderr)
         return 2
+    if args.command == "try" and "SORACAST_LOG_LEVEL" not in os.environ:
+        # The terminal session tells its user everything itself; operator logs would only interleave.
+        settings = settings.model_copy(update={"log_level": "ERROR"})
     setup_logging(settings)
     try:
         return asyncio.run(_run(args, settings))
