@@ -1,0 +1,106 @@
+"""Wiring the Discord bot (a discord.py `Client` with an app-command tree) to the core, and `soracast discord`."""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+import discord
+from discord import app_commands
+
+from adapters.discord.acks import AckGate
+from adapters.discord.commands import Commands
+from adapters.discord.files import ClipDownloads
+from adapters.discord.interactions import Components, PendingClips
+from adapters.discord.notifier import DiscordNotifier
+from adapters.discord.views import ListPageButton, VideoButton
+from bot.app import Soracast, build_app
+from bot.config import Settings
+from bot.errors import ConfigError
+from bot.models import Platform
+
+log = logging.getLogger(__name__)
+
+
+class SoracastClient(discord.Client):
+    """A gateway client with default (non-privileged) intents whose interactions drive the core."""
+
+    def __init__(self, core: Soracast, settings: Settings, **options: object) -> None:
+        super().__init__(
+            intents=discord.Intents.default(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,  # type: ignore[arg-type]
+        )
+        self.core = core
+        self.settings = settings
+        self.tree = app_commands.CommandTree(self)
+        #: Acknowledgements first when interactions arrive in a burst (see `acks.AckGate`).
+        self.ack_gate = AckGate()
+        work = settings.resolved_media_dir / "discord"
+        self.notifier = DiscordNotifier(self, core.generations, work / "outgoing")
+        downloads = ClipDownloads(core.registry.limits, work / "incoming")
+        pending = PendingClips()
+        #: What `views.handlers_of` finds: the handlers of buttons and modals.
+        self.soracast = Components(core, settings, self.notifier, downloads, pending)
+        self.commands = Commands(core, settings, self.notifier, downloads, pending, self._own_id)
+        self.commands.register(self.tree)
+        # Buttons are matched by the pattern of their custom ids, so those posted before a restart still work.
+        self.add_dynamic_items(VideoButton, ListPageButton)
+
+    def _own_id(self) -> int | None:
+        return self.user.id if self.user is not None else None
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        await self.soracast.on_interaction(interaction)
+
+
+def build_discord_bot(core: Soracast, settings: Settings, **options: object) -> SoracastClient:
+    """The client with every command and button registered, and its notifier registered with the core."""
+    client = SoracastClient(core, settings, **options)
+    core.generations.register_notifier(Platform.DISCORD, client.notifier)
+    return client
+
+
+async def sync_commands(client: SoracastClient, guild_id: int | None) -> None:
+    """Publish the commands: to one server (instant, for development) or globally."""
+    if guild_id:
+        guild = discord.Object(id=guild_id)
+        client.tree.copy_global_to(guild=guild)
+        synced = await client.tree.sync(guild=guild)
+        log.info("synced %d command(s) to server %s", len(synced), guild_id)
+    else:
+        synced = await client.tree.sync()
+        log.info("synced %d global command(s); new ones can take a while to appear", len(synced))
+
+
+async def prepare_bot(client: SoracastClient, token: str) -> int:
+    """Everything before the gateway: log in, publish the commands, pick up this platform's unfinished videos.
+
+    Returns how many videos were picked up; their messages are edited through the REST API, so this works
+    before the gateway is connected.
+    """
+    await client.login(token)
+    await sync_commands(client, client.settings.discord_guild_id)
+    resumed = await client.core.generations.resume(Platform.DISCORD)
+    if resumed:
+        log.info("picked up %d unfinished video(s)", resumed)
+    # What exists now (modules, the core, caches) lives as long as the process. Freezing it keeps every later
+    # full collection from walking ~100k start-up objects, which stalled a burst of acks by tens of ms.
+    gc.collect()
+    gc.freeze()
+    return resumed
+
+
+async def run_discord(settings: Settings) -> None:
+    """`soracast discord`: build the core, log in, resume this platform's videos, sync commands, run."""
+    token = settings.discord_token.get_secret_value() if settings.discord_token is not None else ""
+    if not token:
+        raise ConfigError("DISCORD_TOKEN is not set.", hint="Set the bot token; see adapters/discord/README.md.")
+    core = await build_app(settings)
+    client = build_discord_bot(core, settings)
+    try:
+        async with client:
+            await prepare_bot(client, token)
+            await client.connect(reconnect=True)
+    finally:
+        await core.aclose()

@@ -1,0 +1,321 @@
+"""Slash commands and the "Make character" message menu: Discord events → core calls.
+
+Every handler acknowledges first (private for character commands, a public "thinking…" for /sora, or a modal)
+and only then does anything slow; answers come as followups or edits of the acknowledged message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+
+import discord
+from discord import app_commands
+
+from adapters.discord import render, views
+from adapters.discord.files import ClipDownloads, check_attachment, is_video
+from adapters.discord.interactions import PendingClips
+from adapters.discord.notifier import DiscordNotifier
+from adapters.discord.origin import actor_of, scope_of, target_of
+from adapters.discord.replies import (
+    defer_private,
+    defer_public,
+    guarded,
+    log_unexpected,
+    reply_private,
+)
+from bot.actions import VideoAction, decode_action, encode_action
+from bot.app import Soracast
+from bot.commands import parse_start
+from bot.config import Settings
+from bot.handles import validate_handle
+from bot.models import GenerationOptions
+
+log = logging.getLogger(__name__)
+
+# The `@partial` being typed at the very end of a prompt (after a space or at the start).
+_TRAILING_MENTION = re.compile(r"(?:^|(?<=\s))@([A-Za-z0-9_.]*)$")
+
+#: Discord's limits for autocomplete: 25 choices, names and values of at most 100 characters.
+_CHOICES_MAX = 25
+_CHOICE_TEXT_MAX = 100
+
+
+def _choices(values: list[str], suffix: str = "") -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=f"{v}{suffix}", value=v) for v in values[:_CHOICES_MAX]]
+
+
+class Commands:
+    """The handlers behind `/character …`, `/sora`, `/soracast config` and the message menu."""
+
+    def __init__(
+        self,
+        core: Soracast,
+        settings: Settings,
+        notifier: DiscordNotifier,
+        downloads: ClipDownloads,
+        pending: PendingClips,
+        bot_user_id: Callable[[], int | None],
+    ) -> None:
+        self._core = core
+        self._settings = settings
+        self._notifier = notifier
+        self._downloads = downloads
+        self._pending = pending
+        self._bot_user_id = bot_user_id
+
+    # --- /character ----------------------------------------------------------------------------------------
+
+    async def character_add(
+        self,
+        interaction: discord.Interaction,
+        handle: str,
+        clip: discord.Attachment,
+        name: str | None,
+        start: str | None,
+    ) -> None:
+        async with guarded(interaction, "character add"):
+            await defer_private(interaction)
+            scope, actor = scope_of(interaction), actor_of(interaction)
+            # Everything that can refuse without the file runs before the download.
+            validate_handle(handle)
+            seconds = parse_start(start)
+            await self._core.registry.check_can_register(scope, actor)
+            async with self._downloads.fetch(clip) as path:
+                character = await self._core.registry.register(
+                    scope, actor, handle, path, name=name, start=seconds, source_ref=clip.filename
+                )
+            await reply_private(interaction, render.character_embed(character, f"Registered @{character.handle}"))
+
+    async def character_list(self, interaction: discord.Interaction) -> None:
+        async with guarded(interaction, "character list"):
+            await defer_private(interaction)
+            characters = await self._core.registry.list(scope_of(interaction))
+            view = views.list_view(0, render.page_count(len(characters)))
+            await reply_private(interaction, render.character_page(characters, 0), view)
+
+    async def character_info(self, interaction: discord.Interaction, handle: str) -> None:
+        async with guarded(interaction, "character info"):
+            await defer_private(interaction)
+            character = await self._core.registry.get(scope_of(interaction), handle)
+            await reply_private(interaction, render.character_embed(character))
+
+    async def character_remove(self, interaction: discord.Interaction, handle: str) -> None:
+        async with guarded(interaction, "character remove"):
+            await defer_private(interaction)
+            character = await self._core.registry.remove(scope_of(interaction), actor_of(interaction), handle)
+            await reply_private(interaction, render.removed_embed(character))
+
+    async def character_rename(self, interaction: discord.Interaction, handle: str, new_handle: str) -> None:
+        async with guarded(interaction, "character rename"):
+            await defer_private(interaction)
+            character = await self._core.registry.rename(
+                scope_of(interaction), actor_of(interaction), handle, new_handle
+            )
+            await reply_private(interaction, render.character_embed(character, f"Renamed to @{character.handle}"))
+
+    async def complete_handle(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        """This server's handles matching what is typed so far."""
+        if interaction.guild_id is None:
+            return []
+        found = await self._core.registry.complete(scope_of(interaction), current, limit=_CHOICES_MAX)
+        return [
+            app_commands.Choice(name=render.clip(f"@{c.handle} — {c.name}", _CHOICE_TEXT_MAX), value=c.handle)
+            for c in found
+        ]
+
+    # --- /sora ---------------------------------------------------------------------------------------------
+
+    async def sora(
+        self,
+        interaction: discord.Interaction,
+        prompt: str,
+        seconds: str | None,
+        size: str | None,
+        model: str | None,
+    ) -> None:
+        async with guarded(interaction, "sora"):
+            message_id = await defer_public(interaction)
+            generation = await self._core.generations.generate(
+                scope_of(interaction),
+                actor_of(interaction),
+                prompt,
+                GenerationOptions(seconds=seconds, size=size, model=model),
+                target_of(interaction, message_id),
+            )
+            # No await between the core accepting the job and this: the tracker must find it expected.
+            self._notifier.expect(generation.id)
+            await self._notifier.announce(interaction, generation)
+
+    async def complete_prompt(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        """Complete the `@partial` being typed at the end of a prompt with this server's handles."""
+        if interaction.guild_id is None:
+            return []
+        match = _TRAILING_MENTION.search(current)
+        if match is None:
+            return []
+        head, partial = current[: match.start()], match.group(1)
+        found = await self._core.registry.complete(scope_of(interaction), partial, limit=_CHOICES_MAX)
+        choices = []
+        for character in found:
+            value = f"{head}@{character.handle}"
+            if len(value) > _CHOICE_TEXT_MAX:
+                continue  # Discord refuses longer values; the user keeps typing instead
+            label = render.clip(f"@{character.handle} ({character.name}) — {value}", _CHOICE_TEXT_MAX)
+            choices.append(app_commands.Choice(name=label, value=value))
+        return choices
+
+    # --- /soracast config ----------------------------------------------------------------------------------
+
+    async def configure(self, interaction: discord.Interaction, register_role: discord.Role | None) -> None:
+        async with guarded(interaction, "soracast config"):
+            await defer_private(interaction)
+            settings = await self._core.registry.configure(
+                scope_of(interaction),
+                actor_of(interaction),
+                register_role_id=str(register_role.id) if register_role is not None else None,
+            )
+            await reply_private(interaction, render.settings_embed(settings))
+
+    # --- "Make character" on a message ---------------------------------------------------------------------
+
+    async def make_character_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        async with guarded(interaction, "make character menu"):
+            generation_id = self._generation_of(message)
+            if generation_id is not None:
+                custom_id = encode_action(VideoAction.CHARACTER, generation_id)
+                await interaction.response.send_modal(views.character_modal(custom_id, ask_name=True))
+                return
+            videos = [a for a in message.attachments if is_video(a)] or list(message.attachments)
+            if not videos:
+                text = "That message has no video attached. Use Make character on a message with an MP4."
+                await reply_private(interaction, render.notice_embed(text))
+                return
+            # Refuse a wrong file now, before asking for a handle; the download waits for the form.
+            check_attachment(videos[0], self._core.registry.limits)
+            key = self._pending.put(interaction.id, videos[0])
+            await interaction.response.send_modal(views.character_modal(views.CLIP_FORM_PREFIX + key, ask_name=True))
+
+    def _generation_of(self, message: discord.Message) -> str | None:
+        """The generation a message of ours shows, read from its buttons' custom ids."""
+        if message.author.id != self._bot_user_id():
+            return None
+        for row in message.components:
+            for child in getattr(row, "children", ()):
+                custom_id = getattr(child, "custom_id", None)
+                decoded = decode_action(custom_id) if custom_id else None
+                if decoded is not None:
+                    return decoded[1]
+        return None
+
+    # --- registration --------------------------------------------------------------------------------------
+
+    def register(self, tree: app_commands.CommandTree) -> None:
+        """Add every command to the tree (synced to Discord by `app.run_discord`)."""
+        tree.add_command(self._character_group())
+        tree.add_command(self._sora_command())
+        tree.add_command(self._soracast_group())
+        tree.add_command(self._make_character_menu())
+        tree.error(self._tree_error)
+
+    def _character_group(self) -> app_commands.Group:
+        group = app_commands.Group(name="character", description="Reusable @handle characters", guild_only=True)
+        limit = self._settings.max_upload_mb
+
+        @group.command(name="add", description="Register a character from a short video clip")
+        @app_commands.describe(
+            handle="The @handle to use in prompts, e.g. mascot",
+            clip=f"An MP4 showing the character (up to {limit:g} MB)",
+            name="The name the video model is told (default: from the handle)",
+            start="Second of the clip to start from, e.g. 1.5",
+        )
+        async def add(
+            interaction: discord.Interaction,
+            handle: str,
+            clip: discord.Attachment,
+            name: str | None = None,
+            start: str | None = None,
+        ) -> None:
+            await self.character_add(interaction, handle, clip, name, start)
+
+        @group.command(name="list", description="The characters of this server")
+        async def list_(interaction: discord.Interaction) -> None:
+            await self.character_list(interaction)
+
+        @group.command(name="info", description="Show one character")
+        async def info(interaction: discord.Interaction, handle: str) -> None:
+            await self.character_info(interaction, handle)
+
+        @group.command(name="remove", description="Forget a character (its owner or an admin)")
+        async def remove(interaction: discord.Interaction, handle: str) -> None:
+            await self.character_remove(interaction, handle)
+
+        @group.command(name="rename", description="Give a character a new handle (its owner or an admin)")
+        async def rename(interaction: discord.Interaction, handle: str, new_handle: str) -> None:
+            await self.character_rename(interaction, handle, new_handle)
+
+        for command in (info, remove, rename):
+            command.autocomplete("handle")(self.complete_handle)
+        return group
+
+    def _sora_command(self) -> app_commands.Command:  # type: ignore[type-arg]
+        s = self._settings
+
+        @app_commands.command(name="sora", description="Make a video; use @handles for characters")
+        @app_commands.guild_only()
+        @app_commands.describe(
+            prompt="What happens, e.g. @mascot surfing at sunset",
+            seconds="Length in seconds",
+            size="Width x height",
+            model="Video model",
+        )
+        @app_commands.choices(
+            seconds=_choices(s.allowed_seconds, " s"), size=_choices(s.allowed_sizes), model=_choices(s.allowed_models)
+        )
+        @app_commands.autocomplete(prompt=self.complete_prompt)
+        async def sora(
+            interaction: discord.Interaction,
+            prompt: str,
+            seconds: app_commands.Choice[str] | None = None,
+            size: app_commands.Choice[str] | None = None,
+            model: app_commands.Choice[str] | None = None,
+        ) -> None:
+            await self.sora(
+                interaction,
+                prompt,
+                seconds.value if seconds else None,
+                size.value if size else None,
+                model.value if model else None,
+            )
+
+        return sora
+
+    def _make_character_menu(self) -> app_commands.ContextMenu:
+        @app_commands.context_menu(name="Make character")
+        @app_commands.guild_only()
+        async def make_character(interaction: discord.Interaction, message: discord.Message) -> None:
+            await self.make_character_menu(interaction, message)
+
+        return make_character
+
+    def _soracast_group(self) -> app_commands.Group:
+        group = app_commands.Group(
+            name="soracast",
+            description="soracast settings for this server",
+            guild_only=True,
+            default_permissions=discord.Permissions(manage_guild=True),
+        )
+
+        @group.command(name="config", description="Limit who may register characters (admins only)")
+        @app_commands.describe(register_role="Only this role (and admins) may register; leave out to allow everyone")
+        async def config(interaction: discord.Interaction, register_role: discord.Role | None = None) -> None:
+            await self.configure(interaction, register_role)
+
+        return group
+
+    async def _tree_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        # Reached only for failures outside the handlers' guard (an option discord.py could not convert).
+        log_unexpected(f"command {interaction.command.qualified_name if interaction.command else '?'}", error)
+        if not interaction.response.is_done():
+            await interaction.response.send_message(embed=render.unexpected_embed(), ephemeral=True)

@@ -1,0 +1,182 @@
+"""Buttons under videos and the forms they open: Discord component and modal interactions → core calls."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+
+import discord
+
+from adapters.discord import render, views
+from adapters.discord.files import ClipDownloads
+from adapters.discord.notifier import DiscordNotifier
+from adapters.discord.origin import actor_of, scope_of, target_of
+from adapters.discord.replies import defer_private, defer_public, defer_update, guarded, reply_private
+from bot.actions import VideoAction, decode_action, encode_action
+from bot.app import Soracast
+from bot.commands import parse_start
+from bot.config import Settings
+from bot.models import Generation
+
+log = logging.getLogger(__name__)
+
+
+class PendingClips:
+    """Attachments a "Make character" form was opened on, until the form comes back.
+
+    Kept in memory on purpose: without the privileged message-content intent the bot cannot re-read another
+    member's attachments later, but the menu's own payload carries them. A restart only loses open forms.
+    """
+
+    def __init__(self, ttl: float = 900.0, capacity: int = 1000) -> None:
+        self._ttl = ttl
+        self._capacity = capacity
+        self._items: OrderedDict[str, tuple[float, discord.Attachment]] = OrderedDict()
+
+    def put(self, interaction_id: int, attachment: discord.Attachment) -> str:
+        """Remember an attachment; returns the key the form's custom id carries."""
+        self._expire()
+        key = str(interaction_id)
+        self._items[key] = (time.monotonic() + self._ttl, attachment)
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+        return key
+
+    def take(self, key: str) -> discord.Attachment | None:
+        self._expire()
+        found = self._items.pop(key, None)
+        return found[1] if found else None
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, (deadline, _) in self._items.items() if deadline < now]:
+            del self._items[key]
+
+
+class Components:
+    """The handlers behind video buttons, list paging and every modal soracast opens."""
+
+    def __init__(
+        self,
+        core: Soracast,
+        settings: Settings,
+        notifier: DiscordNotifier,
+        downloads: ClipDownloads,
+        pending: PendingClips,
+    ) -> None:
+        self._core = core
+        self._settings = settings
+        self._notifier = notifier
+        self._downloads = downloads
+        self._pending = pending
+
+    # --- buttons (called by views.VideoButton / views.ListPageButton) --------------------------------------
+
+    async def video_button(self, interaction: discord.Interaction, action: VideoAction, generation_id: str) -> None:
+        async with guarded(interaction, f"{action.value} button"):
+            if action is VideoAction.REMIX:
+                await interaction.response.send_modal(views.remix_modal(generation_id))
+            elif action is VideoAction.EXTEND:
+                s = self._settings
+                await interaction.response.send_modal(
+                    views.extend_modal(generation_id, s.allowed_seconds, s.default_seconds)
+                )
+            elif action is VideoAction.CHARACTER:
+                custom_id = encode_action(VideoAction.CHARACTER, generation_id)
+                await interaction.response.send_modal(views.character_modal(custom_id, ask_name=False))
+            elif action is VideoAction.DELETE:
+                await self._delete(interaction, generation_id)
+
+    async def list_page(self, interaction: discord.Interaction, page: int) -> None:
+        """Prev / Next on a character list: re-read the list and show the asked page."""
+        async with guarded(interaction, "character list page"):
+            await defer_update(interaction)
+            characters = await self._core.registry.list(scope_of(interaction))
+            pages = render.page_count(len(characters))
+            page = min(page, pages - 1)
+            await interaction.edit_original_response(
+                embed=render.character_page(characters, page), view=views.list_view(page, pages)
+            )
+
+    async def _delete(self, interaction: discord.Interaction, generation_id: str) -> None:
+        await defer_private(interaction)
+        generation = await self._core.generations.delete(scope_of(interaction), actor_of(interaction), generation_id)
+        if interaction.message is not None:
+            with contextlib.suppress(discord.NotFound):
+                await interaction.message.delete()
+        await reply_private(interaction, render.deleted_embed(generation))
+
+    # --- modal submits (routed here from Client.on_interaction) -------------------------------------------
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Route a modal submit by its custom id; other interactions are handled by the tree and the views."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data = interaction.data or {}
+        custom_id = str(data.get("custom_id", ""))
+        values = views.modal_values(data)
+        decoded = decode_action(custom_id)
+        if decoded is not None:
+            await self._submit_video_form(interaction, decoded[0], decoded[1], values)
+        elif custom_id.startswith(views.CLIP_FORM_PREFIX):
+            await self._submit_clip_form(interaction, custom_id.removeprefix(views.CLIP_FORM_PREFIX), values)
+
+    async def _submit_video_form(
+        self, interaction: discord.Interaction, action: VideoAction, generation_id: str, values: dict[str, str]
+    ) -> None:
+        async with guarded(interaction, f"{action.value} form"):
+            if action is VideoAction.CHARACTER:
+                await defer_private(interaction)
+                character = await self._core.generations.character_from_generation(
+                    scope_of(interaction),
+                    actor_of(interaction),
+                    generation_id,
+                    values.get(views.HANDLE, ""),
+                    name=values.get(views.NAME) or None,
+                    start=parse_start(values.get(views.START)),
+                )
+                await reply_private(interaction, render.character_embed(character, f"Registered @{character.handle}"))
+                return
+            if action not in (VideoAction.REMIX, VideoAction.EXTEND):
+                return
+            message_id = await defer_public(interaction)
+            scope, actor, target = scope_of(interaction), actor_of(interaction), target_of(interaction, message_id)
+            prompt = values.get(views.PROMPT, "")
+            generation: Generation
+            if action is VideoAction.REMIX:
+                generation = await self._core.generations.remix(scope, actor, generation_id, prompt, target)
+            else:
+                seconds = values.get(views.SECONDS, "").strip() or None
+                generation = await self._core.generations.extend(
+                    scope, actor, generation_id, prompt, target, seconds=seconds
+                )
+            # No await between the core accepting the job and this: the tracker must find it expected.
+            self._notifier.expect(generation.id)
+            await self._notifier.announce(interaction, generation)
+
+    async def _submit_clip_form(self, interaction: discord.Interaction, key: str, values: dict[str, str]) -> None:
+        async with guarded(interaction, "make character form"):
+            await defer_private(interaction)
+            attachment = self._pending.take(key)
+            if attachment is None:
+                await reply_private(
+                    interaction,
+                    render.notice_embed("That form has expired. Use Make character on the message again."),
+                )
+                return
+            scope, actor = scope_of(interaction), actor_of(interaction)
+            start = parse_start(values.get(views.START))
+            await self._core.registry.check_can_register(scope, actor)
+            async with self._downloads.fetch(attachment) as path:
+                character = await self._core.registry.register(
+                    scope,
+                    actor,
+                    values.get(views.HANDLE, ""),
+                    path,
+                    name=values.get(views.NAME) or None,
+                    start=start,
+                    source_ref=attachment.filename,
+                )
+            await reply_private(interaction, render.character_embed(character, f"Registered @{character.handle}"))

@@ -1,0 +1,183 @@
+"""The core's Notifier for Discord: one public message per generation, edited as it progresses, then the video.
+
+The message starts as the command's "thinking…" reply (edited through the interaction webhook while the token
+is fresh); every later edit goes through the bot's channel message endpoints, because interaction tokens
+expire after 15 minutes and renders can take longer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import discord
+
+from adapters.discord import render, views
+from adapters.discord.origin import EXTRA_GUILD, upload_limit
+from adapters.discord.replies import NO_MENTIONS, mark_answered
+from bot import media
+from bot.errors import SoracastError
+from bot.generations import GenerationService
+from bot.models import DeliveryReceipt, Generation
+
+log = logging.getLogger(__name__)
+
+#: How long the tracker waits for a command to finish posting a generation's first message.
+ANNOUNCE_WAIT = 60.0
+
+FileFactory = Callable[[], discord.File]
+
+
+class DiscordNotifier:
+    """Implements `bot.notify.Notifier`; also shows a new generation's first message for the commands."""
+
+    def __init__(self, client: discord.Client, generations: GenerationService, work_dir: Path) -> None:
+        self._client = client
+        self._generations = generations
+        self._work_dir = work_dir
+        # Generation id → set once its first message is shown; the tracker's calls wait for it, so a fast job
+        # never edits (or replaces) a message the command has not finished posting.
+        self._announcing: dict[str, asyncio.Event] = {}
+
+    # --- the first message (called by the commands) ----------------------------------------------------
+
+    def expect(self, generation_id: str) -> None:
+        """Call right after the core accepted a generation, before awaiting anything else."""
+        self._announcing[generation_id] = asyncio.Event()
+
+    async def announce(self, interaction: discord.Interaction, generation: Generation) -> None:
+        """Turn the interaction's "thinking…" reply into the generation's progress message."""
+        try:
+            message = await interaction.edit_original_response(
+                content=None, embed=render.generation_embed(generation), allowed_mentions=NO_MENTIONS
+            )
+            mark_answered(interaction)
+            if str(message.id) != generation.target.message_id:
+                await self._generations.attach_message(generation.id, str(message.id))
+        finally:
+            event = self._announcing.pop(generation.id, None)
+            if event is not None:
+                event.set()
+
+    # --- Notifier ----------------------------------------------------------------------------------------
+
+    async def progress(self, generation: Generation) -> None:
+        """Edit the progress bar; the core already spaces these calls out."""
+        await self._settled(generation)
+        if generation.target.message_id is None:
+            return
+        await self._message(generation).edit(embed=render.generation_embed(generation), allowed_mentions=NO_MENTIONS)
+
+    async def completed(self, generation: Generation) -> DeliveryReceipt:
+        """Attach the MP4 to the generation's message (shrunk to the server's limit if needed) with its buttons."""
+        await self._settled(generation)
+        scratch = self._work_dir / f"{generation.id}-fit.mp4"
+        try:
+            make_file, note = await self._fit(generation, scratch)
+            view = views.video_view(generation.id)
+            try:
+                message = await self._show(generation, render.generation_embed(generation, note), view, make_file)
+            except discord.HTTPException as exc:
+                if make_file is None or exc.status not in (403, 413):
+                    raise  # transient or unknown: the core tries the delivery again later
+                # Discord refused the file itself (too large after all, or no Attach Files permission).
+                log.warning("discord refused the video of %s: %s %s", generation.id, exc.status, exc.code)
+                note, make_file = _refused_note(exc), None
+                message = await self._show(generation, render.generation_embed(generation, note), view, None)
+        finally:
+            scratch.unlink(missing_ok=True)
+        return DeliveryReceipt(message_id=str(message.id), attached=make_file is not None, note=note)
+
+    async def failed(self, generation: Generation) -> None:
+        """Replace the progress bar with why it failed and what to do next."""
+        await self._settled(generation)
+        await self._show(generation, render.generation_embed(generation), None, None)
+
+    # --- helpers -----------------------------------------------------------------------------------------
+
+    async def _settled(self, generation: Generation) -> None:
+        event = self._announcing.get(generation.id)
+        if event is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), ANNOUNCE_WAIT)
+        # The command has recorded the message meanwhile; use the stored target, not the tracker's copy.
+        with contextlib.suppress(SoracastError):
+            generation.target = (await self._generations.get(generation.scope, generation.id)).target
+
+    def _channel(self, generation: Generation) -> discord.PartialMessageable:
+        guild = generation.target.extra.get(EXTRA_GUILD) or generation.scope.id
+        return self._client.get_partial_messageable(
+            int(generation.target.channel_id), guild_id=int(guild) if guild.isdigit() else None
+        )
+
+    def _message(self, generation: Generation) -> discord.PartialMessage:
+        assert generation.target.message_id is not None
+        return self._channel(generation).get_partial_message(int(generation.target.message_id))
+
+    async def _show(
+        self,
+        generation: Generation,
+        embed: discord.Embed,
+        view: discord.ui.View | None,
+        make_file: FileFactory | None,
+    ) -> discord.Message:
+        """Edit the generation's message, or post a new one when there is none (or it was deleted)."""
+        if generation.target.message_id is not None:
+            try:
+                return await self._message(generation).edit(
+                    content=None,
+                    embed=embed,
+                    attachments=[make_file()] if make_file else [],
+                    view=view,
+                    allowed_mentions=NO_MENTIONS,
+                )
+            except discord.NotFound:
+                log.info("the message of %s is gone; posting a new one", generation.id)
+        kwargs: dict[str, object] = {"embed": embed, "allowed_mentions": NO_MENTIONS}
+        if view is not None:
+            kwargs["view"] = view
+        if make_file is not None:
+            kwargs["file"] = make_file()
+        return await self._channel(generation).send(**kwargs)  # type: ignore[arg-type]
+
+    async def _fit(self, generation: Generation, scratch: Path) -> tuple[FileFactory | None, str | None]:
+        """The video as a file that fits the server's upload limit (re-encoded if needed), or why it can't."""
+        size = _size(generation.video_path)
+        if generation.video_path is None or size is None:
+            return None, render.missing_file_note()
+        path, name = generation.video_path, render.video_filename(generation)
+        limit = upload_limit(generation.target)
+        if size <= limit:
+            return (lambda: discord.File(path, filename=name)), None
+        _make_dir(self._work_dir)
+        try:
+            fitted = await media.shrink_to_fit(path, scratch, limit)
+        except SoracastError as err:
+            log.warning("could not shrink %s (%d bytes) under %d: %s", generation.id, size, limit, err.code)
+            fitted = None
+        shrunk = _size(fitted)
+        if fitted is None or shrunk is None or shrunk > limit:
+            return None, render.too_large_note(size, limit)
+        return (lambda: discord.File(fitted, filename=name)), render.shrunk_note(size, shrunk)
+
+
+def _size(path: Path | None) -> int | None:
+    """A file's size, or None when it is missing."""
+    try:
+        return path.stat().st_size if path is not None else None
+    except FileNotFoundError:
+        return None
+
+
+def _make_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _refused_note(exc: discord.HTTPException) -> str:
+    if exc.status == 403:
+        return "Discord refused the upload: soracast needs the Attach Files permission in this channel."
+    return "Discord refused the upload as too large for this server."

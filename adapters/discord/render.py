@@ -1,0 +1,152 @@
+"""Core results and errors as Discord embeds; all wording of a generation or an error comes from `bot.present`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import discord
+
+from bot import present
+from bot.errors import SoracastError
+from bot.models import Character, Generation, GenerationStatus, ScopeSettings
+
+#: Characters per page of `/character list`.
+PAGE_SIZE = 10
+
+_DESCRIPTION_MAX = 4096
+_FIELD_MAX = 1024
+_FOOTER_MAX = 2048
+_TITLE_MAX = 256
+
+_COLOURS = {
+    GenerationStatus.COMPLETED: discord.Colour.green(),
+    GenerationStatus.FAILED: discord.Colour.red(),
+    GenerationStatus.DELETED: discord.Colour.dark_grey(),
+}
+
+
+def clip(text: str, limit: int) -> str:
+    """Fit text into a Discord length limit, marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- generations -----------------------------------------------------------------------------------------
+
+
+def generation_embed(generation: Generation, note: str | None = None) -> discord.Embed:
+    """The one message of a generation: what was asked, with which characters, and where it is now."""
+    embed = discord.Embed(
+        description=clip(present.headline(generation), _DESCRIPTION_MAX),
+        colour=_COLOURS.get(generation.status, discord.Colour.blurple()),
+    )
+    embed.add_field(name="Status", value=clip(present.status_line(generation), _FIELD_MAX), inline=False)
+    if note:
+        embed.add_field(name="Video", value=clip(note, _FIELD_MAX), inline=False)
+    embed.set_footer(text=clip(present.details_line(generation), _FOOTER_MAX))
+    return embed
+
+
+def video_filename(generation: Generation) -> str:
+    return f"soracast-{generation.id}.mp4"
+
+
+def too_large_note(size: int, limit: int) -> str:
+    """Why a finished video is not attached: Discord's per-server upload limit."""
+    return (
+        f"The video is {_megabytes(size)}, over this server's {_megabytes(limit)} upload limit, and could not be "
+        "made small enough to attach. Ask for a shorter or smaller video (seconds / size), or boost the server "
+        "for a higher limit."
+    )
+
+
+def missing_file_note() -> str:
+    return "The finished video file was not found here, so it could not be attached."
+
+
+def shrunk_note(original: int, shrunk: int) -> str:
+    return f"Re-encoded from {_megabytes(original)} to {_megabytes(shrunk)} to fit this server's upload limit."
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def deleted_embed(generation: Generation) -> discord.Embed:
+    return discord.Embed(description=f"Deleted video `{generation.id}`.", colour=discord.Colour.dark_grey())
+
+
+# --- characters ------------------------------------------------------------------------------------------
+
+
+def character_embed(character: Character, title: str | None = None) -> discord.Embed:
+    """One character: handle, name, where it came from, who registered it."""
+    embed = discord.Embed(
+        title=clip(title or f"@{character.handle}", _TITLE_MAX),
+        description=clip(present.character_line(character), _DESCRIPTION_MAX),
+        colour=discord.Colour.blurple(),
+    )
+    embed.add_field(name="Registered by", value=f"<@{character.owner_id}>")
+    embed.add_field(name="Since", value=discord.utils.format_dt(character.created_at, "D"))
+    return embed
+
+
+def page_count(total: int) -> int:
+    return max(1, math.ceil(total / PAGE_SIZE))
+
+
+def character_page(characters: Sequence[Character], page: int) -> discord.Embed:
+    """One page of `/character list` (page numbers from 0, clamped)."""
+    pages = page_count(len(characters))
+    page = min(max(page, 0), pages - 1)
+    shown = characters[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    lines = [present.character_line(c) for c in shown]
+    embed = discord.Embed(
+        title=f"Characters in this server ({len(characters)})",
+        description=clip("\n".join(lines), _DESCRIPTION_MAX)
+        if lines
+        else "No characters yet. Register one with `/character add`.",
+        colour=discord.Colour.blurple(),
+    )
+    if pages > 1:
+        embed.set_footer(text=f"Page {page + 1} of {pages}")
+    return embed
+
+
+def removed_embed(character: Character) -> discord.Embed:
+    return discord.Embed(description=f"Removed @{character.handle} ({character.name}).", colour=discord.Colour.green())
+
+
+def settings_embed(settings: ScopeSettings) -> discord.Embed:
+    role = settings.register_role_id
+    text = (
+        f"Registering characters is now limited to <@&{role}> (and admins)."
+        if role
+        else "Everyone in this server can register characters."
+    )
+    return discord.Embed(description=text, colour=discord.Colour.green())
+
+
+# --- errors ----------------------------------------------------------------------------------------------
+
+
+def error_embed(error: SoracastError) -> discord.Embed:
+    """A core failure: its title and its message with the next step."""
+    return discord.Embed(
+        title=clip(present.error_title(error), _TITLE_MAX),
+        description=clip(error.user_text(), _DESCRIPTION_MAX),
+        colour=discord.Colour.red(),
+    )
+
+
+def unexpected_embed() -> discord.Embed:
+    return discord.Embed(
+        title="Something went wrong",
+        description="Something went wrong on our side; it's been logged. Please try again in a moment.",
+        colour=discord.Colour.red(),
+    )
+
+
+def notice_embed(text: str) -> discord.Embed:
+    """A private note from the adapter that is not a core failure (an expired form, no video in a message)."""
+    return discord.Embed(description=clip(text, _DESCRIPTION_MAX), colour=discord.Colour.orange())

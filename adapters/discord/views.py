@@ -1,0 +1,184 @@
+"""Buttons and forms: persistent video buttons, list paging, and the modals they open.
+
+Buttons are `DynamicItem`s: discord.py matches a click by the pattern of its custom id, so a button posted
+before a restart still works after it. Modal submits are routed by custom id too (see `interactions.py`),
+because discord.py only routes modals it still holds in memory.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+
+import discord
+from discord import ui
+
+from bot.actions import PREFIX, VideoAction, decode_action, encode_action
+
+#: Field ids inside the modals.
+PROMPT, SECONDS, HANDLE, NAME, START = "prompt", "seconds", "handle", "name", "start"
+
+#: Custom id of the "Make character" form opened on someone's message (not one of our videos).
+CLIP_FORM_PREFIX = "soracast-clip:"
+#: How long an opened form is kept in discord.py's memory; our router does not need it.
+MODAL_TIMEOUT = 900.0
+
+_ACTIONS = "|".join(re.escape(a.value) for a in VideoAction)
+_STYLES = {VideoAction.DELETE: discord.ButtonStyle.danger, VideoAction.REMIX: discord.ButtonStyle.primary}
+
+
+class ComponentHandlers(Protocol):
+    """What the buttons call; the client carries one as `client.soracast`."""
+
+    async def video_button(self, interaction: discord.Interaction, action: VideoAction, generation_id: str) -> None: ...
+
+    async def list_page(self, interaction: discord.Interaction, page: int) -> None: ...
+
+
+def handlers_of(interaction: discord.Interaction) -> ComponentHandlers:
+    return interaction.client.soracast  # type: ignore[attr-defined,no-any-return]
+
+
+class VideoButton(ui.DynamicItem[ui.Button], template=rf"{PREFIX}:(?P<action>{_ACTIONS}):(?P<generation>[a-z0-9]+)"):
+    """Remix / Extend / Make character / Delete under a posted video; the custom id is `bot.actions`'."""
+
+    def __init__(self, action: VideoAction, generation_id: str) -> None:
+        super().__init__(
+            ui.Button(
+                label=action.label,
+                style=_STYLES.get(action, discord.ButtonStyle.secondary),
+                custom_id=encode_action(action, generation_id),
+            )
+        )
+        self.action = action
+        self.generation_id = generation_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: ui.Button, match: re.Match[str], /
+    ) -> VideoButton:
+        decoded = decode_action(item.custom_id or "")
+        if decoded is None:  # the template and bot.actions disagree: not ours after all
+            raise ValueError(f"not a soracast action: {item.custom_id!r}")
+        return cls(*decoded)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await handlers_of(interaction).video_button(interaction, self.action, self.generation_id)
+
+
+class ListPageButton(ui.DynamicItem[ui.Button], template=r"soracast-list:(?P<direction>prev|next):(?P<page>\d{1,5})"):
+    """Prev / Next under `/character list`; the page to show is in the custom id."""
+
+    def __init__(self, direction: str, page: int, *, disabled: bool = False) -> None:
+        super().__init__(
+            ui.Button(
+                label="Prev" if direction == "prev" else "Next",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"soracast-list:{direction}:{page}",
+                disabled=disabled,
+            )
+        )
+        self.page = page
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: ui.Button, match: re.Match[str], /
+    ) -> ListPageButton:
+        return cls(match["direction"], int(match["page"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await handlers_of(interaction).list_page(interaction, self.page)
+
+
+def video_view(generation_id: str) -> ui.View:
+    """The buttons under a finished video."""
+    view = ui.View(timeout=None)
+    for action in (VideoAction.REMIX, VideoAction.EXTEND, VideoAction.CHARACTER, VideoAction.DELETE):
+        view.add_item(VideoButton(action, generation_id))
+    return view
+
+
+def list_view(page: int, pages: int) -> ui.View | None:
+    """Prev / Next for a list of more than one page; None when everything fits on one."""
+    if pages <= 1:
+        return None
+    view = ui.View(timeout=None)
+    view.add_item(ListPageButton("prev", max(page - 1, 0), disabled=page <= 0))
+    view.add_item(ListPageButton("next", min(page + 1, pages - 1), disabled=page >= pages - 1))
+    return view
+
+
+# --- modals ------------------------------------------------------------------------------------------------
+
+
+def _field(label: str, custom_id: str, **options: Any) -> ui.Label:
+    return ui.Label(text=label, component=ui.TextInput(custom_id=custom_id, **options))
+
+
+def remix_modal(generation_id: str) -> ui.Modal:
+    modal = ui.Modal(
+        title="Remix this video", custom_id=encode_action(VideoAction.REMIX, generation_id), timeout=MODAL_TIMEOUT
+    )
+    modal.add_item(
+        _field(
+            "What should change?",
+            PROMPT,
+            style=discord.TextStyle.paragraph,
+            max_length=4000,
+            placeholder="Same scene, but at night in the rain",
+        )
+    )
+    return modal
+
+
+def extend_modal(generation_id: str, allowed_seconds: list[str], default_seconds: str) -> ui.Modal:
+    modal = ui.Modal(
+        title="Extend this video", custom_id=encode_action(VideoAction.EXTEND, generation_id), timeout=MODAL_TIMEOUT
+    )
+    modal.add_item(
+        _field(
+            "What happens next?",
+            PROMPT,
+            style=discord.TextStyle.paragraph,
+            max_length=4000,
+            placeholder="@mascot turns and waves at the camera",
+        )
+    )
+    modal.add_item(
+        _field(
+            "Seconds to add",
+            SECONDS,
+            required=False,
+            max_length=4,
+            placeholder=f"{' / '.join(allowed_seconds)} (default {default_seconds})",
+        )
+    )
+    return modal
+
+
+def character_modal(custom_id: str, *, ask_name: bool) -> ui.Modal:
+    """Handle (and optionally a display name) and a start second for a character cut from a video."""
+    modal = ui.Modal(title="Make a character", custom_id=custom_id, timeout=MODAL_TIMEOUT)
+    modal.add_item(_field("Handle", HANDLE, min_length=2, max_length=33, placeholder="mascot"))
+    if ask_name:
+        modal.add_item(_field("Display name", NAME, required=False, max_length=80, placeholder="Captain Mascot"))
+    modal.add_item(_field("Start second", START, required=False, max_length=8, placeholder="0"))
+    return modal
+
+
+def modal_values(data: Any) -> dict[str, str]:
+    """The text each field of a submitted modal holds, by field id (labels and legacy action rows alike)."""
+    values: dict[str, str] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for child in node:
+                walk(child)
+        elif isinstance(node, dict):
+            if "custom_id" in node and "value" in node:
+                values[str(node["custom_id"])] = str(node["value"] or "")
+            walk(node.get("components"))
+            walk(node.get("component"))
+
+    walk((data or {}).get("components"))
+    return values
