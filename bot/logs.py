@@ -3,9 +3,43 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 from bot.config import Settings
+
+# Tokens that are not configured secrets but travel in URLs: Discord interaction and webhook tokens, Slack
+# response URLs and tokens, API keys. Masked wherever they appear, tracebacks included.
+_TOKEN_PATTERNS = [
+    re.compile(r"(/webhooks/\d+/)[A-Za-z0-9_.-]{20,}"),
+    re.compile(r"(/interactions/\d+/)[A-Za-z0-9_.-]{20,}"),
+    re.compile(r"(hooks\.slack\.com/)[A-Za-z0-9_/.-]+"),
+    re.compile(r"()\bxox[abpe]-[A-Za-z0-9-]{8,}"),
+    re.compile(r"()\bxapp-[A-Za-z0-9-]{8,}"),
+    re.compile(r"()\bsk-[A-Za-z0-9_-]{16,}"),
+    re.compile(r"()\bwhsec_[A-Za-z0-9+/=]{16,}"),
+]
+
+
+def mask_tokens(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """`text` with every configured secret and every token-shaped string replaced by `***`."""
+    for secret in secrets:
+        if len(secret) >= 8:
+            text = text.replace(secret, "***")
+    for pattern in _TOKEN_PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + "***", text)
+    return text
+
+
+class MaskingFormatter(logging.Formatter):
+    """A formatter that masks secrets in the finished line, so exception tracebacks are covered too."""
+
+    def __init__(self, fmt: str, secrets: list[str]) -> None:
+        super().__init__(fmt)
+        self._secrets = tuple(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_tokens(super().format(record), self._secrets)
 
 
 class SecretMask(logging.Filter):
@@ -42,9 +76,10 @@ def configured_secrets(settings: Settings) -> list[str]:
 
 def setup_logging(settings: Settings) -> None:
     """Log to stderr at the configured level; secrets masked on every handler."""
+    secrets = configured_secrets(settings)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(SecretMask(configured_secrets(settings)))
+    handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
+    handler.addFilter(SecretMask(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
