@@ -94,6 +94,18 @@ class CharacterRegistry:
         log.info("registered @%s in %s as %s", handle, scope.key, created.id)
         return character
 
+    async def precheck(self, scope: Scope, actor: Actor, handle: str, name: str | None = None) -> str:
+        """Every refusal `register` can give without the clip; adapters call it before downloading one.
+
+        Returns the canonical handle.
+        """
+        canonical = validate_handle(handle)
+        if name is not None:
+            validate_name(name)
+        await self.check_can_register(scope, actor)
+        await self._ensure_free(scope, canonical)
+        return canonical
+
     async def check_can_register(self, scope: Scope, actor: Actor) -> None:
         """Raise PermissionDenied when the scope restricts registering to a role the actor lacks."""
         settings = await self._storage.get_scope_settings(scope)

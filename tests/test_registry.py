@@ -126,3 +126,12 @@ async def test_autocomplete_prefers_prefixes(core: Soracast, clip_maker) -> None
     for handle in ("mascot", "team_cat", "cat"):
         await core.registry.register(CONSOLE_SCOPE, TESTER, handle, clip_maker())
     assert [c.handle for c in await core.registry.complete(CONSOLE_SCOPE, "@ca")] == ["cat", "team_cat"]
+
+
+async def test_precheck_refuses_a_taken_handle_before_any_clip(core: Soracast, clip_maker) -> None:
+    await core.registry.register(GUILD, OWNER, "mascot", clip_maker())
+    with pytest.raises(HandleTaken):
+        await core.registry.precheck(GUILD, MEMBER, "@Mascot")
+    with pytest.raises(InvalidInput):
+        await core.registry.precheck(GUILD, MEMBER, "fresh", name="x" * 81)
+    assert await core.registry.precheck(GUILD, MEMBER, "@Fresh") == "fresh"

@@ -29,7 +29,6 @@ from bot.actions import VideoAction, decode_action, encode_action
 from bot.app import Soracast
 from bot.commands import parse_start
 from bot.config import Settings
-from bot.handles import validate_handle
 from bot.models import GenerationOptions
 
 log = logging.getLogger(__name__)
@@ -79,9 +78,8 @@ class Commands:
             await defer_private(interaction)
             scope, actor = scope_of(interaction), actor_of(interaction)
             # Everything that can refuse without the file runs before the download.
-            validate_handle(handle)
             seconds = parse_start(start)
-            await self._core.registry.check_can_register(scope, actor)
+            await self._core.registry.precheck(scope, actor, handle, name)
             async with self._downloads.fetch(clip) as path:
                 character = await self._core.registry.register(
                     scope, actor, handle, path, name=name, start=seconds, source_ref=clip.filename

@@ -168,7 +168,9 @@ class Components:
                 return
             scope, actor = scope_of(interaction), actor_of(interaction)
             start = parse_start(values.get(views.START))
-            await self._core.registry.check_can_register(scope, actor)
+            await self._core.registry.precheck(
+                scope, actor, values.get(views.HANDLE, ""), values.get(views.NAME) or None
+            )
             async with self._downloads.fetch(attachment) as path:
                 character = await self._core.registry.register(
                     scope,
