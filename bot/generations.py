@@ -171,25 +171,7 @@ class GenerationService:
         self, scope: Scope, actor: Actor, generation_id: str, prompt: str, target: DeliveryTarget
     ) -> Generation:
         """A new video from a finished one, changed as the prompt says."""
-        parent = await self._finished_parent(scope, generation_id)
-        text = self._check_prompt(prompt)
-        resolved = resolve_prompt(
-            text, await self._registry.by_handle(scope), self._settings.max_characters_per_video
-        )
-        generation = Generation(
-            scope=scope,
-            requester_id=actor.id,
-            kind=GenerationKind.REMIX,
-            parent_id=parent.id,
-            prompt=text,
-            api_prompt=resolved.text,
-            characters=resolved.characters or parent.characters,
-            model=parent.model,
-            seconds=parent.seconds,
-            size=parent.size,
-            target=target,
-        )
-        return await self._persist_and_submit(generation)
+        return await self._derive(scope, actor, generation_id, prompt, target, GenerationKind.REMIX, None)
 
     async def extend(
         self,
@@ -201,22 +183,35 @@ class GenerationService:
         seconds: str | None = None,
     ) -> Generation:
         """Continue a finished video by `seconds` more, as the prompt says."""
+        _, extra, _ = self.resolve_options(GenerationOptions(seconds=seconds))
+        return await self._derive(scope, actor, generation_id, prompt, target, GenerationKind.EXTEND, extra)
+
+    async def _derive(
+        self,
+        scope: Scope,
+        actor: Actor,
+        generation_id: str,
+        prompt: str,
+        target: DeliveryTarget,
+        kind: GenerationKind,
+        seconds: str | None,
+    ) -> Generation:
         parent = await self._finished_parent(scope, generation_id)
         text = self._check_prompt(prompt)
-        _, extra, _ = self.resolve_options(GenerationOptions(seconds=seconds))
         resolved = resolve_prompt(
             text, await self._registry.by_handle(scope), self._settings.max_characters_per_video
         )
         generation = Generation(
             scope=scope,
             requester_id=actor.id,
-            kind=GenerationKind.EXTEND,
+            kind=kind,
             parent_id=parent.id,
             prompt=text,
             api_prompt=resolved.text,
+            # The API keeps the source's characters; recording them keeps the posted card truthful.
             characters=resolved.characters or parent.characters,
             model=parent.model,
-            seconds=extra,
+            seconds=seconds or parent.seconds,
             size=parent.size,
             target=target,
         )
