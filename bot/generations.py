@@ -349,6 +349,9 @@ class GenerationService:
         generation = await self._storage.find_generation_by_video(api_video_id)
         if generation is None:
             return False
+        if generation.platform not in self._notifiers:
+            # Another process (the Discord worker, say) tracks it; this one could not post it anyway.
+            return False
         event = self._wakeups.get(generation.id)
         if event is not None:
             event.set()

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 if TYPE_CHECKING:
@@ -102,3 +103,17 @@ async def handle_video_webhook(
         if not known:
             log.info("webhook for a video soracast does not track: %s", event.data.id)
     return 200
+
+
+WEBHOOK_PATH = "/webhooks/openai"
+
+
+def webhook_route(secret: str | None, storage: Storage, generations: GenerationService) -> web.RouteDef:
+    """`POST /webhooks/openai` for an aiohttp app: verified, de-duplicated, then the tracker is woken."""
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        status = await handle_video_webhook(secret, storage, generations, request.headers, body)
+        return web.Response(status=status)
+
+    return web.post(WEBHOOK_PATH, receive)
