@@ -1,0 +1,171 @@
+"""Wiring the Slack app (slack-bolt `AsyncApp`) to the core, and its two run modes: Socket Mode and HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from pydantic import SecretStr
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.background import Background
+from adapters.slack.commands import SlashCommands
+from adapters.slack.files import FileFetcher
+from adapters.slack.interactions import Interactions
+from adapters.slack.notifier import SlackNotifier
+from adapters.slack.replies import ActorDirectory, Replier
+from adapters.slack.services import Services
+from bot.app import Soracast, build_app
+from bot.config import Settings
+from bot.errors import ConfigError
+from bot.models import Platform
+from bot.webhooks import webhook_route
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+#: Where extra routes (the Videos API webhook) find the core: `request.app[CORE_KEY]`.
+CORE_KEY = web.AppKey("soracast_core", Soracast)
+
+
+def _secret(value: SecretStr | None, env: str, why: str) -> str:
+    if value is None or not value.get_secret_value():
+        raise ConfigError(f"{env} is not set.", hint=f"{why} See adapters/slack/README.md.")
+    return value.get_secret_value()
+
+
+@dataclass
+class SlackAdapter:
+    """The bolt app plus what tests and the run modes need to reach: its background jobs and notifier."""
+
+    app: AsyncApp
+    services: Services
+
+    async def drain(self) -> None:
+        """Wait for the work started after acks (tests and graceful shutdown)."""
+        await self.services.background.drain()
+
+    async def aclose(self) -> None:
+        await self.services.background.aclose()
+
+
+def build_slack_adapter(core: Soracast, settings: Settings, client: AsyncWebClient | None = None) -> SlackAdapter:
+    """Create the bolt app, register every listener and the Slack notifier with the core."""
+    token = _secret(settings.slack_bot_token, "SLACK_BOT_TOKEN", "The bot token (xoxb-…) is needed to talk to Slack.")
+    signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+    client = client or AsyncWebClient(token=token)
+    # Every listener acks and hands its work to `Background` before returning, so bolt may run listeners inline
+    # (process_before_response) and answer when they return: no per-request polling for the ack.
+    app = AsyncApp(client=client, signing_secret=signing_secret, process_before_response=True, name="soracast")
+    replier = Replier(client)
+    notifier = SlackNotifier(client, core.generations)
+    services = Services(
+        core=core,
+        client=client,
+        notifier=notifier,
+        replier=replier,
+        actors=ActorDirectory(client),
+        files=FileFetcher(client, core.registry.limits, settings.resolved_media_dir / "slack-incoming"),
+        background=Background(replier),
+    )
+    SlashCommands(services).register(app)
+    Interactions(services).register(app)
+    core.generations.register_notifier(Platform.SLACK, notifier)
+    return SlackAdapter(app=app, services=services)
+
+
+def build_slack_app(core: Soracast, settings: Settings, client: AsyncWebClient | None = None) -> AsyncApp:
+    """The bolt `AsyncApp` with soracast's listeners; the same app serves Socket Mode and HTTP."""
+    return build_slack_adapter(core, settings, client).app
+
+
+def create_web_app(
+    core: Soracast, settings: Settings, bolt_app: AsyncApp, extra_routes: Sequence[web.RouteDef] = ()
+) -> web.Application:
+    """`POST /slack/events` (signature checked by bolt on every request), `GET /healthz`, plus `extra_routes`
+    (the Videos API webhook route is added there by the CLI)."""
+
+    async def slack_events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt_app.async_dispatch(await to_bolt_request(request)))
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "offline": settings.use_offline})
+
+    web_app = web.Application(client_max_size=1024 * 1024)
+    web_app.add_routes([web.post(EVENTS_PATH, slack_events), web.get("/healthz", healthz), *extra_routes])
+    web_app[CORE_KEY] = core
+    return web_app
+
+
+def _web_client(settings: Settings, http: aiohttp.ClientSession) -> AsyncWebClient:
+    """A Web API client sharing one HTTP session, so calls reuse connections (and TLS) to Slack."""
+    token = _secret(settings.slack_bot_token, "SLACK_BOT_TOKEN", "The bot token (xoxb-…) is needed to talk to Slack.")
+    return AsyncWebClient(token=token, session=http)
+
+
+async def _wait_for_stop() -> None:
+    """Until SIGTERM / SIGINT (a platform's shutdown), so jobs are left stored and resume next start."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def run_socket_mode(settings: Settings) -> None:
+    """`soracast slack`: connect out to Slack over Socket Mode (no public URL needed)."""
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    app_token = _secret(
+        settings.slack_app_token, "SLACK_APP_TOKEN", "Socket Mode needs an app-level token (xapp-…, connections:write)."
+    )
+    _secret(settings.slack_bot_token, "SLACK_BOT_TOKEN", "The bot token (xoxb-…) is needed to talk to Slack.")
+    core = await build_app(settings)
+    http = aiohttp.ClientSession()
+    adapter = build_slack_adapter(core, settings, _web_client(settings, http))
+    handler = AsyncSocketModeHandler(adapter.app, app_token)
+    try:
+        await core.generations.resume(Platform.SLACK)
+        await handler.connect_async()
+        log.info("soracast is connected to Slack over Socket Mode")
+        await _wait_for_stop()
+    finally:
+        await handler.close_async()
+        await adapter.aclose()
+        await core.aclose()
+        await http.close()
+
+
+async def run_web(settings: Settings, extra_routes: Sequence[web.RouteDef] = ()) -> None:
+    """`soracast web`: serve `/slack/events` (and `extra_routes`) on settings.host:settings.port."""
+    _secret(
+        settings.slack_signing_secret, "SLACK_SIGNING_SECRET", "HTTP mode checks every request with the signing secret."
+    )
+    _secret(settings.slack_bot_token, "SLACK_BOT_TOKEN", "The bot token (xoxb-…) is needed to talk to Slack.")
+    core = await build_app(settings)
+    http = aiohttp.ClientSession()
+    adapter = build_slack_adapter(core, settings, _web_client(settings, http))
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret is not None else None
+    routes = [webhook_route(secret, core.storage, core.generations), *extra_routes]
+    runner = web.AppRunner(create_web_app(core, settings, adapter.app, routes), access_log=None)
+    try:
+        await core.generations.resume(Platform.SLACK)
+        await runner.setup()
+        # Slack can send a burst at once (a busy channel, retries); the default backlog of 128 would drop some.
+        await web.TCPSite(runner, settings.host, settings.port, backlog=1024).start()
+        log.info("soracast listens on http://%s:%d%s", settings.host, settings.port, EVENTS_PATH)
+        await _wait_for_stop()
+    finally:
+        await runner.cleanup()
+        await adapter.aclose()
+        await core.aclose()
+        await http.close()

@@ -1,0 +1,201 @@
+"""Buttons under posted videos and the modals they (and `/character add`) open → core calls."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+
+from adapters.slack import render
+from adapters.slack.files import SlackFile
+from adapters.slack.origin import ModalState, Origin, from_interaction, team_of
+from adapters.slack.services import Services
+from bot.actions import PREFIX, VideoAction, decode_action
+from bot.commands import parse_start
+from bot.errors import SoracastError
+from bot.handles import validate_handle
+from bot.models import Generation
+from bot.registry import validate_name
+
+log = logging.getLogger(__name__)
+
+#: Longest error text shown under a modal field.
+_FIELD_ERROR_MAX = 300
+
+
+def _value(values: dict[str, Any], block_id: str) -> dict[str, Any]:
+    return (values.get(block_id) or {}).get(block_id) or {}
+
+
+def _text(values: dict[str, Any], block_id: str) -> str:
+    return (_value(values, block_id).get("value") or "").strip()
+
+
+class Interactions:
+    """Remix / Extend / Make character / Delete buttons and every soracast modal's submit."""
+
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    def register(self, app: AsyncApp) -> None:
+        app.action(re.compile(f"^{PREFIX}:"))(self.video_button)
+        app.view(render.CHARACTER_VIEW)(self.character_submitted)
+        app.view(render.REMIX_VIEW)(self.remix_submitted)
+        app.view(render.EXTEND_VIEW)(self.extend_submitted)
+
+    def _modal_state(self, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext) -> ModalState:
+        return ModalState.decode(
+            view.get("private_metadata") or "",
+            team_id=team_of(body, context.team_id),
+            user_id=(body.get("user") or {}).get("id", ""),
+        )
+
+    # --- buttons -------------------------------------------------------------------------------------------------
+
+    async def video_button(
+        self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await ack()
+        decoded = decode_action(str(action.get("action_id", "")))
+        if decoded is None:
+            return
+        verb, generation_id = decoded
+        origin = from_interaction(body, context.team_id)
+        work = self._button(origin, verb, generation_id, body.get("trigger_id", ""), body.get("message") or {})
+        self.s.background.run(origin, work, f"button-{verb.value}")
+
+    async def _button(
+        self, origin: Origin, verb: VideoAction, generation_id: str, trigger_id: str, message: dict[str, Any]
+    ) -> None:
+        core = self.s.core
+        if verb is VideoAction.DELETE:
+            actor = await self.s.actors.get(origin.user_id, origin.user_name)
+            generation = await core.generations.delete(origin.scope, actor, generation_id)
+            await self._remove_posts(generation, origin, message)
+            await self.s.replier.ephemeral(origin, render.deleted_message(generation))
+            return
+        generation = await core.generations.get(origin.scope, generation_id)
+        metadata = ModalState(origin=origin, generation_id=generation.id).encode()
+        if verb is VideoAction.REMIX:
+            view = render.remix_modal(metadata, generation)
+        elif verb is VideoAction.EXTEND:
+            settings = core.settings
+            view = render.extend_modal(metadata, generation, settings.allowed_seconds, settings.default_seconds)
+        else:
+            view = render.character_modal(metadata, generation_id=generation.id)
+        await self.s.client.views_open(trigger_id=trigger_id, view=view)
+
+    async def _remove_posts(self, generation: Generation, origin: Origin, message: dict[str, Any]) -> None:
+        """Take the deleted video's message (and its uploaded file) out of the channel; best effort."""
+        channel = generation.target.extra.get("channel") or generation.target.channel_id or origin.channel_id
+        ts = generation.target.message_id or message.get("ts")
+        file_id = generation.target.extra.get("file_id")
+        if file_id:
+            try:
+                await self.s.client.files_delete(file=file_id)
+            except Exception as exc:
+                log.warning("could not delete the file of %s: %s", generation.id, type(exc).__name__)
+        if channel and ts:
+            try:
+                await self.s.client.chat_delete(channel=channel, ts=ts)
+            except Exception as exc:
+                # Deleting can be refused (old message, workspace policy): show it as deleted instead.
+                log.info("chat.delete of %s refused (%s); marking it deleted", generation.id, type(exc).__name__)
+                shown = render.generation_message(generation)
+                await self.s.client.chat_update(channel=channel, ts=ts, text=shown.text, blocks=shown.blocks)
+
+    # --- modal submissions ------------------------------------------------------------------------------------
+
+    async def character_submitted(
+        self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        state = self._modal_state(body, view, context)
+        values = (view.get("state") or {}).get("values") or {}
+        errors: dict[str, str] = {}
+
+        def field(block_id: str, check: Any, raw: str) -> Any:
+            try:
+                return check(raw)
+            except SoracastError as err:
+                errors[block_id] = err.user_text()[:_FIELD_ERROR_MAX]
+                return None
+
+        # Checks that need no network run before the ack, so mistakes show on the field itself.
+        handle = field(render.HANDLE, validate_handle, _text(values, render.HANDLE))
+        name_raw = _text(values, render.NAME)
+        name = field(render.NAME, validate_name, name_raw) if name_raw else None
+        start = field(render.START, parse_start, _text(values, render.START))
+        file = self._picked_file(state, values, errors)
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        origin = state.origin
+        if file is not None:
+            work = self.s.register_clip(origin, file, handle, name=name, start=start or 0.0)
+        else:
+            work = self._character_from_generation(origin, state.generation_id or "", handle, name, start or 0.0)
+        self.s.background.run(origin, work, "register")
+
+    def _picked_file(self, state: ModalState, values: dict[str, Any], errors: dict[str, str]) -> SlackFile | None:
+        if state.file:
+            return SlackFile.from_metadata(state.file)
+        if state.generation_id:
+            return None
+        picked = _value(values, render.CLIP).get("files") or []
+        if not picked:
+            errors[render.CLIP] = "Choose an MP4 or MOV clip."
+            return None
+        file = SlackFile.from_payload(picked[0])
+        try:
+            self.s.files.check(file)  # what Slack said of the file; an unknown size is checked after files.info
+        except SoracastError as err:
+            errors[render.CLIP] = err.user_text()[:_FIELD_ERROR_MAX]
+        return file
+
+    async def _character_from_generation(
+        self, origin: Origin, generation_id: str, handle: str, name: str | None, start: float
+    ) -> None:
+        actor = await self.s.actors.get(origin.user_id, origin.user_name)
+        character = await self.s.core.generations.character_from_generation(
+            origin.scope, actor, generation_id, handle, name=name, start=start
+        )
+        await self.s.replier.ephemeral(origin, render.registered_message(character))
+
+    async def remix_submitted(
+        self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await ack()
+        state = self._modal_state(body, view, context)
+        prompt = render.unescape(_text(view["state"]["values"], render.PROMPT))
+        self.s.background.run(state.origin, self._remix(state, prompt), "remix")
+
+    async def _remix(self, state: ModalState, prompt: str) -> None:
+        origin = state.origin
+        actor = await self.s.actors.get(origin.user_id, origin.user_name)
+        generation = await self.s.core.generations.remix(
+            origin.scope, actor, state.generation_id or "", prompt, origin.target()
+        )
+        await self.s.post_generation(generation)
+
+    async def extend_submitted(
+        self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await ack()
+        state = self._modal_state(body, view, context)
+        values = view["state"]["values"]
+        prompt = render.unescape(_text(values, render.PROMPT))
+        seconds = (_value(values, render.SECONDS).get("selected_option") or {}).get("value")
+        self.s.background.run(state.origin, self._extend(state, prompt, seconds), "extend")
+
+    async def _extend(self, state: ModalState, prompt: str, seconds: str | None) -> None:
+        origin = state.origin
+        actor = await self.s.actors.get(origin.user_id, origin.user_name)
+        generation = await self.s.core.generations.extend(
+            origin.scope, actor, state.generation_id or "", prompt, origin.target(), seconds=seconds
+        )
+        await self.s.post_generation(generation)

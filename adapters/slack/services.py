@@ -1,0 +1,65 @@
+"""What the Slack listeners share: the core, the Web API client and the helpers around it, and the two flows
+several ways in end in (register a clip from a Slack file, post a new generation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack import render
+from adapters.slack.background import Background
+from adapters.slack.files import FileFetcher, SlackFile
+from adapters.slack.notifier import SlackNotifier
+from adapters.slack.origin import Origin
+from adapters.slack.replies import ActorDirectory, Replier
+from bot.app import Soracast
+from bot.errors import SoracastError
+from bot.models import Generation
+
+
+class SlackCannotPost(SoracastError):
+    """The video was accepted but Slack would not let soracast post in the channel."""
+
+    code = "slack_cannot_post"
+
+
+@dataclass
+class Services:
+    """Everything a listener needs, assembled once in `adapters.slack.app`."""
+
+    core: Soracast
+    client: AsyncWebClient
+    notifier: SlackNotifier
+    replier: Replier
+    actors: ActorDirectory
+    files: FileFetcher
+    background: Background
+
+    async def register_clip(
+        self, origin: Origin, file: SlackFile, handle: str, *, name: str | None = None, start: float = 0.0
+    ) -> None:
+        """Check, download and register a Slack file as `@handle` in the origin's workspace, then say so."""
+        actor = await self.actors.get(origin.user_id, origin.user_name)
+        # Cheap refusals first: nothing is downloaded for a taken handle or someone who may not register.
+        canonical = await self.core.registry.precheck(origin.scope, actor, handle, name)
+        described = await self.files.describe(file)
+        self.files.check(described)
+        await self.replier.ephemeral(origin, render.working_message(f"Registering @{canonical} from {described.name}…"))
+        async with self.files.fetched(described) as clip:
+            character = await self.core.registry.register(
+                origin.scope, actor, canonical, clip, name=name, start=start, source_ref=described.name
+            )
+        await self.replier.ephemeral(origin, render.registered_message(character))
+
+    async def post_generation(self, generation: Generation) -> None:
+        """Post the progress message of a generation the core has accepted."""
+        try:
+            await self.notifier.post(generation)
+        except SlackApiError as exc:
+            raise SlackCannotPost(
+                f"Video `{generation.id}` is being made, but Slack would not let soracast post here "
+                f"({exc.response.get('error')}).",
+                hint="Invite soracast to this channel with `/invite @soracast`; the video is posted here when done.",
+            ) from None

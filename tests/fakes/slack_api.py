@@ -1,0 +1,294 @@
+"""A local stand-in for Slack's Web API (plus file hosting and response URLs) that records what it receives.
+
+slack-sdk's real `AsyncWebClient` talks to it over HTTP on 127.0.0.1: point the client's `base_url` at
+`FakeSlackAPI.base_url`. Every request is kept as a `Call` so tests assert on what actually reached "Slack".
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+Payload = dict[str, Any]
+
+
+@dataclass
+class Call:
+    """One request the fake received: `method` is the Web API method, or `upload` / `download` / `response`."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    data: Payload
+    body: bytes
+
+
+@dataclass
+class HostedFile:
+    """A file the fake serves at its `url_private`, as a user's upload to Slack would be."""
+
+    id: str
+    name: str
+    mimetype: str
+    data: bytes
+    filetype: str = "mp4"
+    url_private: str = ""
+
+    def file_object(self) -> Payload:
+        """The file as Slack describes it in payloads and `files.info`."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "title": self.name,
+            "mimetype": self.mimetype,
+            "filetype": self.filetype,
+            "size": len(self.data),
+            "url_private": self.url_private,
+            "url_private_download": self.url_private,
+            "mode": "hosted",
+        }
+
+
+@dataclass
+class FakeUser:
+    """What `users.info` answers for one member."""
+
+    id: str
+    name: str = "member"
+    is_admin: bool = False
+    is_owner: bool = False
+
+    def user_object(self) -> Payload:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "real_name": self.name.title(),
+            "is_admin": self.is_admin,
+            "is_owner": self.is_owner,
+            "is_primary_owner": False,
+            "is_bot": False,
+            "profile": {"display_name": self.name, "real_name": self.name.title()},
+        }
+
+
+@dataclass
+class FakeSlackAPI:
+    """Slack's Web API as far as soracast uses it; start with `await start()`, stop with `await stop()`."""
+
+    bot_token: str = "xoxb-test-token"
+    team_id: str = "T0TEAM"
+    bot_user_id: str = "U0BOT"
+    calls: list[Call] = field(default_factory=list)
+    files: dict[str, HostedFile] = field(default_factory=dict)
+    uploads: dict[str, bytes] = field(default_factory=dict)
+    users: dict[str, FakeUser] = field(default_factory=dict)
+    #: Web API method → Slack error code to answer with instead of `ok` (fault injection).
+    errors: dict[str, str] = field(default_factory=dict)
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._pending_uploads: dict[str, str] = {}
+        self._methods: dict[str, Callable[[Payload], Payload]] = {
+            "auth.test": self._auth_test,
+            "views.open": self._view,
+            "views.update": self._view,
+            "views.push": self._view,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update_message,
+            "chat.postEphemeral": self._post_ephemeral,
+            "chat.delete": self._delete_message,
+            "users.info": self._users_info,
+            "files.info": self._files_info,
+            "files.delete": self._ok,
+            "files.getUploadURLExternal": self._upload_url,
+            "files.completeUploadExternal": self._complete_upload,
+        }
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """What `AsyncWebClient(base_url=...)` needs: methods are POSTed to `{base_url}{method}`."""
+        return f"{self.url}/api/"
+
+    async def start(self) -> FakeSlackAPI:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.add_routes(
+            [
+                web.post("/api/{method}", self._api),
+                web.get("/api/{method}", self._api),
+                web.post("/upload/{file_id}", self._upload),
+                web.get("/files-pri/{file_id}/{name}", self._download),
+                web.post("/response/{key}", self._response_url),
+            ]
+        )
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # --- what tests set up and read ----------------------------------------------------------------------------
+
+    def host_file(self, name: str, data: bytes, mimetype: str = "video/mp4", filetype: str = "mp4") -> HostedFile:
+        """Serve `data` as a Slack file (as if a user had uploaded it) and return it."""
+        file_id = f"F{next(self._ids):07d}"
+        hosted = HostedFile(id=file_id, name=name, mimetype=mimetype, data=data, filetype=filetype)
+        hosted.url_private = f"{self.url}/files-pri/{file_id}/{name}"
+        self.files[file_id] = hosted
+        return hosted
+
+    def add_user(self, user_id: str, name: str = "member", *, is_admin: bool = False) -> FakeUser:
+        user = FakeUser(id=user_id, name=name, is_admin=is_admin)
+        self.users[user_id] = user
+        return user
+
+    def response_url(self, key: str = "cmd") -> str:
+        """A `response_url` for a payload; what is sent to it is recorded as a `response` call."""
+        return f"{self.url}/response/{key}"
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def methods(self) -> list[str]:
+        return [c.method for c in self.calls]
+
+    # --- HTTP handlers -----------------------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        body = await request.read()
+        data = _parse_body(request, body)
+        self.calls.append(Call(method, request.path, dict(request.headers), data, body))
+        if request.headers.get("Authorization") != f"Bearer {self.bot_token}":
+            return _json({"ok": False, "error": "invalid_auth"})
+        if method in self.errors:
+            return _json({"ok": False, "error": self.errors[method]})
+        handler = self._methods.get(method)
+        if handler is None:
+            return _json({"ok": False, "error": "unknown_method"})
+        return _json(handler(data))
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["file_id"]
+        body = await request.read()
+        self.calls.append(Call("upload", request.path, dict(request.headers), {"file_id": file_id}, body))
+        if file_id not in self._pending_uploads:
+            return web.Response(status=404, text="unknown upload")
+        self.uploads[file_id] = body
+        return web.Response(text=f"OK - {len(body)}")
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        file_id = request.match_info["file_id"]
+        self.calls.append(Call("download", request.path, dict(request.headers), {"file_id": file_id}, b""))
+        hosted = self.files.get(file_id)
+        if hosted is None:
+            return web.Response(status=404)
+        if request.headers.get("Authorization") != f"Bearer {self.bot_token}":
+            # Slack answers an unauthenticated url_private fetch with its sign-in page, not the file.
+            return web.Response(text="<html>sign in</html>", content_type="text/html")
+        return web.Response(body=hosted.data, content_type=hosted.mimetype)
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        data = json.loads(body or b"{}")
+        self.calls.append(Call("response", request.path, dict(request.headers), data, body))
+        return web.Response(text="ok")
+
+    # --- Web API methods -----------------------------------------------------------------------------------------
+
+    def _ts(self) -> str:
+        return f"1700000000.{next(self._ids):06d}"
+
+    def _ok(self, data: Payload) -> Payload:
+        return {"ok": True}
+
+    def _auth_test(self, data: Payload) -> Payload:
+        return {
+            "ok": True,
+            "url": "https://fake.slack.test/",
+            "team": "Fake Team",
+            "team_id": self.team_id,
+            "user": "soracast",
+            "user_id": self.bot_user_id,
+            "bot_id": "B0BOT",
+        }
+
+    def _view(self, data: Payload) -> Payload:
+        view = data.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        view = dict(view or {})
+        view.setdefault("id", data.get("view_id") or f"V{next(self._ids):07d}")
+        return {"ok": True, "view": view}
+
+    def _post_message(self, data: Payload) -> Payload:
+        ts = self._ts()
+        return {"ok": True, "channel": data.get("channel"), "ts": ts, "message": {"ts": ts, "text": data.get("text")}}
+
+    def _update_message(self, data: Payload) -> Payload:
+        return {"ok": True, "channel": data.get("channel"), "ts": data.get("ts"), "text": data.get("text")}
+
+    def _post_ephemeral(self, data: Payload) -> Payload:
+        return {"ok": True, "message_ts": self._ts()}
+
+    def _delete_message(self, data: Payload) -> Payload:
+        return {"ok": True, "channel": data.get("channel"), "ts": data.get("ts")}
+
+    def _users_info(self, data: Payload) -> Payload:
+        user_id = str(data.get("user", ""))
+        user = self.users.get(user_id) or FakeUser(id=user_id)
+        return {"ok": True, "user": user.user_object()}
+
+    def _files_info(self, data: Payload) -> Payload:
+        hosted = self.files.get(str(data.get("file", "")))
+        if hosted is None:
+            return {"ok": False, "error": "file_not_found"}
+        return {"ok": True, "file": hosted.file_object()}
+
+    def _upload_url(self, data: Payload) -> Payload:
+        file_id = f"F{next(self._ids):07d}"
+        self._pending_uploads[file_id] = str(data.get("filename", "upload"))
+        return {"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"}
+
+    def _complete_upload(self, data: Payload) -> Payload:
+        files = data.get("files")
+        if isinstance(files, str):
+            files = json.loads(files)
+        done = []
+        for item in files or []:
+            file_id = item.get("id")
+            if file_id not in self.uploads:
+                return {"ok": False, "error": "file_not_found"}
+            done.append({"id": file_id, "title": item.get("title") or self._pending_uploads.get(file_id)})
+        return {"ok": True, "files": done}
+
+
+def _parse_body(request: web.Request, body: bytes) -> Payload:
+    """Query string, form fields and JSON merged: slack-sdk sends some methods one way, some another."""
+    data: Payload = dict(request.query)
+    content_type = request.headers.get("Content-Type", "")
+    if "json" in content_type and body:
+        data.update(json.loads(body))
+    elif "form" in content_type and body:
+        data.update(parse_qsl(body.decode(), keep_blank_values=True))
+    return data
+
+
+def _json(payload: Payload) -> web.Response:
+    return web.json_response(payload)
