@@ -157,7 +157,7 @@ async def run(requests: int, separate: bool) -> None:
         http = aiohttp.ClientSession()
         client = AsyncWebClient(token=BOT_TOKEN, base_url=f"{fake_url}/api/", session=http)
         adapter = build_slack_adapter(core, settings, client=client)
-        runner = web.AppRunner(create_web_app(core, settings, adapter.app), access_log=None)
+        runner = web.AppRunner(create_web_app(core, settings, adapter), access_log=None)
         await runner.setup()
         # A burst opens many connections at once; the default backlog (128) would make some retry a SYN.
         await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()

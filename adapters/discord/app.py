@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 
 import discord
 from discord import app_commands
 
-from adapters.discord.acks import AckGate
 from adapters.discord.commands import Commands
 from adapters.discord.files import ClipDownloads
 from adapters.discord.interactions import Components, PendingClips
 from adapters.discord.notifier import DiscordNotifier
 from adapters.discord.views import ListPageButton, VideoButton
-from bot.app import Soracast, build_app
+from bot.acks import AckGate
+from bot.app import Soracast, build_app, settle_after_start_up
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.models import Platform
@@ -34,7 +33,7 @@ class SoracastClient(discord.Client):
         self.core = core
         self.settings = settings
         self.tree = app_commands.CommandTree(self)
-        #: Acknowledgements first when interactions arrive in a burst (see `acks.AckGate`).
+        #: Acknowledgements first when interactions arrive in a burst (see `bot.acks.AckGate`).
         self.ack_gate = AckGate()
         work = settings.resolved_media_dir / "discord"
         self.notifier = DiscordNotifier(self, core.generations, work / "outgoing")
@@ -84,10 +83,7 @@ async def prepare_bot(client: SoracastClient, token: str) -> int:
     resumed = await client.core.generations.resume(Platform.DISCORD)
     if resumed:
         log.info("picked up %d unfinished video(s)", resumed)
-    # What exists now (modules, the core, caches) lives as long as the process. Freezing it keeps every later
-    # full collection from walking ~100k start-up objects, which stalled a burst of acks by tens of ms.
-    gc.collect()
-    gc.freeze()
+    settle_after_start_up()
     return resumed
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import discord
 
 from adapters.discord import render
-from adapters.discord.acks import AckGate
+from bot.acks import AckGate
 from bot.errors import SoracastError
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from adapters.slack.interactions import Interactions
 from adapters.slack.notifier import SlackNotifier
 from adapters.slack.replies import ActorDirectory, Replier
 from adapters.slack.services import Services
-from bot.app import Soracast, build_app
+from bot.app import Soracast, build_app, settle_after_start_up
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.models import Platform
@@ -79,6 +79,7 @@ def build_slack_adapter(core: Soracast, settings: Settings, client: AsyncWebClie
     SlashCommands(services).register(app)
     Interactions(services).register(app)
     core.generations.register_notifier(Platform.SLACK, notifier)
+    settle_after_start_up()
     return SlackAdapter(app=app, services=services)
 
 
@@ -88,13 +89,20 @@ def build_slack_app(core: Soracast, settings: Settings, client: AsyncWebClient |
 
 
 def create_web_app(
-    core: Soracast, settings: Settings, bolt_app: AsyncApp, extra_routes: Sequence[web.RouteDef] = ()
+    core: Soracast, settings: Settings, adapter: SlackAdapter, extra_routes: Sequence[web.RouteDef] = ()
 ) -> web.Application:
     """`POST /slack/events` (signature checked by bolt on every request), `GET /healthz`, plus `extra_routes`
     (the Videos API webhook route is added there by the CLI)."""
 
+    bolt_app, gate = adapter.app, adapter.services.background.gate
+
     async def slack_events(request: web.Request) -> web.Response:
-        return await to_aiohttp_response(await bolt_app.async_dispatch(await to_bolt_request(request)))
+        # Counted until answered: work started by earlier requests waits, so a burst's acks go out first.
+        gate.arrived()
+        try:
+            return await to_aiohttp_response(await bolt_app.async_dispatch(await to_bolt_request(request)))
+        finally:
+            gate.acknowledged()
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "offline": settings.use_offline})
@@ -156,7 +164,7 @@ async def run_web(settings: Settings, extra_routes: Sequence[web.RouteDef] = ())
     adapter = build_slack_adapter(core, settings, _web_client(settings, http))
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret is not None else None
     routes = [webhook_route(secret, core.storage, core.generations), *extra_routes]
-    runner = web.AppRunner(create_web_app(core, settings, adapter.app, routes), access_log=None)
+    runner = web.AppRunner(create_web_app(core, settings, adapter, routes), access_log=None)
     try:
         await core.generations.resume(Platform.SLACK)
         await runner.setup()

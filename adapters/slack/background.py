@@ -10,6 +10,7 @@ from typing import Any
 from adapters.slack import render
 from adapters.slack.origin import Origin
 from adapters.slack.replies import Replier
+from bot.acks import AckGate
 from bot.errors import SoracastError
 
 log = logging.getLogger(__name__)
@@ -19,8 +20,10 @@ class Background:
     """Runs one coroutine per request after `ack()`; a SoracastError becomes a private message, anything else
     is logged and answered with a generic one."""
 
-    def __init__(self, replier: Replier, concurrency: int = 16) -> None:
+    def __init__(self, replier: Replier, concurrency: int = 16, gate: AckGate | None = None) -> None:
         self._replier = replier
+        #: Requests still waiting for their ack (HTTP mode); work waits for them, briefly.
+        self.gate = gate or AckGate()
         # A burst of commands must not starve the acks of the ones still arriving: jobs run a few at a time.
         self._slots = asyncio.Semaphore(concurrency)
         # asyncio keeps only weak references to tasks: without this set a running job could be collected.
@@ -35,6 +38,7 @@ class Background:
 
     async def _guarded(self, origin: Origin, work: Coroutine[Any, Any, None], what: str) -> None:
         try:
+            await self.gate.settle()
             async with self._slots:
                 await work
             return

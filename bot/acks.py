@@ -15,7 +15,8 @@ class AckGate:
 
     At most `in_flight` acknowledgements are on the wire at once: a burst then reuses connections instead of
     opening one per interaction, whose set-up would delay every ack queued behind it (200 at once, in
-    benchmarks/discord_ack.py: p99 ~75 ms with 64, ~125 ms unbounded).
+    benchmarks/discord_ack.py: p99 ~75 ms with 64, ~125 ms unbounded). Platforms whose ack is the HTTP answer
+    itself (Slack over HTTP) only count arrivals and acknowledgements.
     """
 
     def __init__(self, max_wait: float = 1.0, in_flight: int = 64) -> None:
