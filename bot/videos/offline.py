@@ -424,10 +424,29 @@ class OfflineVideosAPI:
         """A new video from a completed one with a new prompt (same model, size, length and characters)."""
         check_text(prompt, param="prompt", max_length=MAX_PROMPT_CHARS)
         source = self._completed_source(video_id, param="video_id")
+        return self._derive(source, "remix", prompt, added=source.seconds, total=source.seconds, remixed=True)
+
+    async def extend_video(self, video_id: str, prompt: str, seconds: str) -> Video:
+        """Continue a completed video by `seconds`; the result's `seconds` is the stitched total."""
+        check_text(prompt, param="prompt", max_length=MAX_PROMPT_CHARS)
+        added = self._check_seconds(seconds)
+        source = self._completed_source(video_id, param="video")
+        return self._derive(source, "extend", prompt, added=added, total=str(int(source.seconds) + int(added)))
+
+    async def edit_video(self, video_id: str, prompt: str) -> Video:
+        """A targeted edit of a completed video: same length and size, the change described by `prompt`."""
+        check_text(prompt, param="prompt", max_length=MAX_PROMPT_CHARS)
+        source = self._completed_source(video_id, param="video")
+        return self._derive(source, "edit", prompt, added=source.seconds, total=source.seconds)
+
+    def _derive(
+        self, source: _Job, kind: str, prompt: str, *, added: str, total: str, remixed: bool = False
+    ) -> Video:
+        # Remix, extend and edit keep the source's model, size and characters and render on top of its scene.
         scene = Scene(
-            kind="remix",
+            kind=kind,
             prompt=prompt,
-            seconds=int(source.seconds),
+            seconds=int(added),
             characters=list(source.scene.characters),
             image=source.scene.image,
             source=source.scene,
@@ -435,43 +454,11 @@ class OfflineVideosAPI:
         job = self._new_job(
             model=source.model,
             size=source.size,
-            seconds=source.seconds,
+            seconds=total,
             prompt=prompt,
             scene=scene,
-            remixed_from=source.id,
+            remixed_from=source.id if remixed else None,
         )
-        return self._video(job, just_created=True)
-
-    async def extend_video(self, video_id: str, prompt: str, seconds: str) -> Video:
-        """Continue a completed video by `seconds`; the result's `seconds` is the stitched total."""
-        check_text(prompt, param="prompt", max_length=MAX_PROMPT_CHARS)
-        added = self._check_seconds(seconds)
-        source = self._completed_source(video_id, param="video")
-        scene = Scene(
-            kind="extend",
-            prompt=prompt,
-            seconds=int(added),
-            characters=list(source.scene.characters),
-            image=source.scene.image,
-            source=source.scene,
-        )
-        total = str(int(source.seconds) + int(added))
-        job = self._new_job(model=source.model, size=source.size, seconds=total, prompt=prompt, scene=scene)
-        return self._video(job, just_created=True)
-
-    async def edit_video(self, video_id: str, prompt: str) -> Video:
-        """A targeted edit of a completed video: same length and size, the change described by `prompt`."""
-        check_text(prompt, param="prompt", max_length=MAX_PROMPT_CHARS)
-        source = self._completed_source(video_id, param="video")
-        scene = Scene(
-            kind="edit",
-            prompt=prompt,
-            seconds=int(source.seconds),
-            characters=list(source.scene.characters),
-            image=source.scene.image,
-            source=source.scene,
-        )
-        job = self._new_job(model=source.model, size=source.size, seconds=source.seconds, prompt=prompt, scene=scene)
         return self._video(job, just_created=True)
 
     # --- reading and deleting ---------------------------------------------------------------------------
