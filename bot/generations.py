@@ -56,6 +56,8 @@ _STATUS_MAP = {
 
 #: How often a delivery that the platform refused is tried again within one run.
 DELIVERY_ATTEMPTS = 5
+#: How long the tracker waits for an adapter to post a generation's first message before reporting on it.
+ANNOUNCE_WAIT = 10.0
 
 
 class GenerationService:
@@ -78,6 +80,8 @@ class GenerationService:
         self._wakeups: dict[str, asyncio.Event] = {}
         self._finished: dict[str, asyncio.Event] = {}
         self._last_progress_note: dict[str, float] = {}
+        # Generation id → set once the adapter has recorded its first message (`attach_message`).
+        self._announcing: dict[str, asyncio.Event] = {}
         self._closing = False
 
     # --- wiring ----------------------------------------------------------------------------------------
@@ -147,8 +151,14 @@ class GenerationService:
         prompt: str,
         options: GenerationOptions,
         target: DeliveryTarget,
+        *,
+        announce: bool = False,
     ) -> Generation:
-        """Resolve the prompt's @handles, persist the request, submit it and start tracking it."""
+        """Resolve the prompt's @handles, persist the request, submit it and start tracking it.
+
+        `announce`: the adapter will post a first message and record it with `attach_message`; until then (at
+        most ANNOUNCE_WAIT) the tracker holds its reports, so a fast job never overtakes that message.
+        """
         text = self._check_prompt(prompt)
         model, seconds, size = self.resolve_options(options)
         resolved = resolve_prompt(
@@ -165,13 +175,22 @@ class GenerationService:
             size=size,
             target=target,
         )
-        return await self._persist_and_submit(generation)
+        return await self._persist_and_submit(generation, announce)
 
     async def remix(
-        self, scope: Scope, actor: Actor, generation_id: str, prompt: str, target: DeliveryTarget
+        self,
+        scope: Scope,
+        actor: Actor,
+        generation_id: str,
+        prompt: str,
+        target: DeliveryTarget,
+        *,
+        announce: bool = False,
     ) -> Generation:
         """A new video from a finished one, changed as the prompt says."""
-        return await self._derive(scope, actor, generation_id, prompt, target, GenerationKind.REMIX, None)
+        return await self._derive(
+            scope, actor, generation_id, prompt, target, GenerationKind.REMIX, None, announce
+        )
 
     async def extend(
         self,
@@ -181,10 +200,14 @@ class GenerationService:
         prompt: str,
         target: DeliveryTarget,
         seconds: str | None = None,
+        *,
+        announce: bool = False,
     ) -> Generation:
         """Continue a finished video by `seconds` more, as the prompt says."""
         _, extra, _ = self.resolve_options(GenerationOptions(seconds=seconds))
-        return await self._derive(scope, actor, generation_id, prompt, target, GenerationKind.EXTEND, extra)
+        return await self._derive(
+            scope, actor, generation_id, prompt, target, GenerationKind.EXTEND, extra, announce
+        )
 
     async def _derive(
         self,
@@ -195,6 +218,7 @@ class GenerationService:
         target: DeliveryTarget,
         kind: GenerationKind,
         seconds: str | None,
+        announce: bool,
     ) -> Generation:
         parent = await self._finished_parent(scope, generation_id)
         text = self._check_prompt(prompt)
@@ -215,9 +239,9 @@ class GenerationService:
             size=parent.size,
             target=target,
         )
-        return await self._persist_and_submit(generation)
+        return await self._persist_and_submit(generation, announce)
 
-    async def _persist_and_submit(self, generation: Generation) -> Generation:
+    async def _persist_and_submit(self, generation: Generation, announce: bool) -> Generation:
         await self._storage.save_generation(generation)
         try:
             video = await self._submit(generation)
@@ -227,6 +251,8 @@ class GenerationService:
             raise
         self._apply(generation, video)
         await self._storage.save_generation(generation)
+        if announce:
+            self._announcing[generation.id] = asyncio.Event()
         log.info("generation %s submitted as %s", generation.id, generation.api_video_id)
         # The create answer is as fresh as a poll: the first status check waits one interval. Offline jobs
         # take seconds, so the local renderer is asked sooner to keep the progress bar alive.
@@ -276,14 +302,22 @@ class GenerationService:
     async def recent(self, scope: Scope, limit: int = 20) -> list[Generation]:
         return list(await self._storage.recent_generations(scope, limit))
 
-    async def attach_message(self, generation_id: str, message_id: str, **extra: str) -> None:
-        """Record the platform message that shows this generation's progress (and adapter extras)."""
-        generation = await self._storage.get_generation(generation_id)
-        if generation is None:
-            return
-        merged = {**generation.target.extra, **extra}
-        target = generation.target.model_copy(update={"message_id": message_id, "extra": merged})
-        await self._storage.update_target(generation_id, target)
+    async def attach_message(self, generation_id: str, message_id: str | None, **extra: str) -> None:
+        """Record the platform message that shows this generation (and adapter extras); None: none was posted.
+
+        Either way the tracker stops holding its reports for the announcement.
+        """
+        try:
+            generation = await self._storage.get_generation(generation_id)
+            if generation is None or message_id is None:
+                return
+            merged = {**generation.target.extra, **extra}
+            target = generation.target.model_copy(update={"message_id": message_id, "extra": merged})
+            await self._storage.update_target(generation_id, target)
+        finally:
+            announced = self._announcing.pop(generation_id, None)
+            if announced is not None:
+                announced.set()
 
     async def delete(self, scope: Scope, actor: Actor, generation_id: str) -> Generation:
         """Delete a video at the API and locally; its requester or an admin only."""
@@ -373,6 +407,7 @@ class GenerationService:
         self._trackers.pop(generation_id, None)
         self._wakeups.pop(generation_id, None)
         self._last_progress_note.pop(generation_id, None)
+        self._announcing.pop(generation_id, None)
 
     async def _track(self, generation_id: str, first_wait: float) -> None:
         try:
@@ -462,7 +497,13 @@ class GenerationService:
         return await self._videos.download_content(generation.api_video_id, dest, variant)
 
     async def _fresh_target(self, generation: Generation) -> None:
-        # The adapter records its message id concurrently with the tracker; always notify with the latest.
+        # The adapter records its message id concurrently with the tracker; always notify with the latest,
+        # and give a first message that is still being posted a moment to land.
+        announced = self._announcing.get(generation.id)
+        if announced is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(announced.wait(), ANNOUNCE_WAIT)
+            self._announcing.pop(generation.id, None)
         stored = await self._storage.get_generation(generation.id)
         if stored is not None:
             generation.target = stored.target

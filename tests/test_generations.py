@@ -275,3 +275,16 @@ async def test_only_the_requester_or_an_admin_deletes_a_video(core: Soracast, no
     deleted = await core.generations.delete(CONSOLE_SCOPE, Actor(id="boss", is_admin=True), generation.id)
     assert deleted.status is GenerationStatus.DELETED
     assert final.video_path is not None and not final.video_path.exists()
+
+
+async def test_a_fast_job_waits_for_the_adapters_first_message(core: Soracast, notifier: RecordingNotifier) -> None:
+    generation = await core.generations.generate(
+        CONSOLE_SCOPE, TESTER, "a cat", GenerationOptions(), TARGET, announce=True
+    )
+    # The job finishes at once, but nothing is reported until the adapter has recorded its message.
+    await asyncio.sleep(0.3)
+    assert notifier.deliveries == [] and notifier.progress_notes == []
+    await core.generations.attach_message(generation.id, "first-message", channel="c1")
+    final = await core.generations.wait_finished(generation.id, within=30)
+    assert [g.target.message_id for g in notifier.deliveries] == ["first-message"]
+    assert final.target.extra == {"channel": "c1"}

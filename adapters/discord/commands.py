@@ -141,9 +141,8 @@ class Commands:
                 prompt,
                 GenerationOptions(seconds=seconds, size=size, model=model),
                 target_of(interaction, message_id),
+                announce=True,
             )
-            # No await between the core accepting the job and this: the tracker must find it expected.
-            self._notifier.expect(generation.id)
             await self._notifier.announce(interaction, generation)
 
     async def complete_prompt(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

@@ -146,14 +146,14 @@ class Components:
             prompt = values.get(views.PROMPT, "")
             generation: Generation
             if action is VideoAction.REMIX:
-                generation = await self._core.generations.remix(scope, actor, generation_id, prompt, target)
+                generation = await self._core.generations.remix(
+                    scope, actor, generation_id, prompt, target, announce=True
+                )
             else:
                 seconds = values.get(views.SECONDS, "").strip() or None
                 generation = await self._core.generations.extend(
-                    scope, actor, generation_id, prompt, target, seconds=seconds
+                    scope, actor, generation_id, prompt, target, seconds=seconds, announce=True
                 )
-            # No await between the core accepting the job and this: the tracker must find it expected.
-            self._notifier.expect(generation.id)
             await self._notifier.announce(interaction, generation)
 
     async def _submit_clip_form(self, interaction: discord.Interaction, key: str, values: dict[str, str]) -> None:

@@ -7,8 +7,6 @@ expire after 15 minutes and renders can take longer.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +23,6 @@ from bot.models import DeliveryReceipt, Generation
 
 log = logging.getLogger(__name__)
 
-#: How long the tracker waits for a command to finish posting a generation's first message.
-ANNOUNCE_WAIT = 60.0
-
 FileFactory = Callable[[], discord.File]
 
 
@@ -38,42 +33,35 @@ class DiscordNotifier:
         self._client = client
         self._generations = generations
         self._work_dir = work_dir
-        # Generation id → set once its first message is shown; the tracker's calls wait for it, so a fast job
-        # never edits (or replaces) a message the command has not finished posting.
-        self._announcing: dict[str, asyncio.Event] = {}
 
     # --- the first message (called by the commands) ----------------------------------------------------
 
-    def expect(self, generation_id: str) -> None:
-        """Call right after the core accepted a generation, before awaiting anything else."""
-        self._announcing[generation_id] = asyncio.Event()
-
     async def announce(self, interaction: discord.Interaction, generation: Generation) -> None:
-        """Turn the interaction's "thinking…" reply into the generation's progress message."""
+        """Turn the interaction's "thinking…" reply into the generation's progress message.
+
+        The generation must have been submitted with `announce=True`: the core holds its reports until the
+        message is recorded here, so a fast job never overtakes it.
+        """
+        message_id: str | None = None
         try:
             message = await interaction.edit_original_response(
                 content=None, embed=render.generation_embed(generation), allowed_mentions=NO_MENTIONS
             )
             mark_answered(interaction)
-            if str(message.id) != generation.target.message_id:
-                await self._generations.attach_message(generation.id, str(message.id))
+            message_id = str(message.id)
         finally:
-            event = self._announcing.pop(generation.id, None)
-            if event is not None:
-                event.set()
+            await self._generations.attach_message(generation.id, message_id)
 
     # --- Notifier ----------------------------------------------------------------------------------------
 
     async def progress(self, generation: Generation) -> None:
         """Edit the progress bar; the core already spaces these calls out."""
-        await self._settled(generation)
         if generation.target.message_id is None:
             return
         await self._message(generation).edit(embed=render.generation_embed(generation), allowed_mentions=NO_MENTIONS)
 
     async def completed(self, generation: Generation) -> DeliveryReceipt:
         """Attach the MP4 to the generation's message (shrunk to the server's limit if needed) with its buttons."""
-        await self._settled(generation)
         scratch = self._work_dir / f"{generation.id}-fit.mp4"
         try:
             make_file, note = await self._fit(generation, scratch)
@@ -93,20 +81,9 @@ class DiscordNotifier:
 
     async def failed(self, generation: Generation) -> None:
         """Replace the progress bar with why it failed and what to do next."""
-        await self._settled(generation)
         await self._show(generation, render.generation_embed(generation), None, None)
 
     # --- helpers -----------------------------------------------------------------------------------------
-
-    async def _settled(self, generation: Generation) -> None:
-        event = self._announcing.get(generation.id)
-        if event is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), ANNOUNCE_WAIT)
-        # The command has recorded the message meanwhile; use the stored target, not the tracker's copy.
-        with contextlib.suppress(SoracastError):
-            generation.target = (await self._generations.get(generation.scope, generation.id)).target
 
     def _channel(self, generation: Generation) -> discord.PartialMessageable:
         guild = generation.target.extra.get(EXTRA_GUILD) or generation.scope.id

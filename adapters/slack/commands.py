@@ -81,7 +81,9 @@ class SlashCommands:
         """`/sora <prompt> [--seconds 8 --size 1280x720]` (already unescaped) in the origin's channel and thread."""
         prompt, options = parse_generation_command(text)
         actor = await self.s.actors.get(origin.user_id, origin.user_name)
-        generation = await self.s.core.generations.generate(origin.scope, actor, prompt, options, origin.target())
+        generation = await self.s.core.generations.generate(
+            origin.scope, actor, prompt, options, origin.target(), announce=True
+        )
         await self.s.post_generation(generation)
 
     async def run_character(

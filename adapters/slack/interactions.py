@@ -178,7 +178,7 @@ class Interactions:
         origin = state.origin
         actor = await self.s.actors.get(origin.user_id, origin.user_name)
         generation = await self.s.core.generations.remix(
-            origin.scope, actor, state.generation_id or "", prompt, origin.target()
+            origin.scope, actor, state.generation_id or "", prompt, origin.target(), announce=True
         )
         await self.s.post_generation(generation)
 
@@ -196,6 +196,6 @@ class Interactions:
         origin = state.origin
         actor = await self.s.actors.get(origin.user_id, origin.user_name)
         generation = await self.s.core.generations.extend(
-            origin.scope, actor, state.generation_id or "", prompt, origin.target(), seconds=seconds
+            origin.scope, actor, state.generation_id or "", prompt, origin.target(), seconds=seconds, announce=True
         )
         await self.s.post_generation(generation)

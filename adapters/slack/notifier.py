@@ -32,14 +32,19 @@ class SlackNotifier:
         return generation.target.extra.get("channel") or generation.target.channel_id
 
     async def post(self, generation: Generation) -> str:
-        """Post the progress message of a new generation and record it with the core."""
+        """Post the progress message of a new generation (submitted with `announce=True`) and record it."""
         message = render.generation_message(generation)
-        response = await self._client.chat_postMessage(
-            channel=generation.target.channel_id,
-            thread_ts=generation.target.thread_id,
-            text=message.text,
-            blocks=message.blocks,
-        )
+        try:
+            response = await self._client.chat_postMessage(
+                channel=generation.target.channel_id,
+                thread_ts=generation.target.thread_id,
+                text=message.text,
+                blocks=message.blocks,
+            )
+        except Exception:
+            # Nothing was posted: the core stops holding the generation's reports for this message.
+            await self._generations.attach_message(generation.id, None)
+            raise
         ts = str(response["ts"])
         await self._generations.attach_message(generation.id, ts, channel=str(response["channel"]))
         return ts
