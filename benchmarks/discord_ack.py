@@ -31,7 +31,7 @@ from discord.http import Route  # noqa: E402
 
 from adapters.discord.app import build_discord_bot, prepare_bot  # noqa: E402
 from bot.app import build_app  # noqa: E402
-from bot.videos.offline import OfflineVideosAPI  # noqa: E402
+from bot.backends.offline.renderer import OfflineVideosAPI  # noqa: E402
 from tests.fakes.discord_api import FakeDiscordAPI, Received  # noqa: E402
 from tests.fixtures.discord import APPLICATION_COMMAND, BOT_TOKEN, Payloads, discord_settings  # noqa: E402
 

@@ -47,8 +47,9 @@ def _free_port() -> int:
 async def serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
-    from bot.videos.offline import OfflineVideosAPI
-    from bot.videos.server import FaultPlan, create_emulator_app
+    from bot.backends.offline.emulation import FaultPlan
+    from bot.backends.offline.openai_api import create_emulator_app
+    from bot.backends.offline.renderer import OfflineVideosAPI
 
     root = Path(tempfile.mkdtemp(prefix="soracast-bench-emulator-"))
     offline = OfflineVideosAPI(

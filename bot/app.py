@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot import media
+from bot.backends import open_backends
+from bot.backends.base import VideoBackend
+from bot.backends.openai.api import VideosAPI
+from bot.backfill import backfill_references
+from bot.catalog import ModelCatalog
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.generations import GenerationService
 from bot.registry import CharacterRegistry
-from bot.videos.api import VideosAPI
 from storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -23,14 +28,20 @@ class Soracast:
 
     settings: Settings
     storage: Storage
-    videos: VideosAPI
+    catalog: ModelCatalog
     registry: CharacterRegistry
     generations: GenerationService
 
+    @property
+    def backend(self) -> VideoBackend:
+        """The backend new videos go to."""
+        return self.catalog.default_backend
+
     async def aclose(self) -> None:
-        """Stop tracking (jobs stay stored and resume next start), then close the API client and storage."""
+        """Stop tracking (jobs stay stored and resume next start), then close the backends and storage."""
         await self.generations.aclose()
-        await self.videos.aclose()
+        for backend in self.catalog.backends():
+            await backend.aclose()
         await self.storage.close()
 
 
@@ -44,33 +55,50 @@ def open_storage(settings: Settings) -> Storage:
     raise ConfigError(f"SORACAST_DATABASE_URL: unsupported database {url.split(':', 1)[0]!r}; use sqlite:///path")
 
 
-def open_videos_api(settings: Settings) -> VideosAPI:
-    """The real HTTP client when a key is set, otherwise the offline renderer (said once, in the log)."""
-    if settings.use_offline:
-        from bot.videos.offline import OfflineVideosAPI
+def wrap_videos_api(api: VideosAPI, settings: Settings) -> dict[str, VideoBackend]:
+    """An OpenAI-shape `VideosAPI` as the only backend (tests and benchmarks hand one in)."""
+    from bot.backends.offline.renderer import OfflineVideosAPI
+    from bot.backends.openai.backend import OpenAIBackend
 
-        reason = "SORACAST_OFFLINE is set" if settings.offline else "no OPENAI_API_KEY is set"
-        log.warning("%s: using the built-in offline renderer (videos are made locally)", reason)
-        return OfflineVideosAPI.from_settings(settings)
-    from bot.videos.client import HTTPVideosAPI
-
-    return HTTPVideosAPI.from_settings(settings)
+    if isinstance(api, OfflineVideosAPI):
+        return {"offline": OpenAIBackend(api, settings, name="offline", account_key="offline")}
+    return {"openai": OpenAIBackend(api, settings)}
 
 
 async def build_app(
-    settings: Settings, *, videos: VideosAPI | None = None, storage: Storage | None = None
+    settings: Settings,
+    *,
+    videos: VideosAPI | None = None,
+    backends: Mapping[str, VideoBackend] | None = None,
+    default_backend: str | None = None,
+    storage: Storage | None = None,
 ) -> Soracast:
-    """Open storage (applying migrations), choose the Videos API and wire the core services."""
+    """Open storage (applying migrations), open the backends and wire the core services.
+
+    `videos` (an OpenAI-shape API) or `backends` replace the configured backends, for tests and benchmarks.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.resolved_media_dir.mkdir(parents=True, exist_ok=True)
+    if videos is not None:
+        backends = wrap_videos_api(videos, settings)
+    if backends is not None:
+        opened, default = dict(backends), default_backend or next(iter(backends))
+    else:
+        opened, default = await open_backends(settings)
+    try:
+        catalog = ModelCatalog(opened, default, settings)
+    except BaseException:
+        for backend in opened.values():
+            await backend.aclose()
+        raise
     store = storage or open_storage(settings)
     await store.open()
-    api = videos or open_videos_api(settings)
     registry = CharacterRegistry(
-        store, api, media.ClipLimits.from_settings(settings), settings.resolved_media_dir / "work"
+        store, catalog, media.ClipLimits.from_settings(settings), settings.resolved_media_dir
     )
-    generations = GenerationService(store, api, registry, settings)
-    return Soracast(settings=settings, storage=store, videos=api, registry=registry, generations=generations)
+    generations = GenerationService(store, catalog, registry, settings)
+    await backfill_references(store, settings, registry.limits)
+    return Soracast(settings=settings, storage=store, catalog=catalog, registry=registry, generations=generations)
 
 
 def settle_after_start_up() -> None:

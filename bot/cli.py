@@ -21,11 +21,15 @@ def _parser() -> argparse.ArgumentParser:
     try_cmd = sub.add_parser("try", help="an interactive terminal session (offline renderer without a key)")
     try_cmd.add_argument("--script", type=Path, help="run the commands in this file, one per line, then exit")
 
-    emulate = sub.add_parser("emulate", help="serve the offline Videos API over HTTP for any client")
+    emulate = sub.add_parser("emulate", help="serve an emulated video API over HTTP for any client")
+    emulate.add_argument("--api", choices=("openai", "gemini", "fal"), default="openai", help="which API to serve")
     emulate.add_argument("--host", default="127.0.0.1")
     emulate.add_argument("--port", type=int, default=8089)
     emulate.add_argument("--time-scale", type=float, default=1.0, help="simulated seconds per real second")
     emulate.add_argument("--fail-rate", type=float, default=0.0, help="share of requests answered with a 5xx")
+    emulate.add_argument(
+        "--lost-answer-rate", type=float, default=0.0, help="share of those 5xx sent after the work was done"
+    )
     emulate.add_argument("--rate-limit", type=float, default=0.0, help="requests per second before 429s (0: off)")
 
     sub.add_parser("discord", help="run the Discord bot (gateway; the Procfile's worker)")
@@ -40,10 +44,12 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         return await run_console(settings, script=args.script)
     if args.command == "emulate":
-        from bot.videos.server import run_emulator
+        from bot.backends.offline.emulator import run_emulator
 
         await run_emulator(
             settings,
+            api=args.api,
+            lost_answer_rate=args.lost_answer_rate,
             host=args.host,
             port=args.port,
             time_scale=args.time_scale,

@@ -6,12 +6,22 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigError
 
 ENV_PREFIX = "SORACAST_"
+
+
+class BackendChoice(StrEnum):
+    """Which video API new jobs go to (`SORACAST_BACKEND`)."""
+
+    AUTO = "auto"
+    OPENAI = "openai"
+    GEMINI = "gemini"
+    FAL = "fal"
+    OFFLINE = "offline"
 
 
 class AuthStyle(StrEnum):
@@ -38,33 +48,58 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
-    # --- Videos API ---
-    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
-    api_base_url: str = Field(default="https://api.openai.com/v1", validation_alias="OPENAI_BASE_URL")
-    api_auth_style: AuthStyle = AuthStyle.BEARER
-    #: Force the built-in offline renderer even with a key set.
+    # --- which backend ---
+    #: auto: the first backend with a key (Gemini, fal, OpenAI-shape); none → the offline renderer.
+    backend: BackendChoice = BackendChoice.AUTO
+    #: Force the built-in offline renderer even with a key set (the same as SORACAST_BACKEND=offline).
     offline: bool = False
+    #: Whose rules the offline renderer plays, so a newcomer meets the limits they will see live.
+    offline_as: BackendChoice = BackendChoice.GEMINI
+    #: Offline renderer only: how fast simulated jobs run (2.0 = twice as fast).
+    offline_time_scale: float = Field(default=1.0, gt=0)
     api_timeout: float = Field(default=60.0, gt=0)
     api_max_retries: int = Field(default=4, ge=0, le=10)
     #: Seconds between status polls when the API does not say (`openai-poll-after-ms`).
     poll_interval: float = Field(default=5.0, gt=0)
-    #: Offline renderer only: how fast simulated jobs run (2.0 = twice as fast).
-    offline_time_scale: float = Field(default=1.0, gt=0)
 
-    # --- videos ---
-    default_model: str = "sora-2"
-    default_seconds: str = "4"
-    default_size: str = "1280x720"
+    # --- OpenAI-shape Videos API (gateways that serve /v1/videos) ---
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    api_base_url: str = Field(default="https://api.openai.com/v1", validation_alias="OPENAI_BASE_URL")
+    api_auth_style: AuthStyle = AuthStyle.BEARER
+    #: What the endpoint serves (gateway models vary, so these are the operator's to set).
     allowed_models: Annotated[list[str], NoDecode] = ["sora-2", "sora-2-pro"]
     allowed_seconds: Annotated[list[str], NoDecode] = ["4", "8", "12"]
     allowed_sizes: Annotated[list[str], NoDecode] = ["720x1280", "1280x720", "1024x1792", "1792x1024"]
-    max_characters_per_video: int = Field(default=2, ge=1, le=10)
+    #: Characters one OpenAI-shape video may feature (the API states no cap).
+    openai_max_characters: int = Field(default=2, ge=1, le=10)
+
+    # --- Gemini API (Gemini Omni Flash through the Interactions API) ---
+    gemini_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    )
+    #: Another endpoint for the Gemini API (tests point it at the emulator).
+    gemini_base_url: str | None = Field(default=None, validation_alias="GOOGLE_GEMINI_BASE_URL")
+    gemini_models: Annotated[list[str], NoDecode] = ["gemini-omni-1.1-flash", "gemini-omni-1.2-flash"]
+    #: The most reference images and clips one request carries (Google's guide: 3 clips of ≤ 3 s).
+    gemini_max_reference_images: int = Field(default=3, ge=1, le=14)
+    gemini_max_reference_videos: int = Field(default=3, ge=0, le=3)
+
+    # --- videos, whatever the backend ---
+    #: Defaults for /sora; unset means the backend's own default (its first model, that model's default).
+    default_model: str | None = None
+    default_seconds: str | None = None
+    default_size: str | None = None
+    #: A ceiling on characters per video for every model (each model has its own maximum too).
+    max_characters_per_video: int | None = Field(default=None, ge=1, le=10)
     max_prompt_chars: int = Field(default=4000, ge=10, le=32000)
+    #: Operator prices in USD per second, overriding the built-in table: `model=0.1` or `model:720p=0.1`.
+    prices: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
 
     # --- clips ---
     max_upload_mb: float = Field(default=100.0, gt=0)
     max_clip_input_seconds: float = Field(default=180.0, gt=0)
-    clip_seconds: float = Field(default=4.0, gt=0)
+    #: The reference clip kept for a character: reference-video backends take at most 3 s.
+    clip_seconds: float = Field(default=3.0, gt=0, le=3.0)
     min_clip_seconds: float = Field(default=2.0, gt=0)
 
     # --- storage ---
@@ -86,33 +121,63 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, validation_alias="PORT", ge=1, le=65535)
     log_level: str = "INFO"
 
-    @field_validator("allowed_models", "allowed_seconds", "allowed_sizes", mode="before")
+    @field_validator("allowed_models", "allowed_seconds", "allowed_sizes", "gemini_models", mode="before")
     @classmethod
     def _split_lists(cls, value: object) -> object:
         return _csv(value)
 
-    @field_validator("api_base_url")
+    @field_validator("prices", mode="before")
     @classmethod
-    def _check_url(cls, value: str) -> str:
+    def _parse_prices(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        prices: dict[str, float] = {}
+        for item in _csv(value):  # type: ignore[union-attr]
+            name, eq, price = str(item).partition("=")
+            if not eq or not name.strip():
+                raise ValueError(f"{item!r} is not `model=price` or `model:720p=price`")
+            try:
+                prices[name.strip()] = float(price)
+            except ValueError:
+                raise ValueError(f"{price.strip()!r} is not a price in USD per second") from None
+        return prices
+
+    @field_validator("api_base_url", "gemini_base_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
-    @model_validator(mode="after")
-    def _check_defaults(self) -> Settings:
-        for name, default, allowed in (
-            ("default_model", self.default_model, self.allowed_models),
-            ("default_seconds", self.default_seconds, self.allowed_seconds),
-            ("default_size", self.default_size, self.allowed_sizes),
+    @field_validator("offline_as")
+    @classmethod
+    def _check_offline_as(cls, value: BackendChoice) -> BackendChoice:
+        if value in (BackendChoice.AUTO, BackendChoice.OFFLINE):
+            raise ValueError("must name a live backend: openai, gemini or fal")
+        return value
+
+    @property
+    def active_backend(self) -> BackendChoice:
+        """The backend new jobs go to: the chosen one, or with `auto` the first that has a key."""
+        if self.offline:
+            return BackendChoice.OFFLINE
+        if self.backend is not BackendChoice.AUTO:
+            return self.backend
+        for choice, key in (
+            (BackendChoice.GEMINI, self.gemini_api_key),
+            (BackendChoice.FAL, getattr(self, "fal_key", None)),
+            (BackendChoice.OPENAI, self.openai_api_key),
         ):
-            if default not in allowed:
-                raise ValueError(f"{ENV_PREFIX}{name.upper()}={default!r} is not one of {allowed}")
-        return self
+            if key is not None and key.get_secret_value():
+                return choice
+        return BackendChoice.OFFLINE
 
     @property
     def use_offline(self) -> bool:
-        """The offline renderer runs when asked to, or when no key is configured."""
-        return self.offline or self.openai_api_key is None
+        """The offline renderer makes new videos (asked for, or no key is configured)."""
+        return self.active_backend is BackendChoice.OFFLINE
 
     @property
     def resolved_database_url(self) -> str:

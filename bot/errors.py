@@ -74,6 +74,12 @@ class UnknownHandle(InvalidInput):
         super().__init__(f"There is no character @{handle} in this workspace.", hint=hint)
 
 
+class CharacterNeedsClip(InvalidInput):
+    """A character registered before soracast kept references, whose clip is gone, used where one is needed."""
+
+    code = "character_needs_clip"
+
+
 class TooManyCharacters(InvalidInput):
     """More characters in one prompt than a video may use."""
 

@@ -15,6 +15,9 @@ import random
 import time
 from pathlib import Path
 
+from bot import media
+from bot.backends.base import JobState, JobStatus, ModelCapabilities, VideoBackend, VideoRequest
+from bot.catalog import Choice, ModelCatalog
 from bot.config import Settings
 from bot.errors import (
     APINotFound,
@@ -25,7 +28,7 @@ from bot.errors import (
     UnknownGeneration,
     VideosAPIError,
 )
-from bot.handles import resolve_prompt
+from bot.handles import mentions_of, resolve_prompt
 from bot.models import (
     Actor,
     Character,
@@ -41,17 +44,15 @@ from bot.models import (
 )
 from bot.notify import Notifier
 from bot.registry import CharacterRegistry
-from bot.videos.api import VideosAPI
-from bot.videos.schemas import ContentVariant, Video, VideoStatus
 from storage.base import Storage
 
 log = logging.getLogger(__name__)
 
 _STATUS_MAP = {
-    VideoStatus.QUEUED: GenerationStatus.QUEUED,
-    VideoStatus.IN_PROGRESS: GenerationStatus.IN_PROGRESS,
-    VideoStatus.COMPLETED: GenerationStatus.COMPLETED,
-    VideoStatus.FAILED: GenerationStatus.FAILED,
+    JobStatus.QUEUED: GenerationStatus.QUEUED,
+    JobStatus.IN_PROGRESS: GenerationStatus.IN_PROGRESS,
+    JobStatus.COMPLETED: GenerationStatus.COMPLETED,
+    JobStatus.FAILED: GenerationStatus.FAILED,
 }
 
 #: How often a delivery that the platform refused is tried again within one run.
@@ -66,12 +67,12 @@ class GenerationService:
     def __init__(
         self,
         storage: Storage,
-        videos: VideosAPI,
+        catalog: ModelCatalog,
         registry: CharacterRegistry,
         settings: Settings,
     ) -> None:
         self._storage = storage
-        self._videos = videos
+        self._catalog = catalog
         self._registry = registry
         self._settings = settings
         self._media_dir = settings.resolved_media_dir
@@ -114,22 +115,9 @@ class GenerationService:
 
     # --- options ---------------------------------------------------------------------------------------
 
-    def resolve_options(self, options: GenerationOptions) -> tuple[str, str, str]:
-        """Model, seconds and size after defaults, each checked against the configured lists."""
-        s = self._settings
-        model = options.model or s.default_model
-        seconds = (options.seconds or s.default_seconds).removesuffix("s")
-        size = (options.size or s.default_size).lower().replace("×", "x")
-        for label, value, allowed in (
-            ("model", model, s.allowed_models),
-            ("seconds", seconds, s.allowed_seconds),
-            ("size", size, s.allowed_sizes),
-        ):
-            if value not in allowed:
-                raise InvalidInput(
-                    f"{value!r} is not an allowed {label}.", hint=f"Choose one of: {', '.join(allowed)}."
-                )
-        return model, seconds, size
+    def resolve_options(self, options: GenerationOptions) -> Choice:
+        """Backend, model, seconds and size after defaults, each checked against what the model makes."""
+        return self._catalog.resolve(options)
 
     def _check_prompt(self, prompt: str) -> str:
         text = prompt.strip()
@@ -160,19 +148,20 @@ class GenerationService:
         most ANNOUNCE_WAIT) the tracker holds its reports, so a fast job never overtakes that message.
         """
         text = self._check_prompt(prompt)
-        model, seconds, size = self.resolve_options(options)
-        resolved = resolve_prompt(
-            text, await self._registry.by_handle(scope), self._settings.max_characters_per_video
-        )
+        choice = self.resolve_options(options)
+        characters = await self._registry.by_handle(scope)
+        resolved = resolve_prompt(text, characters, self._catalog.max_characters(choice.caps), choice.caps.model)
+        self._registry.check_usable([characters[c.handle] for c in resolved.characters], choice.caps)
         generation = Generation(
             scope=scope,
             requester_id=actor.id,
             prompt=text,
             api_prompt=resolved.text,
             characters=resolved.characters,
-            model=model,
-            seconds=seconds,
-            size=size,
+            backend=choice.backend.name,
+            model=choice.caps.model,
+            seconds=str(choice.seconds),
+            size=choice.size,
             target=target,
         )
         return await self._persist_and_submit(generation, announce)
@@ -204,9 +193,8 @@ class GenerationService:
         announce: bool = False,
     ) -> Generation:
         """Continue a finished video by `seconds` more, as the prompt says."""
-        _, extra, _ = self.resolve_options(GenerationOptions(seconds=seconds))
         return await self._derive(
-            scope, actor, generation_id, prompt, target, GenerationKind.EXTEND, extra, announce
+            scope, actor, generation_id, prompt, target, GenerationKind.EXTEND, seconds, announce
         )
 
     async def _derive(
@@ -221,10 +209,15 @@ class GenerationService:
         announce: bool,
     ) -> Generation:
         parent = await self._finished_parent(scope, generation_id)
+        backend, caps = self.derivable(parent, kind)
         text = self._check_prompt(prompt)
-        resolved = resolve_prompt(
-            text, await self._registry.by_handle(scope), self._settings.max_characters_per_video
-        )
+        if kind is GenerationKind.EXTEND:
+            allowed = caps.allowed_extensions()
+            added = self._catalog.check_seconds(caps, seconds, allowed) if seconds else None
+            seconds = str(added or min(allowed, key=lambda d: abs(d - int(parent.seconds))))
+        characters = await self._registry.by_handle(scope)
+        resolved = resolve_prompt(text, characters, self._catalog.max_characters(caps), caps.model)
+        self._registry.check_usable([characters[c.handle] for c in resolved.characters], caps)
         generation = Generation(
             scope=scope,
             requester_id=actor.id,
@@ -232,8 +225,9 @@ class GenerationService:
             parent_id=parent.id,
             prompt=text,
             api_prompt=resolved.text,
-            # The API keeps the source's characters; recording them keeps the posted card truthful.
+            # The backend keeps the source's characters; recording them keeps the posted card truthful.
             characters=resolved.characters or parent.characters,
+            backend=backend.name,
             model=parent.model,
             seconds=seconds or parent.seconds,
             size=parent.size,
@@ -241,15 +235,48 @@ class GenerationService:
         )
         return await self._persist_and_submit(generation, announce)
 
+    def derivable(self, parent: Generation, kind: GenerationKind) -> tuple[VideoBackend, ModelCapabilities]:
+        """The backend and model a remix or extension of `parent` goes to, or why there is none."""
+        backend = self._catalog.backend(parent.backend)
+        caps = self._catalog.capabilities_of(parent.backend, parent.model)
+        if backend is None or caps is None:
+            raise GenerationNotReady(
+                f"Video {parent.id} was made with {parent.model} on {parent.backend}, which this bot no longer uses.",
+                hint="Make a new video with /sora instead.",
+            )
+        allowed = caps.can_remix if kind is GenerationKind.REMIX else caps.can_extend
+        if not allowed:
+            verb = "remix" if kind is GenerationKind.REMIX else "extend"
+            raise GenerationNotReady(
+                f"{caps.label or caps.model} cannot {verb} a finished video.",
+                hint="Describe the change in a new /sora prompt instead.",
+            )
+        return backend, caps
+
+    def can_derive(self, generation: Generation, kind: GenerationKind) -> bool:
+        """Whether a Remix or Extend button should be offered for this video."""
+        try:
+            self.derivable(generation, kind)
+        except GenerationNotReady:
+            return False
+        return True
+
+    def extend_choices(self, generation: Generation) -> list[int]:
+        """The lengths an extension of `generation` may add (empty when it cannot be extended)."""
+        caps = self._catalog.capabilities_of(generation.backend, generation.model)
+        return list(caps.allowed_extensions()) if caps is not None and caps.can_extend else []
+
     async def _persist_and_submit(self, generation: Generation, announce: bool) -> Generation:
+        request, backend = await self._request(generation)
+        generation.api_prompt = backend.compose_prompt(request)
         await self._storage.save_generation(generation)
         try:
-            video = await self._submit(generation)
+            job = await backend.submit(request, generation.api_prompt)
         except SoracastError:
-            # The API refused it synchronously: the user is told, and nothing is left behind.
+            # The backend refused it synchronously: the user is told, and nothing is left behind.
             await self._storage.delete_generation(generation.id)
             raise
-        self._apply(generation, video)
+        self._apply(generation, job)
         await self._storage.save_generation(generation)
         if announce:
             self._announcing[generation.id] = asyncio.Event()
@@ -257,26 +284,46 @@ class GenerationService:
         # The create answer is as fresh as a poll: the first status check waits one interval. Offline jobs
         # take seconds, so the local renderer is asked sooner to keep the progress bar alive.
         first_wait = self._settings.poll_interval
-        if self._settings.use_offline:
+        if generation.backend == "offline":
             first_wait = min(first_wait, 1.0)
         self._start_tracker(generation.id, first_wait=first_wait)
         return generation
 
-    async def _submit(self, generation: Generation) -> Video:
-        if generation.kind is GenerationKind.CREATE:
-            return await self._videos.create_video(
-                generation.api_prompt,
-                model=generation.model,
-                seconds=generation.seconds,
-                size=generation.size,
-                character_ids=[c.api_character_id for c in generation.characters],
+    async def _request(self, generation: Generation) -> tuple[VideoRequest, VideoBackend]:
+        """What the generation's backend is sent: characters with their references, the source for derivations."""
+        backend = self._catalog.backend(generation.backend)
+        caps = self._catalog.capabilities_of(generation.backend, generation.model)
+        if backend is None or caps is None:
+            raise GenerationNotReady(
+                f"This video was meant for {generation.model} on {generation.backend}, which this bot no longer uses.",
+                hint="Make it again with /sora.",
             )
-        parent = await self._storage.get_generation(generation.parent_id or "")
-        if parent is None or parent.api_video_id is None:
-            raise GenerationNotReady("The video this builds on is gone.", hint="Start from a new /sora video.")
-        if generation.kind is GenerationKind.REMIX:
-            return await self._videos.remix_video(parent.api_video_id, generation.api_prompt)
-        return await self._videos.extend_video(parent.api_video_id, generation.api_prompt, generation.seconds)
+        characters = await self._registry.inputs_for(generation.characters, backend, caps)
+        source_job, source_video = None, None
+        if generation.kind is not GenerationKind.CREATE:
+            parent = await self._storage.get_generation(generation.parent_id or "")
+            if parent is None or parent.api_video_id is None:
+                raise GenerationNotReady("The video this builds on is gone.", hint="Start from a new /sora video.")
+            source_job = parent.api_video_id
+            source_video = parent.video_path if parent.video_path and parent.video_path.exists() else None
+        used = set(generation.handles)
+        request = VideoRequest(
+            kind=generation.kind,
+            prompt=generation.prompt,
+            mentions=[m for m in mentions_of(generation.prompt) if m.handle in used],
+            characters=characters,
+            model=generation.model,
+            seconds=int(generation.seconds),
+            size=generation.size,
+            source_job_id=source_job,
+            source_video=source_video,
+            request_key=generation.id,
+        )
+        return request, backend
+
+    async def _submit(self, generation: Generation) -> JobState:
+        request, backend = await self._request(generation)
+        return await backend.submit(request, generation.api_prompt)
 
     async def _finished_parent(self, scope: Scope, generation_id: str) -> Generation:
         parent = await self.get(scope, generation_id)
@@ -329,9 +376,10 @@ class GenerationService:
         task = self._trackers.pop(generation.id, None)
         if task is not None:
             task.cancel()
-        if generation.api_video_id:
+        backend = self._catalog.backend(generation.backend)
+        if generation.api_video_id and backend is not None:
             with contextlib.suppress(APINotFound):
-                await self._videos.delete_video(generation.api_video_id)
+                await backend.delete(generation.api_video_id)
         for path in (generation.video_path, generation.thumbnail_path):
             if path is not None:
                 path.unlink(missing_ok=True)
@@ -354,7 +402,7 @@ class GenerationService:
         generation = await self._finished_parent(scope, generation_id)
         path = generation.video_path
         if path is None or not path.exists():
-            path = await self._download(generation, ContentVariant.VIDEO)
+            path = await self._download(generation)
         return await self._registry.register(
             scope,
             actor,
@@ -436,21 +484,30 @@ class GenerationService:
             if generation.api_video_id is None:
                 # Accepted but the process died before the API answered: submit it now.
                 try:
-                    video = await self._submit(generation)
-                except VideosAPIError as exc:
+                    job = await self._submit(generation)
+                except SoracastError as exc:
                     if exc.retryable:
                         await self._sleep(generation_id, self._backoff(failures := failures + 1))
                         continue
-                    self._fail(generation, exc.code, exc.message)
+                    self._fail(generation, exc.code, exc.user_text())
                     await self._storage.save_generation(generation)
                     continue
-                self._apply(generation, video)
+                self._apply(generation, job)
+                await self._storage.save_generation(generation)
+                continue
+            backend = self._catalog.backend(generation.backend)
+            if backend is None:
+                self._fail(
+                    generation,
+                    "backend_gone",
+                    f"This video was sent to {generation.backend}, which this bot no longer uses.",
+                )
                 await self._storage.save_generation(generation)
                 continue
             try:
-                polled = await self._videos.retrieve_video(generation.api_video_id)
+                polled = await backend.poll(generation.api_video_id)
             except APINotFound:
-                self._fail(generation, "not_found", "The Videos API no longer knows this video.")
+                self._fail(generation, "not_found", f"{_capital(backend.service)} no longer knows this video.")
                 await self._storage.save_generation(generation)
                 continue
             except VideosAPIError as exc:
@@ -462,39 +519,57 @@ class GenerationService:
                 await self._sleep(generation_id, exc.retry_after or self._backoff(failures))
                 continue
             failures = 0
-            before = (generation.status, generation.progress)
+            before = (generation.status, generation.progress, generation.queue_position)
             self._apply(generation, polled)
             if generation.status is GenerationStatus.COMPLETED:
                 await self._fetch_result(generation)
                 continue
-            if (generation.status, generation.progress) != before:
+            if (generation.status, generation.progress, generation.queue_position) != before:
                 await self._storage.save_generation(generation)
                 await self._note_progress(generation)
             await self._sleep(generation_id, polled.poll_after or self._settings.poll_interval)
 
     async def _fetch_result(self, generation: Generation) -> None:
         try:
-            generation.video_path = await self._download(generation, ContentVariant.VIDEO)
+            generation.video_path = await self._download(generation)
         except APINotFound:
             self._fail(generation, "expired", "The finished video expired before it could be downloaded.")
             await self._storage.save_generation(generation)
             return
-        try:
-            generation.thumbnail_path = await self._download(generation, ContentVariant.THUMBNAIL)
-        except VideosAPIError as exc:
-            # A missing thumbnail never holds back the video.
-            log.warning("no thumbnail for %s: %s", generation.id, exc.code)
+        generation.thumbnail_path = await self._thumbnail(generation, generation.video_path)
         generation.progress = 100
         generation.completed_at = generation.completed_at or utcnow()
         generation.updated_at = utcnow()
         await self._storage.save_generation(generation)
 
-    async def _download(self, generation: Generation, variant: ContentVariant) -> Path:
-        assert generation.api_video_id is not None
-        suffix = {ContentVariant.VIDEO: ".mp4", ContentVariant.THUMBNAIL: ".jpg"}.get(variant, ".jpg")
+    def _media_path(self, generation: Generation, suffix: str) -> Path:
         dest = self._media_dir / generation.scope.platform.value / f"{generation.id}{suffix}"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        return await self._videos.download_content(generation.api_video_id, dest, variant)
+        return dest
+
+    async def _download(self, generation: Generation) -> Path:
+        assert generation.api_video_id is not None
+        backend = self._catalog.backend(generation.backend)
+        if backend is None:
+            raise GenerationNotReady(
+                f"This video was made on {generation.backend}, which this bot no longer uses.",
+                hint="Make a new video with /sora.",
+            )
+        return await backend.download(generation.api_video_id, self._media_path(generation, ".mp4"))
+
+    async def _thumbnail(self, generation: Generation, video: Path) -> Path | None:
+        """The backend's thumbnail, or one cut from the video; a missing thumbnail never holds the video back."""
+        dest = self._media_path(generation, ".jpg")
+        backend = self._catalog.backend(generation.backend)
+        try:
+            if backend is not None and generation.api_video_id is not None:
+                made = await backend.download_thumbnail(generation.api_video_id, dest)
+                if made is not None:
+                    return made
+            return await media.thumbnail(video, dest)
+        except (SoracastError, OSError) as exc:
+            log.warning("no thumbnail for %s: %s", generation.id, getattr(exc, "code", type(exc).__name__))
+            return None
 
     async def _fresh_target(self, generation: Generation) -> None:
         # The adapter records its message id concurrently with the tracker; always notify with the latest,
@@ -553,16 +628,20 @@ class GenerationService:
     # --- helpers -----------------------------------------------------------------------------------------
 
     @staticmethod
-    def _apply(generation: Generation, video: Video) -> None:
-        generation.api_video_id = video.id
-        generation.status = _STATUS_MAP.get(video.status, GenerationStatus.QUEUED)
-        generation.progress = max(0, min(100, int(video.progress or 0)))
+    def _apply(generation: Generation, job: JobState) -> None:
+        generation.api_video_id = job.id
+        status = _STATUS_MAP.get(job.status, GenerationStatus.QUEUED)
+        if status is GenerationStatus.IN_PROGRESS and generation.started_at is None:
+            generation.started_at = utcnow()
+        generation.status = status
+        if job.progress is not None:
+            generation.progress = max(0, min(100, job.progress))
+        generation.queue_position = job.queue_position if status is GenerationStatus.QUEUED else None
         generation.updated_at = utcnow()
-        if video.status is VideoStatus.FAILED:
-            error = video.error
-            generation.error_code = error.code if error else "failed"
-            generation.error_message = (error.message if error else "") or "The Videos API could not make this video."
-        if video.status is VideoStatus.COMPLETED:
+        if job.status is JobStatus.FAILED:
+            generation.error_code = job.error_code or "failed"
+            generation.error_message = job.error_message or "The video service could not make this video."
+        if job.status is JobStatus.COMPLETED:
             generation.completed_at = utcnow()
 
     @staticmethod
@@ -588,3 +667,6 @@ class GenerationService:
     def _signal_finished(self, generation_id: str) -> None:
         self._finished.setdefault(generation_id, asyncio.Event()).set()
 
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]

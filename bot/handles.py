@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from bot.backends.base import Mention
 from bot.errors import InvalidHandle, TooManyCharacters, UnknownHandle
 from bot.models import Character, CharacterRef
 
@@ -73,6 +74,16 @@ def find_mentions(prompt: str) -> list[tuple[int, int, str]]:
     return found
 
 
+def mentions_of(prompt: str) -> list[Mention]:
+    """The prompt's well-formed mentions with their canonical handles (malformed ones are left out)."""
+    found = []
+    for start, end, raw in find_mentions(prompt):
+        handle = normalize_handle(raw)
+        if _HANDLE_RE.fullmatch(handle):
+            found.append(Mention(start=start, end=end, handle=handle))
+    return found
+
+
 def suggest_handles(handle: str, known: Iterable[str], limit: int = 3) -> list[str]:
     """The known handles closest to a mistyped one, best first."""
     pool = sorted(set(known))
@@ -87,34 +98,39 @@ def suggest_handles(handle: str, known: Iterable[str], limit: int = 3) -> list[s
 
 @dataclass(frozen=True)
 class ResolvedPrompt:
-    """A prompt with its handles replaced by character names, and the characters it uses (in order)."""
+    """A prompt's handles resolved: the characters it uses (in order of first mention) and where each
+    mention stands, plus the prompt with every handle replaced by its character's name."""
 
     text: str
     characters: list[CharacterRef]
+    mentions: list[Mention]
 
 
-def resolve_prompt(prompt: str, characters: Mapping[str, Character], max_characters: int) -> ResolvedPrompt:
+def resolve_prompt(
+    prompt: str, characters: Mapping[str, Character], max_characters: int, model: str | None = None
+) -> ResolvedPrompt:
     """Replace each @handle with its character's name verbatim; unknown handles fail with suggestions."""
-    mentions = find_mentions(prompt)
     used: dict[str, CharacterRef] = {}
+    mentions: list[Mention] = []
     pieces: list[str] = []
     cursor = 0
-    for start, end, raw in mentions:
+    for start, end, raw in find_mentions(prompt):
         handle = validate_handle(raw)
         character = characters.get(handle)
         if character is None:
             raise UnknownHandle(handle, suggest_handles(handle, characters.keys()))
         if handle not in used:
-            used[handle] = CharacterRef(
-                handle=handle, name=character.name, api_character_id=character.api_character_id
-            )
+            used[handle] = CharacterRef(handle=handle, name=character.name, character_id=character.id)
+        mentions.append(Mention(start=start, end=end, handle=handle))
         pieces.append(prompt[cursor:start])
         pieces.append(character.name)
         cursor = end
     pieces.append(prompt[cursor:])
     if len(used) > max_characters:
         raise TooManyCharacters(
-            f"This prompt uses {len(used)} characters; a video can feature at most {max_characters}.",
+            f"This prompt uses {len(used)} characters; "
+            + (f"{model} can feature at most {max_characters} in one video." if model else
+               f"a video can feature at most {max_characters}."),
             hint="Remove some @handles and try again.",
         )
-    return ResolvedPrompt(text="".join(pieces).strip(), characters=list(used.values()))
+    return ResolvedPrompt(text="".join(pieces).strip(), characters=list(used.values()), mentions=mentions)

@@ -701,6 +701,33 @@ def _transform(frame: av.VideoFrame, coded: tuple[int, int], turns: int, geometr
     )
 
 
+# --- a thumbnail for backends that make none ---------------------------------------------------------------
+
+
+async def thumbnail(video: Path, dest: Path) -> Path:
+    """A JPEG of the middle frame of `video`, written to `dest` (for providers that send no thumbnail)."""
+    return await asyncio.to_thread(_thumbnail_sync, Path(video), Path(dest))
+
+
+def _thumbnail_sync(video: Path, dest: Path) -> Path:
+    try:
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            middle = (container.duration or 0) / 2 / 1_000_000
+            picked = None
+            for frame in container.decode(stream):
+                picked = frame
+                if frame.time is not None and frame.time >= middle:
+                    break
+    except (av.FFmpegError, OSError, IndexError) as exc:
+        raise _unreadable(f"thumbnail: {exc}") from None
+    if picked is None:
+        raise _unreadable("thumbnail: no picture")
+    with _partial(dest) as tmp:
+        picked.to_image().save(tmp, format="JPEG", quality=85)
+    return dest
+
+
 # --- fitting a finished video under an upload limit ----------------------------------------------------------
 
 # Finished videos come from the API or the offline renderer, not from users; these caps only bound the work.

@@ -58,18 +58,75 @@ class CharacterSource(StrEnum):
     GENERATION = "generation"
 
 
-class Character(BaseModel):
-    """A registered @handle in one scope, backed by a character id at the Videos API."""
+class ReferenceKind(StrEnum):
+    """What a stored reference of a character is."""
 
+    CLIP = "clip"
+    STILL = "still"
+
+
+class CharacterReference(BaseModel):
+    """One stored reference of a character (its bytes live in storage, beside the character)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: ReferenceKind
+    #: Order within its kind: the best still is 0.
+    position: int = 0
+    mime_type: str
+    sha256: str
+    size_bytes: int
+    width: int
+    height: int
+    #: Clips only.
+    seconds: float | None = None
+
+    @property
+    def suffix(self) -> str:
+        return ".mp4" if self.kind is ReferenceKind.CLIP else ".jpg"
+
+
+class ReferenceBlob(BaseModel):
+    """A reference with its bytes, as it goes into and comes out of storage."""
+
+    reference: CharacterReference
+    data: bytes = Field(repr=False)
+
+
+def new_character_id() -> str:
+    """A stable id that survives renames: `c` + 12 hex characters."""
+    return "c" + secrets.token_hex(6)
+
+
+class Character(BaseModel):
+    """A registered @handle in one scope: its name and the references every backend builds on."""
+
+    id: str = Field(default_factory=new_character_id)
     scope: Scope
     handle: str
     name: str
-    api_character_id: str
     owner_id: str
     source: CharacterSource = CharacterSource.UPLOAD
     #: The uploaded file's name, or the generation id a character was cut from.
     source_ref: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    #: The stored clip and stills (metadata; the bytes are read from storage when a backend needs them).
+    references: list[CharacterReference] = Field(default_factory=list)
+    #: Ids that backends' accounts gave this character, by the backend's account key.
+    native_ids: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def clip(self) -> CharacterReference | None:
+        return next((r for r in self.references if r.kind is ReferenceKind.CLIP), None)
+
+    @property
+    def stills(self) -> list[CharacterReference]:
+        return sorted((r for r in self.references if r.kind is ReferenceKind.STILL), key=lambda r: r.position)
+
+    @property
+    def has_references(self) -> bool:
+        """False for a character registered before soracast kept references and whose clip is gone."""
+        return self.clip is not None
 
 
 class ScopeSettings(BaseModel):
@@ -112,11 +169,12 @@ class DeliveryTarget(BaseModel):
 
 
 class CharacterRef(BaseModel):
-    """A character as used by one generation: frozen at submit time, so a later rename changes nothing."""
+    """A character as used by one generation: frozen at request time, so a later rename changes nothing."""
 
     handle: str
     name: str
-    api_character_id: str
+    #: The stored character's id, to find its references when the request is sent.
+    character_id: str = ""
 
 
 def new_generation_id() -> str:
@@ -133,15 +191,22 @@ class Generation(BaseModel):
     requester_id: str
     kind: GenerationKind = GenerationKind.CREATE
     parent_id: str | None = None
-    #: The prompt as the user typed it (with @handles) and as sent to the API (with names).
+    #: The prompt as the user typed it (with @handles) and as sent to the backend (its own rewrite).
     prompt: str
     api_prompt: str
+    #: The backend the job was sent to (`SORACAST_BACKEND` names); jobs stay with it when the operator switches.
+    backend: str = "openai"
     characters: list[CharacterRef] = Field(default_factory=list)
     model: str
     seconds: str
     size: str
     status: GenerationStatus = GenerationStatus.ACCEPTED
     progress: int = 0
+    #: Place in the provider's own queue, when it says (fal).
+    queue_position: int | None = None
+    #: When the backend started rendering (for an elapsed time where it reports no progress).
+    started_at: datetime | None = None
+    #: The backend's id of the job.
     api_video_id: str | None = None
     error_code: str | None = None
     error_message: str | None = None

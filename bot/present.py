@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from bot.backends.base import ModelCapabilities, VideoBackend
 from bot.errors import (
     APIAuthError,
     APIUnavailable,
@@ -10,13 +13,30 @@ from bot.errors import (
     QuotaExhausted,
     SoracastError,
 )
-from bot.models import Character, Generation, GenerationKind, GenerationStatus
+from bot.models import Character, Generation, GenerationKind, GenerationStatus, utcnow
 
 _FAILURE_HINTS = {
-    "moderation_blocked": "The video was blocked by the API's content rules. Rephrase the prompt and try again.",
+    "moderation_blocked": "The video was blocked by the video service's content rules. Rephrase the prompt and "
+    "try again.",
+    "human_likeness": "Use characters that are mascots, objects, pets or drawn characters, not real people.",
+    "cancelled": "Make it again with /sora if you still want it.",
     "expired": "Run the command again to make a new one.",
     "not_found": "Run the command again to make a new one.",
 }
+
+
+def ordinal(number: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 21st."""
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
+def elapsed(since: datetime) -> str:
+    """`40 s`, `2 min 5 s` since a moment."""
+    seconds = max(0, int((utcnow() - since).total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    return f"{seconds // 60} min {seconds % 60} s"
 
 
 def progress_bar(progress: int, width: int = 12) -> str:
@@ -32,8 +52,13 @@ def status_line(generation: Generation) -> str:
     if status is GenerationStatus.ACCEPTED:
         return "Accepted, sending to the video model…"
     if status is GenerationStatus.QUEUED:
+        if generation.queue_position is not None:
+            return f"Queued — {ordinal(generation.queue_position + 1)} in the video service's queue"
         return "Queued " + progress_bar(generation.progress)
     if status is GenerationStatus.IN_PROGRESS:
+        if generation.progress == 0 and generation.started_at is not None:
+            # The backend reports no percentage: say how long it has been rendering instead.
+            return f"Rendering… {elapsed(generation.started_at)} so far"
         return "Rendering " + progress_bar(generation.progress)
     if status is GenerationStatus.COMPLETED:
         return "Done"
@@ -64,6 +89,43 @@ def failure_text(generation: Generation) -> str:
     message = generation.error_message or "The video could not be made."
     hint = _FAILURE_HINTS.get(generation.error_code or "", "Try again, perhaps with a different prompt.")
     return f"{message} {hint}"
+
+
+def describe_backend(backend: VideoBackend, default: ModelCapabilities) -> str:
+    """Where new videos come from, for banners and `/soracast` status: one sentence."""
+    plays = getattr(backend, "plays", None)
+    if backend.name == "offline":
+        key = {"gemini": "GEMINI_API_KEY", "fal": "FAL_KEY", "openai": "OPENAI_API_KEY"}.get(plays or "", "a key")
+        return (
+            f"the built-in offline renderer, playing {default.label or default.model}'s rules (videos are made on "
+            f"this machine; set {key} for real ones)"
+        )
+    return f"{backend.service} ({default.label or default.model})"
+
+
+def references_line(character: Character) -> str:
+    """What a character keeps for the backends: `a 3.0 s clip and 3 stills`, or what to do when it has none."""
+    clip = character.clip
+    if clip is None:
+        return (
+            "no stored clip (registered before soracast kept references): it works only on the Videos API endpoint "
+            f"it was made on. To use it everywhere, `/character remove @{character.handle}` and "
+            f"`/character add @{character.handle}` with its clip."
+        )
+    stills = len(character.stills)
+    plural = "s" if stills != 1 else ""
+    return f"a {clip.seconds or 0:.1f} s clip ({clip.width}x{clip.height}) and {stills} still{plural}"
+
+
+def next_steps(generation: Generation, *, can_remix: bool, can_extend: bool) -> list[str]:
+    """The commands that build on a finished video, only those its backend allows."""
+    steps = []
+    if can_remix:
+        steps.append(f"/remix {generation.id} <prompt>")
+    if can_extend:
+        steps.append(f"/extend {generation.id} <prompt>")
+    steps.append(f"/character from {generation.id} @handle")
+    return steps
 
 
 def character_line(character: Character) -> str:

@@ -1,18 +1,20 @@
-"""CharacterRegistry: a workspace's @handles and the API characters behind them."""
+"""CharacterRegistry: a workspace's @handles, the references each one keeps, and what backends need of them."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from bot import media
-from bot.errors import HandleTaken, InvalidInput, PermissionDenied, UnknownHandle
+from bot.backends.base import CharacterInput, CharacterMode, ModelCapabilities, VideoBackend
+from bot.catalog import ModelCatalog
+from bot.errors import CharacterNeedsClip, HandleTaken, InvalidInput, PermissionDenied, UnknownHandle
 from bot.handles import suggest_handles, validate_handle
-from bot.models import Actor, Character, CharacterSource, Scope, ScopeSettings
-from bot.videos.api import VideosAPI
+from bot.models import Actor, Character, CharacterRef, CharacterSource, ReferenceKind, Scope, ScopeSettings
+from bot.references import ReferenceCache, ReferenceFiles, make_references
 from storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -38,14 +40,31 @@ def validate_name(name: str) -> str:
     return cleaned
 
 
-class CharacterRegistry:
-    """Register, list, show, rename and remove the characters of a scope."""
+#: The account key under which ids made before soracast kept per-account ids are stored (migration 002).
+LEGACY_ACCOUNT = "legacy"
 
-    def __init__(self, storage: Storage, videos: VideosAPI, limits: media.ClipLimits, work_dir: Path) -> None:
+
+def needs_clip(character: Character) -> CharacterNeedsClip:
+    """The refusal for a character with no stored clip, saying how to mend it."""
+    return CharacterNeedsClip(
+        f"@{character.handle} was registered before soracast kept each character's clip, and its clip is gone, "
+        "so it only works on the Videos API endpoint it was made on.",
+        hint=f"Register it again with a clip: `/character remove @{character.handle}`, then "
+        f"`/character add @{character.handle}` with the MP4.",
+    )
+
+
+class CharacterRegistry:
+    """Register, list, show, rename and remove the characters of a scope; give backends their references."""
+
+    def __init__(
+        self, storage: Storage, catalog: ModelCatalog, limits: media.ClipLimits, media_dir: Path
+    ) -> None:
         self._storage = storage
-        self._videos = videos
+        self._catalog = catalog
         self._limits = limits
-        self._work_dir = work_dir
+        self._work_dir = media_dir / "work"
+        self._cache = ReferenceCache(storage, media_dir / "references")
         # Two people registering the same handle at once must not both upload a clip.
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
@@ -65,34 +84,84 @@ class CharacterRegistry:
         source: CharacterSource = CharacterSource.UPLOAD,
         source_ref: str | None = None,
     ) -> Character:
-        """Prepare `clip`, upload it as an API character and store it under `@handle` in `scope`.
+        """Make `clip`'s references (a short clip and three stills) and store them under `@handle` in `scope`.
 
-        Every check that can fail without the API runs first, so a refused request changes nothing.
+        Every check that can fail without a backend runs first, so a refused request changes nothing. Where the
+        backend new videos go to keeps characters by id (OpenAI shape), the character is created there now, so
+        a refusal (a clip of a real person) is told at once rather than at the first video.
         """
         handle = validate_handle(handle)
         display_name = validate_name(name) if name is not None else default_name(handle)
         await self.check_can_register(scope, actor)
         async with self._locks[f"{scope.key}/{handle}"]:
             await self._ensure_free(scope, handle)
-            self._work_dir.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=self._work_dir, prefix="clip-") as tmp:
-                prepared = Path(tmp) / "character.mp4"
-                await media.prepare_character_clip(clip, prepared, self._limits, start=start)
-                created = await self._videos.create_character(display_name, prepared)
-            if not created.id:
-                raise InvalidInput("The Videos API did not return a character id.", hint="Try again later.")
+            references = await make_references(clip, self._limits, self._work_dir, start=start)
             character = Character(
                 scope=scope,
                 handle=handle,
-                name=created.name or display_name,
-                api_character_id=created.id,
+                name=display_name,
                 owner_id=actor.id,
                 source=source,
                 source_ref=source_ref if source_ref is not None else clip.name,
+                references=[blob.reference for blob in references],
             )
-            await self._storage.add_character(character)
-        log.info("registered @%s in %s as %s", handle, scope.key, created.id)
+            backend = self._catalog.default_backend
+            if self._catalog.default_model().character_mode is CharacterMode.NATIVE_ID:
+                clip_blob = next(b for b in references if b.reference.kind is ReferenceKind.CLIP)
+                made = CharacterInput(
+                    handle=handle,
+                    name=display_name,
+                    character_id=character.id,
+                    clip=await self._cache.put(clip_blob),
+                )
+                character.native_ids[backend.account_key] = await backend.create_character(made)
+            await self._storage.add_character(character, references)
+        log.info("registered @%s in %s as %s", handle, scope.key, character.id)
         return character
+
+    async def files(self, character: Character) -> ReferenceFiles:
+        """A character's clip and stills as files on this machine (for `/character info` and backends)."""
+        return await self._cache.files(character)
+
+    def check_usable(self, characters: Sequence[Character], caps: ModelCapabilities) -> None:
+        """Refuse, before anything is stored, characters this model cannot take."""
+        for character in characters:
+            if character.has_references:
+                continue
+            legacy = character.native_ids.get(LEGACY_ACCOUNT)
+            if caps.character_mode is CharacterMode.NATIVE_ID and legacy:
+                continue
+            raise needs_clip(character)
+
+    async def inputs_for(
+        self, refs: Sequence[CharacterRef], backend: VideoBackend, caps: ModelCapabilities
+    ) -> list[CharacterInput]:
+        """The characters of a request as `backend` takes them: reference files on disk, and for NATIVE_ID
+        models the account's character id (created now, and remembered, if this account has none yet)."""
+        inputs: list[CharacterInput] = []
+        for ref in refs:
+            character = await self._storage.get_character_by_id(ref.character_id)
+            if character is None:
+                raise UnknownHandle(ref.handle, [])
+            self.check_usable([character], caps)
+            files = await self._cache.files(character) if character.has_references else ReferenceFiles(None, [])
+            native = None
+            if caps.character_mode is CharacterMode.NATIVE_ID:
+                native = character.native_ids.get(backend.account_key) or character.native_ids.get(LEGACY_ACCOUNT)
+            given = CharacterInput(
+                handle=ref.handle,
+                name=ref.name,
+                character_id=character.id,
+                clip=files.clip,
+                stills=files.stills,
+                native_id=native,
+            )
+            if caps.character_mode is CharacterMode.NATIVE_ID and native is None:
+                given.native_id = await backend.create_character(given)
+                await self._storage.save_native_id(character.id, backend.account_key, given.native_id)
+                log.info("created @%s at %s as %s", ref.handle, backend.account_key, given.native_id)
+            inputs.append(given)
+        return inputs
 
     async def precheck(self, scope: Scope, actor: Actor, handle: str, name: str | None = None) -> str:
         """Every refusal `register` can give without the clip; adapters call it before downloading one.
@@ -161,9 +230,9 @@ class CharacterRegistry:
             return await self._storage.rename_character(scope, character.handle, new)
 
     async def remove(self, scope: Scope, actor: Actor, handle: str) -> Character:
-        """Forget a character in this scope; its owner or an admin only.
+        """Forget a character (and its references) in this scope; its owner or an admin only.
 
-        The Videos API has no route to delete a character, so nothing is deleted there.
+        The OpenAI-shape Videos API has no route to delete a character, so nothing is deleted there.
         """
         character = await self.get(scope, handle)
         self._check_owner(character, actor, "remove")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from bot.models import Character, DeliveryTarget, Generation, Platform, Scope, ScopeSettings
+from bot.models import Character, DeliveryTarget, Generation, Platform, ReferenceBlob, Scope, ScopeSettings
 
 
 class Storage(Protocol):
@@ -18,17 +18,32 @@ class Storage(Protocol):
     async def close(self) -> None: ...
 
     # characters ---------------------------------------------------------------------------------------
-    async def add_character(self, character: Character) -> None:
-        """Insert; raises `bot.errors.HandleTaken` if the handle exists in the scope."""
+    async def add_character(self, character: Character, references: Sequence[ReferenceBlob] = ()) -> None:
+        """Insert with its references and native ids, all or nothing; `HandleTaken` if the handle exists."""
 
     async def get_character(self, scope: Scope, handle: str) -> Character | None: ...
 
+    async def get_character_by_id(self, character_id: str) -> Character | None: ...
+
     async def list_characters(self, scope: Scope) -> list[Character]: ...
+
+    async def all_characters(self) -> list[Character]:
+        """Every scope's characters (for start-up maintenance, never shown to a user)."""
+
+    async def load_references(self, character_id: str) -> list[ReferenceBlob]:
+        """A character's stored references with their bytes."""
+
+    async def replace_references(self, character_id: str, references: Sequence[ReferenceBlob]) -> None:
+        """Store a character's references in place of any it had."""
+
+    async def save_native_id(self, character_id: str, account: str, native_id: str) -> None:
+        """Remember the id a backend account gave a character (replacing an older one)."""
 
     async def rename_character(self, scope: Scope, handle: str, new_handle: str) -> Character:
         """Raises `HandleTaken` if `new_handle` exists, `UnknownHandle` if `handle` does not."""
 
-    async def remove_character(self, scope: Scope, handle: str) -> bool: ...
+    async def remove_character(self, scope: Scope, handle: str) -> bool:
+        """Forget a character with its references and native ids."""
 
     # generations --------------------------------------------------------------------------------------
     async def save_generation(self, generation: Generation) -> None:

@@ -14,17 +14,28 @@ from pathlib import Path
 import aiosqlite
 
 from bot.errors import HandleTaken, UnknownHandle
-from bot.models import Character, DeliveryTarget, Generation, GenerationStatus, Platform, Scope, ScopeSettings, utcnow
+from bot.models import (
+    Character,
+    CharacterReference,
+    DeliveryTarget,
+    Generation,
+    GenerationStatus,
+    Platform,
+    ReferenceBlob,
+    Scope,
+    ScopeSettings,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
 _FINISHED = tuple(s.value for s in GenerationStatus if s.finished)
 
 
-def _migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) of every `NNN_name.sql` shipped in storage/migrations, in order."""
+def migrations(engine: str) -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every `NNN_name.sql` shipped in storage/migrations/<engine>, in order."""
     found = []
-    for entry in resources.files("storage.migrations").iterdir():
+    for entry in resources.files("storage").joinpath("migrations", engine).iterdir():
         name = entry.name
         if name.endswith(".sql") and name[:3].isdigit():
             found.append((int(name[:3]), name, entry.read_text(encoding="utf-8")))
@@ -85,7 +96,7 @@ class SQLiteStorage:
         )
         async with db.execute("SELECT version FROM schema_migrations") as cursor:
             applied = {row[0] async for row in cursor}
-        for version, name, sql in _migrations():
+        for version, name, sql in migrations("sqlite"):
             if version in applied:
                 continue
             log.info("applying migration %s", name)
@@ -105,23 +116,31 @@ class SQLiteStorage:
 
     # --- characters ---------------------------------------------------------------------------------------
 
-    async def add_character(self, character: Character) -> None:
+    async def add_character(self, character: Character, references: Sequence[ReferenceBlob] = ()) -> None:
         try:
             async with self._write_lock:
-                await self.db.execute(
-                    "INSERT INTO characters (scope, handle, name, api_character_id, owner_id, source, source_ref,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        character.scope.key,
-                        character.handle,
-                        character.name,
-                        character.api_character_id,
-                        character.owner_id,
-                        character.source.value,
-                        character.source_ref,
-                        character.created_at.isoformat(),
-                    ),
-                )
+                await self.db.execute("BEGIN")
+                try:
+                    await self.db.execute(
+                        "INSERT INTO characters (id, scope, handle, name, api_character_id, owner_id, source,"
+                        " source_ref, created_at) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?)",
+                        (
+                            character.id,
+                            character.scope.key,
+                            character.handle,
+                            character.name,
+                            character.owner_id,
+                            character.source.value,
+                            character.source_ref,
+                            character.created_at.isoformat(),
+                        ),
+                    )
+                    await self._insert_references(character.id, references)
+                    for account, native_id in character.native_ids.items():
+                        await self._insert_native_id(character.id, account, native_id)
+                except BaseException:
+                    await self.db.rollback()
+                    raise
                 await self.db.commit()
         except sqlite3.IntegrityError:
             raise HandleTaken(
@@ -129,15 +148,18 @@ class SQLiteStorage:
             ) from None
 
     async def get_character(self, scope: Scope, handle: str) -> Character | None:
-        async with self.db.execute(
-            "SELECT * FROM characters WHERE scope = ? AND handle = ?", (scope.key, handle)
-        ) as cursor:
-            row = await cursor.fetchone()
-        return _character(row) if row else None
+        found = await self._characters("scope = ? AND handle = ?", (scope.key, handle))
+        return found[0] if found else None
+
+    async def get_character_by_id(self, character_id: str) -> Character | None:
+        found = await self._characters("id = ?", (character_id,))
+        return found[0] if found else None
 
     async def list_characters(self, scope: Scope) -> list[Character]:
-        async with self.db.execute("SELECT * FROM characters WHERE scope = ? ORDER BY handle", (scope.key,)) as cursor:
-            return [_character(row) async for row in cursor]
+        return await self._characters("scope = ?", (scope.key,))
+
+    async def all_characters(self) -> list[Character]:
+        return await self._characters("1 = 1", ())
 
     async def rename_character(self, scope: Scope, handle: str, new_handle: str) -> Character:
         try:
@@ -156,11 +178,95 @@ class SQLiteStorage:
 
     async def remove_character(self, scope: Scope, handle: str) -> bool:
         async with self._write_lock:
-            cursor = await self.db.execute(
-                "DELETE FROM characters WHERE scope = ? AND handle = ?", (scope.key, handle)
-            )
+            await self.db.execute("BEGIN")
+            try:
+                async with self.db.execute(
+                    "SELECT id FROM characters WHERE scope = ? AND handle = ?", (scope.key, handle)
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is not None:
+                    for table in ("character_references", "character_native_ids"):
+                        await self.db.execute(f"DELETE FROM {table} WHERE character_id = ?", (row[0],))
+                    await self.db.execute("DELETE FROM characters WHERE id = ?", (row[0],))
+            except BaseException:
+                await self.db.rollback()
+                raise
             await self.db.commit()
-        return cursor.rowcount > 0
+        return row is not None
+
+    async def load_references(self, character_id: str) -> list[ReferenceBlob]:
+        async with self.db.execute(
+            "SELECT * FROM character_references WHERE character_id = ? ORDER BY kind, position", (character_id,)
+        ) as cursor:
+            return [ReferenceBlob(reference=_reference(row), data=bytes(row["data"])) async for row in cursor]
+
+    async def replace_references(self, character_id: str, references: Sequence[ReferenceBlob]) -> None:
+        async with self._write_lock:
+            await self.db.execute("BEGIN")
+            try:
+                await self.db.execute("DELETE FROM character_references WHERE character_id = ?", (character_id,))
+                await self._insert_references(character_id, references)
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
+
+    async def save_native_id(self, character_id: str, account: str, native_id: str) -> None:
+        async with self._write_lock:
+            await self._insert_native_id(character_id, account, native_id)
+            await self.db.commit()
+
+    async def _insert_native_id(self, character_id: str, account: str, native_id: str) -> None:
+        await self.db.execute(
+            "INSERT INTO character_native_ids (character_id, account, native_id, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (character_id, account) DO UPDATE SET native_id = excluded.native_id,"
+            " created_at = excluded.created_at",
+            (character_id, account, native_id, utcnow().isoformat()),
+        )
+
+    async def _insert_references(self, character_id: str, references: Sequence[ReferenceBlob]) -> None:
+        for blob in references:
+            ref = blob.reference
+            await self.db.execute(
+                "INSERT INTO character_references (character_id, kind, position, mime_type, sha256, size_bytes,"
+                " width, height, seconds, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    character_id,
+                    ref.kind.value,
+                    ref.position,
+                    ref.mime_type,
+                    ref.sha256,
+                    ref.size_bytes,
+                    ref.width,
+                    ref.height,
+                    ref.seconds,
+                    blob.data,
+                ),
+            )
+
+    async def _characters(self, where: str, params: tuple[str, ...]) -> list[Character]:
+        # `where` is one of the fixed clauses above, never user text; values are always bound parameters.
+        async with self.db.execute(f"SELECT * FROM characters WHERE {where} ORDER BY handle", params) as cursor:
+            rows = [row async for row in cursor]
+        if not rows:
+            return []
+        ids = [row["id"] for row in rows]
+        marks = ",".join("?" * len(ids))
+        references: dict[str, list[CharacterReference]] = {i: [] for i in ids}
+        async with self.db.execute(
+            "SELECT character_id, kind, position, mime_type, sha256, size_bytes, width, height, seconds"
+            f" FROM character_references WHERE character_id IN ({marks}) ORDER BY kind, position",
+            ids,
+        ) as cursor:
+            async for row in cursor:
+                references[row["character_id"]].append(_reference(row))
+        native: dict[str, dict[str, str]] = {i: {} for i in ids}
+        async with self.db.execute(
+            f"SELECT character_id, account, native_id FROM character_native_ids WHERE character_id IN ({marks})", ids
+        ) as cursor:
+            async for row in cursor:
+                native[row["character_id"]][row["account"]] = row["native_id"]
+        return [_character(row, references[row["id"]], native[row["id"]]) for row in rows]
 
     # --- generations --------------------------------------------------------------------------------------
 
@@ -281,16 +387,31 @@ class SQLiteStorage:
             await self.db.commit()
 
 
-def _character(row: aiosqlite.Row) -> Character:
+def _character(row: aiosqlite.Row, references: list[CharacterReference], native_ids: dict[str, str]) -> Character:
     return Character(
+        id=row["id"],
         scope=Scope.from_key(row["scope"]),
         handle=row["handle"],
         name=row["name"],
-        api_character_id=row["api_character_id"],
         owner_id=row["owner_id"],
         source=row["source"],
         source_ref=row["source_ref"],
         created_at=datetime.fromisoformat(row["created_at"]),
+        references=references,
+        native_ids=native_ids,
+    )
+
+
+def _reference(row: aiosqlite.Row) -> CharacterReference:
+    return CharacterReference(
+        kind=row["kind"],
+        position=row["position"],
+        mime_type=row["mime_type"],
+        sha256=row["sha256"],
+        size_bytes=row["size_bytes"],
+        width=row["width"],
+        height=row["height"],
+        seconds=row["seconds"],
     )
 
 

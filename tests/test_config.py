@@ -6,14 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import AuthStyle, load_settings
+from bot.app import build_app
+from bot.config import AuthStyle, BackendChoice, load_settings
 from bot.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "DISCORD_TOKEN", "PORT"):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "DISCORD_TOKEN", "PORT", "GEMINI_API_KEY", "GOOGLE_API_KEY",
+                 "GOOGLE_GEMINI_BASE_URL", "FAL_KEY", "SORACAST_BACKEND"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -42,7 +44,10 @@ def test_lists_come_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     ("SORACAST_POLL_INTERVAL", "soon", "SORACAST_POLL_INTERVAL"),
     ("OPENAI_BASE_URL", "api.openai.com", "OPENAI_BASE_URL"),
     ("PORT", "99999", "PORT"),
-    ("SORACAST_DEFAULT_SIZE", "640x480", "SORACAST_DEFAULT_SIZE"),
+    ("SORACAST_BACKEND", "sora", "SORACAST_BACKEND"),
+    ("SORACAST_OFFLINE_AS", "offline", "SORACAST_OFFLINE_AS"),
+    ("SORACAST_CLIP_SECONDS", "5", "SORACAST_CLIP_SECONDS"),
+    ("SORACAST_PRICES", "kling-o1", "SORACAST_PRICES"),
 ])
 def test_a_malformed_setting_fails_with_one_line_naming_it(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str, named: str
@@ -51,4 +56,41 @@ def test_a_malformed_setting_fails_with_one_line_naming_it(
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert named in caught.value.message
+    assert "\n" not in caught.value.message
+
+
+@pytest.mark.parametrize("variables, expected", [
+    ({}, BackendChoice.OFFLINE),
+    ({"GEMINI_API_KEY": "g-key"}, BackendChoice.GEMINI),
+    ({"GOOGLE_API_KEY": "g-key"}, BackendChoice.GEMINI),
+    ({"OPENAI_API_KEY": "sk-key"}, BackendChoice.OPENAI),
+    ({"OPENAI_API_KEY": "sk-key", "GEMINI_API_KEY": "g-key"}, BackendChoice.GEMINI),
+    ({"GEMINI_API_KEY": "g-key", "SORACAST_OFFLINE": "true"}, BackendChoice.OFFLINE),
+    ({"GEMINI_API_KEY": "g-key", "SORACAST_BACKEND": "offline"}, BackendChoice.OFFLINE),
+])
+def test_auto_picks_the_backend_whose_key_is_set(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], expected: BackendChoice
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().active_backend is expected
+
+
+async def test_a_chosen_backend_without_its_key_stops_start_up_naming_the_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SORACAST_BACKEND", "gemini")
+    with pytest.raises(ConfigError) as caught:
+        await build_app(load_settings(data_dir=tmp_path / "data"))
+    assert "GEMINI_API_KEY" in caught.value.message
+
+
+async def test_a_default_the_model_does_not_make_stops_start_up_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SORACAST_OFFLINE_AS", "openai")
+    monkeypatch.setenv("SORACAST_DEFAULT_SIZE", "640x480")
+    with pytest.raises(ConfigError) as caught:
+        await build_app(load_settings(data_dir=tmp_path / "data"))
+    assert "SORACAST_DEFAULT_SIZE" in caught.value.message and "1280x720" in caught.value.message
     assert "\n" not in caught.value.message

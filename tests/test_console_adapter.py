@@ -141,7 +141,7 @@ async def test_scripted_progress_is_printed_as_lines_at_most_every_ten_percent(
 async def test_a_video_the_api_fails_is_reported_and_fails_the_script(
     run_console_script: ConsoleRunner, console_core: Soracast
 ) -> None:
-    console_core.videos.fail_next(code="moderation_blocked", message="The prompt was blocked.")
+    console_core.backend.api.fail_next(code="moderation_blocked", message="The prompt was blocked.")  # type: ignore[attr-defined]
 
     run = await run_console_script("/sora a forbidden thing", "/character list")
 
@@ -219,7 +219,9 @@ async def test_a_video_left_unfinished_last_time_is_reported_when_the_console_st
         ),
         pytest.param(lambda d: "/character add @mascot", "Usage: /character add", id="no-clip"),
         pytest.param(lambda d: "/sora @mascto surfing", "There is no character @mascto", id="unknown-handle"),
-        pytest.param(lambda d: "/sora a cat --seconds 7", "'7' is not an allowed seconds", id="bad-seconds"),
+        pytest.param(
+            lambda d: "/sora a cat --seconds 7", "makes videos of 4, 8 or 12 s; '7' is not one", id="bad-seconds"
+        ),
         pytest.param(lambda d: "/sora a cat --colour red", "Unknown option --colour", id="bad-option"),
         pytest.param(lambda d: "/remix gnothere1 at night", "There is no video 'gnothere1'", id="unknown-video"),
         pytest.param(lambda d: "/character from gnothere1 @hero", "There is no video", id="from-unknown-video"),

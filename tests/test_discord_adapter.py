@@ -15,6 +15,7 @@ import pytest
 from adapters.discord.app import prepare_bot
 from bot import media, present
 from bot.actions import VideoAction, encode_action
+from bot.backends.openai.client import HTTPVideosAPI
 from bot.errors import (
     APIUnavailable,
     ClipWrongLength,
@@ -28,7 +29,6 @@ from bot.errors import (
     UnknownHandle,
 )
 from bot.models import Actor, Character, CharacterSource, Generation, GenerationKind, GenerationStatus
-from bot.videos.client import HTTPVideosAPI
 from tests.fakes.discord_api import DEFERRED_MESSAGE, EPHEMERAL, MODAL, Received
 from tests.fixtures.discord import ADMIN, ALICE, BOB, BOT_TOKEN, GUILD, DiscordBots, DiscordHarness, Member, Sent
 from tests.fixtures.videos import VideosEmulator

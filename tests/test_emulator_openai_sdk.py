@@ -21,8 +21,9 @@ from openai import AsyncOpenAI
 from openai.types import Video as SDKVideo
 from PIL import Image
 
+from bot.backends.offline.emulation import Fault, FaultPlan
+from bot.backends.offline.emulator import run_emulator
 from bot.config import Settings
-from bot.videos.server import Fault, FaultPlan, run_emulator
 from tests.fixtures.videos import VideosEmulator
 
 # The SDK marks the Sora endpoints deprecated; every call warns, which says nothing about the emulator.
@@ -381,9 +382,11 @@ async def test_faults_match_by_path_glob_and_count(http: httpx.AsyncClient, vide
     assert other.status_code == 404 and faults.pending() == 0
 
 
-def test_fault_patterns_are_checked() -> None:
+def test_fault_patterns_are_checked(videos_emulator: VideosEmulator) -> None:
     with pytest.raises(ValueError):
-        FaultPlan().push("create_vidoe", status=500)
+        videos_emulator.faults.push("create_vidoe", status=500)
+    with pytest.raises(ValueError):
+        FaultPlan(routes=("create_video",)).push("create_vidoe", status=500)
 
 
 async def test_fail_rate_one_fails_everything(start_videos_emulator) -> None:

@@ -9,6 +9,7 @@ import av
 import pytest
 
 from bot.app import Soracast, build_app
+from bot.backends.offline.renderer import OfflineVideosAPI
 from bot.config import Settings
 from bot.errors import (
     APIRequestRejected,
@@ -29,7 +30,6 @@ from bot.models import (
     Platform,
     Scope,
 )
-from bot.videos.offline import OfflineVideosAPI
 from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier, fast_settings
 
 OTHER_SCOPE = Scope(platform=Platform.CONSOLE, id="someone-else")
@@ -97,10 +97,14 @@ async def test_another_workspaces_handle_is_unknown_here(core: Soracast, clip_ma
 
 
 async def test_options_outside_the_allowed_lists_are_refused(core: Soracast) -> None:
-    for options in (GenerationOptions(seconds="7"), GenerationOptions(size="640x480"), GenerationOptions(model="x")):
+    for options, allowed in (
+        (GenerationOptions(seconds="7"), "4, 8 or 12 s"),
+        (GenerationOptions(size="640x480"), "1280x720 (16:9, 720p)"),
+        (GenerationOptions(model="x"), "sora-2, sora-2-pro"),
+    ):
         with pytest.raises(InvalidInput) as caught:
             await core.generations.generate(CONSOLE_SCOPE, TESTER, "a cat", options, TARGET)
-        assert "Choose one of" in caught.value.user_text()
+        assert allowed in caught.value.user_text()
     assert await core.generations.recent(CONSOLE_SCOPE) == []
 
 
@@ -203,7 +207,7 @@ async def test_a_request_accepted_just_before_a_crash_is_submitted_on_restart(
     first = await build_app(core_settings, videos=offline_api)
     orphan = Generation(
         scope=CONSOLE_SCOPE, requester_id=TESTER.id, prompt="a cat", api_prompt="a cat", model="sora-2",
-        seconds="4", size="1280x720", target=TARGET,
+        seconds="4", size="1280x720", target=TARGET, backend="offline",
     )
     await first.storage.save_generation(orphan)  # stored as accepted; the process "died" before submitting
     recorder = RecordingNotifier()
@@ -262,7 +266,7 @@ async def test_a_character_can_be_cut_from_a_finished_video(core: Soracast, noti
     )
     assert (character.handle, character.source, character.source_ref) == ("robot", CharacterSource.GENERATION,
                                                                           generation.id)
-    assert character.api_character_id.startswith("char_")
+    assert character.clip is not None and len(character.stills) == 3
     assert [c.handle for c in await core.registry.list(CONSOLE_SCOPE)] == ["robot"]
 
 

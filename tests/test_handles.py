@@ -14,7 +14,7 @@ SCOPE = Scope(platform=Platform.DISCORD, id="guild-1")
 
 
 def _character(handle: str, name: str, char_id: str) -> Character:
-    return Character(scope=SCOPE, handle=handle, name=name, api_character_id=char_id, owner_id="u1")
+    return Character(id=char_id, scope=SCOPE, handle=handle, name=name, owner_id="u1")
 
 
 KNOWN = {
@@ -42,9 +42,14 @@ def test_invalid_handles_say_what_is_wrong(raw: str, fragment: str) -> None:
 
 
 def test_a_prompt_gets_names_verbatim_and_character_ids_in_order() -> None:
-    resolved = resolve_prompt("@team_cat chases @mascot, then @mascot naps.", KNOWN, max_characters=2)
+    prompt = "@team_cat chases @mascot, then @mascot naps."
+    resolved = resolve_prompt(prompt, KNOWN, max_characters=2)
     assert resolved.text == "Whiskers chases Captain Mascot, then Captain Mascot naps."
-    assert [c.api_character_id for c in resolved.characters] == ["char_2", "char_1"]
+    assert [c.character_id for c in resolved.characters] == ["char_2", "char_1"]
+    # Every mention is recorded where it stands, so each backend can rewrite the prompt its own way.
+    assert [(prompt[m.start : m.end], m.handle) for m in resolved.mentions] == [
+        ("@team_cat", "team_cat"), ("@mascot", "mascot"), ("@mascot", "mascot"),
+    ]
 
 
 def test_a_handle_with_a_dot_inside_and_a_full_stop_after() -> None:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bot.backends.offline.renderer import MODERATION_TRIGGER, OfflineVideosAPI
+from bot.backends.openai.schemas import ContentVariant, ImageReference, VideoStatus
 from bot.errors import APINotFound, APIRequestRejected, HumanLikenessRefused, VideosAPIError
-from bot.videos.offline import MODERATION_TRIGGER, OfflineVideosAPI
-from bot.videos.schemas import ContentVariant, ImageReference, VideoStatus
 from tests.fixtures.videos import TEST_FPS, fast_offline_api
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import Soracast
+from bot.backends.offline.renderer import OfflineVideosAPI
 from bot.errors import (
     HandleTaken,
     HumanLikenessRefused,
@@ -17,7 +18,6 @@ from bot.errors import (
     UnknownHandle,
 )
 from bot.models import Actor, Platform, Scope
-from bot.videos.offline import OfflineVideosAPI
 from tests.fixtures.core import CONSOLE_SCOPE, TESTER
 
 GUILD = Scope(platform=Platform.DISCORD, id="111")
@@ -27,15 +27,21 @@ MEMBER = Actor(id="member")
 ADMIN = Actor(id="admin", is_admin=True)
 
 
-async def test_registering_uploads_a_prepared_clip_and_stores_the_handle(
+async def test_registering_stores_references_and_creates_the_native_character(
     core: Soracast, clip_maker, offline_api: OfflineVideosAPI
 ) -> None:
     clip = clip_maker("mascot.mp4", seconds=6.0)
     character = await core.registry.register(GUILD, OWNER, "@Mascot", clip, name="Captain  Mascot")
     assert (character.handle, character.name, character.owner_id) == ("mascot", "Captain Mascot", "owner")
-    assert character.api_character_id.startswith("char_")
     assert character.source_ref == "mascot.mp4"
-    assert (await offline_api.get_character(character.api_character_id)).name == "Captain Mascot"
+    # The references live in storage, the clip cut to 3 s, with three stills.
+    assert character.clip is not None and character.clip.seconds == pytest.approx(3.0, abs=0.1)
+    assert [s.position for s in character.stills] == [0, 1, 2]
+    stored = await core.storage.load_references(character.id)
+    assert {b.reference.sha256 for b in stored} == {r.sha256 for r in character.references}
+    # This backend keeps characters by id: the character was made there at once, from the stored clip.
+    native = character.native_ids["offline"]
+    assert (await offline_api.get_character(native)).name == "Captain Mascot"
     assert await core.registry.get(GUILD, "mascot") == character
 
 
@@ -57,8 +63,8 @@ async def test_a_taken_handle_is_refused_without_uploading(
 async def test_the_same_handle_lives_separately_in_two_workspaces(core: Soracast, clip_maker) -> None:
     first = await core.registry.register(GUILD, OWNER, "mascot", clip_maker())
     second = await core.registry.register(OTHER_GUILD, OWNER, "mascot", clip_maker(color=(0, 0, 255)))
-    assert first.api_character_id != second.api_character_id
-    assert [c.api_character_id for c in await core.registry.list(GUILD)] == [first.api_character_id]
+    assert first.id != second.id and first.native_ids != second.native_ids
+    assert [c.id for c in await core.registry.list(GUILD)] == [first.id]
     await core.registry.remove(OTHER_GUILD, OWNER, "mascot")
     assert await core.registry.get(GUILD, "mascot") == first
 

@@ -1,6 +1,6 @@
 """HTTPVideosAPI over real HTTP against the Videos API emulator: requests on the wire, answers, errors, retries.
 
-Every test talks to `bot.videos.server` on 127.0.0.1 through the `videos_emulator` fixture and asserts on
+Every test talks to `bot.backends.offline.openai_api` on 127.0.0.1 through the `videos_emulator` fixture and asserts on
 what the emulator received (path, headers, JSON or multipart fields, uploaded bytes) and on what the client
 returned or raised. Backoff is made tiny; no test measures time.
 """
@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from bot.backends.openai.client import HTTPVideosAPI, parse_retry_after
+from bot.backends.openai.schemas import ContentVariant, ImageReference, VideoStatus
 from bot.config import AuthStyle, Settings
 from bot.errors import (
     APIAuthError,
@@ -30,8 +32,6 @@ from bot.errors import (
     QuotaExhausted,
     RateLimited,
 )
-from bot.videos.client import HTTPVideosAPI, parse_retry_after
-from bot.videos.schemas import ContentVariant, ImageReference, VideoStatus
 from tests.fixtures.videos import VideosEmulator
 
 KEY = "sk-test-secret-0123456789"
@@ -567,7 +567,7 @@ async def test_the_key_is_never_logged_nor_kept_in_errors(
 ) -> None:
     api = make_client(max_retries=1)
     videos_emulator.faults.push("retrieve_video", status=503, times=2)
-    caplog.set_level(logging.DEBUG, logger="bot.videos.client")
+    caplog.set_level(logging.DEBUG, logger="bot.backends.openai.client")
 
     with pytest.raises(APIUnavailable) as caught:
         await api.retrieve_video("video_x")

@@ -18,6 +18,7 @@ from rich.console import Console
 from adapters.console.commands import ConsoleCommands, Outcome
 from adapters.console.completion import ConsoleCompleter
 from adapters.console.render import ConsoleNotifier, ConsoleView
+from bot import present
 from bot.app import Soracast, build_app
 from bot.config import Settings
 from bot.errors import InvalidInput
@@ -69,10 +70,9 @@ async def run_console(
         app = core if core is not None else await build_app(settings)
         try:
             scope, actor = console_identity()
-            app.generations.register_notifier(Platform.CONSOLE, ConsoleNotifier(view))
+            app.generations.register_notifier(Platform.CONSOLE, ConsoleNotifier(view, app.generations))
             view.banner(
-                offline=settings.use_offline,
-                endpoint=settings.api_base_url,
+                renderer=present.describe_backend(app.backend, app.catalog.default_model()),
                 scope_id=scope.id,
                 data_dir=settings.data_dir,
                 log_file=log_file if to_file else None,

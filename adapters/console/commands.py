@@ -186,7 +186,8 @@ class ConsoleCommands:
         words, _ = split_args(args, set())
         if len(words) != 1:
             raise _usage("/character info @handle")
-        self.view.character(await self.core.registry.get(self.scope, words[0]))
+        character = await self.core.registry.get(self.scope, words[0])
+        self.view.character(character, await self.core.registry.files(character))
         return Outcome.OK
 
     async def _character_remove(self, args: str) -> Outcome:

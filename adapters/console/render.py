@@ -20,7 +20,9 @@ from rich.table import Table
 
 from bot import present
 from bot.errors import SoracastError
-from bot.models import Character, DeliveryReceipt, Generation, GenerationStatus
+from bot.generations import GenerationService
+from bot.models import Character, DeliveryReceipt, Generation, GenerationKind, GenerationStatus
+from bot.references import ReferenceFiles
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +58,8 @@ class ConsoleView:
 
     # --- session ----------------------------------------------------------------------------------------------
 
-    def banner(
-        self, *, offline: bool, endpoint: str, scope_id: str, data_dir: Path, log_file: Path | None = None
-    ) -> None:
-        """Welcome: which renderer makes the videos, where things are kept, and what to type first."""
-        renderer = (
-            "the built-in offline renderer (videos are made on this machine; set OPENAI_API_KEY for real ones)"
-            if offline
-            else f"the Videos API at {endpoint}"
-        )
+    def banner(self, *, renderer: str, scope_id: str, data_dir: Path, log_file: Path | None = None) -> None:
+        """Welcome: which backend makes the videos, where things are kept, and what to type first."""
         lines = [
             f"Videos come from {renderer}.",
             f"Workspace: console:{scope_id} · data in {data_dir}"
@@ -126,13 +121,17 @@ class ConsoleView:
             table.add_row(f"@{c.handle}", c.name, origin, c.created_at.strftime("%Y-%m-%d %H:%M"))
         self.console.print(table)
 
-    def character(self, c: Character) -> None:
+    def character(self, c: Character, files: ReferenceFiles) -> None:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
         table.add_column()
         table.add_row("handle", f"@{c.handle}")
         table.add_row("name", c.name)
-        table.add_row("character id", c.api_character_id)
+        table.add_row("references", present.references_line(c))
+        if files.clip is not None:
+            table.add_row("clip", str(files.clip.resolve()))
+        for index, still in enumerate(files.stills, 1):
+            table.add_row(f"still {index}", str(still.resolve()))
         table.add_row("source", f"{c.source.value} ({c.source_ref or '-'})")
         table.add_row("owner", c.owner_id)
         table.add_row("added", c.created_at.strftime("%Y-%m-%d %H:%M:%S %Z"))
@@ -209,7 +208,7 @@ class ConsoleView:
             self._progress.stop()
             self._progress = None
 
-    def completed(self, generation: Generation) -> DeliveryReceipt:
+    def completed(self, generation: Generation, next_steps: Sequence[str]) -> DeliveryReceipt:
         self.unwatch(generation.id)
         video = generation.video_path
         if video is None or not video.exists():
@@ -218,10 +217,7 @@ class ConsoleView:
         self.success(f"Video {generation.id} is ready: {video.resolve()}")
         if generation.thumbnail_path is not None:
             self.info(f"  thumbnail: {generation.thumbnail_path.resolve()}")
-        self.info(
-            f"  next: /remix {generation.id} <prompt> · /extend {generation.id} <prompt> · "
-            f"/character from {generation.id} @handle"
-        )
+        self.info("  next: " + " · ".join(next_steps))
         return DeliveryReceipt(message_id=None)
 
     def failed(self, generation: Generation) -> None:
@@ -247,14 +243,20 @@ class ConsoleView:
 class ConsoleNotifier:
     """The core's Notifier for Platform.CONSOLE: progress, the saved file's path, or why it failed."""
 
-    def __init__(self, view: ConsoleView) -> None:
+    def __init__(self, view: ConsoleView, generations: GenerationService) -> None:
         self._view = view
+        self._generations = generations
 
     async def progress(self, generation: Generation) -> None:
         await self._view.emit(lambda: self._view.progress(generation))
 
     async def completed(self, generation: Generation) -> DeliveryReceipt:
-        return await self._view.emit(lambda: self._view.completed(generation))
+        steps = present.next_steps(
+            generation,
+            can_remix=self._generations.can_derive(generation, GenerationKind.REMIX),
+            can_extend=self._generations.can_derive(generation, GenerationKind.EXTEND),
+        )
+        return await self._view.emit(lambda: self._view.completed(generation, steps))
 
     async def failed(self, generation: Generation) -> None:
         await self._view.emit(lambda: self._view.failed(generation))

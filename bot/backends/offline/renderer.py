@@ -56,13 +56,9 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from bot.config import Settings
-from bot.errors import (
-    VideosAPIError,
-)
-from bot.videos.api import PolledVideo
-from bot.videos.client import APIErrorInfo, map_api_error
-from bot.videos.schemas import (
+from bot.backends.openai.api import PolledVideo
+from bot.backends.openai.client import APIErrorInfo, map_api_error
+from bot.backends.openai.schemas import (
     ContentVariant,
     DeletedVideo,
     ImageReference,
@@ -71,6 +67,10 @@ from bot.videos.schemas import (
     VideoJobError,
     VideoList,
     VideoStatus,
+)
+from bot.config import Settings
+from bot.errors import (
+    VideosAPIError,
 )
 
 #: A prompt containing this ends its job `failed` with `moderation_blocked` (after the job's duration).
@@ -230,6 +230,7 @@ class _Job:
     remixed_from_video_id: str | None = None
     failure: tuple[str, str] | None = None  # (code, message) reported once the job ends
     deleted: bool = False
+    output_sha256: str | None = None  # of the rendered video, so an API that sends videos back can find it
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -321,13 +322,10 @@ class OfflineVideosAPI:
         """The offline API the app uses: rooted in the data directory, with the configured lists and pace."""
         options: dict[str, Any] = {
             "time_scale": settings.offline_time_scale,
-            "max_characters": settings.max_characters_per_video,
+            "max_characters": settings.openai_max_characters,
             "allowed_models": settings.allowed_models,
             "allowed_sizes": settings.allowed_sizes,
             "allowed_seconds": settings.allowed_seconds,
-            "default_model": settings.default_model,
-            "default_size": settings.default_size,
-            "default_seconds": settings.default_seconds,
         }
         options.update(overrides)
         root = options.pop("root", settings.data_dir / "offline-videos")
@@ -419,6 +417,60 @@ class OfflineVideosAPI:
         )
         job = self._new_job(model=model, size=size, seconds=seconds, prompt=prompt, scene=scene)
         return self._video(job, just_created=True)
+
+    async def create_from_references(
+        self,
+        prompt: str,
+        *,
+        model: str,
+        size: str,
+        seconds: int,
+        references: Sequence[Path],
+        kind: str = "create",
+        source_video_id: str | None = None,
+    ) -> Video:
+        """A job drawn from reference files (clips or stills), for the emulated APIs that take references.
+
+        The caller has checked the request by its own API's rules. With `source_video_id` (a completed job of
+        this renderer) the job extends or edits that video, as `kind` says; the references join its cast.
+        """
+        cast = [(f"ref{i}", str(path)) for i, path in enumerate(references)]
+        if source_video_id is not None:
+            source = self._completed_source(source_video_id, param="video")
+            derived = "extend" if kind == "extend" else "edit"
+            total = int(source.seconds) + seconds if derived == "extend" else int(source.seconds)
+            scene = Scene(
+                kind=derived,
+                prompt=prompt,
+                seconds=seconds if derived == "extend" else int(source.seconds),
+                characters=[*source.scene.characters, *cast],
+                source=source.scene,
+            )
+            job = self._new_job(model=model, size=source.size, seconds=str(total), prompt=prompt, scene=scene)
+        else:
+            scene = Scene(kind="create", prompt=prompt, seconds=seconds, characters=cast)
+            job = self._new_job(model=model, size=size, seconds=str(seconds), prompt=prompt, scene=scene)
+        return self._video(job, just_created=True)
+
+    def cancel_video(self, video_id: str) -> None:
+        """End an unfinished job now as `cancelled` (a finished one is left as it is)."""
+        job = self._job(video_id)
+        if self._video(job).status in (VideoStatus.COMPLETED, VideoStatus.FAILED):
+            return
+        job.failure = ("cancelled", "The job was cancelled.")
+        self.finish_now(video_id)
+
+    async def find_by_output(self, data_sha256: str) -> str | None:
+        """The id of the job whose rendered video has this SHA-256, if this renderer made it."""
+        for job_id in reversed(self._order):
+            job = self._jobs[job_id]
+            if job.output_sha256 == data_sha256 and not job.deleted:
+                return job_id
+        return None
+
+    def failure_of(self, video_id: str) -> tuple[str, str] | None:
+        """The (code, message) a job ends with, if it is set to fail."""
+        return self._job(video_id).failure
 
     async def remix_video(self, video_id: str, prompt: str) -> Video:
         """A new video from a completed one with a new prompt (same model, size, length and characters)."""
@@ -751,6 +803,7 @@ class OfflineVideosAPI:
                 return paths
             if self.render_mode == "full":
                 await asyncio.to_thread(self._renderer.render, job.scene, job.size, folder)
+                await self._remember_output(job, paths[ContentVariant.VIDEO])
                 return paths
             # Shared and stub renders live in the cache; each job links (or copies) the cached files.
             cache = self.root / "cache" / key
@@ -761,7 +814,12 @@ class OfflineVideosAPI:
                 else:
                     await asyncio.to_thread(self._renderer.render, job.scene, job.size, cache)
             await asyncio.to_thread(_link_all, cached, paths)
+            await self._remember_output(job, paths[ContentVariant.VIDEO])
         return paths
+
+    async def _remember_output(self, job: _Job, video: Path) -> None:
+        job.output_sha256 = await asyncio.to_thread(_file_sha256, video)
+        self._save_job(job)
 
     def _cache_key(self, job: _Job) -> str:
         if self.render_mode == "full":
@@ -842,6 +900,14 @@ def probe_clip(path: Path) -> ClipInfo:
         raise
     except (av.FFmpegError, OSError, ValueError, IndexError, StopIteration):
         raise refused from None
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -1016,6 +1082,8 @@ class _Renderer:
                 self._clip_cache.move_to_end(key)
                 return cached
         frames: list[np.ndarray] = []
+        if Path(clip).suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"):
+            return self._still_frames(clip, max_w, max_h, key)
         try:
             with av.open(clip) as container:
                 stream = container.streams.video[0]
@@ -1033,6 +1101,22 @@ class _Renderer:
                         break
         except (av.FFmpegError, OSError, IndexError):
             frames = []  # a clip that vanished since upload: draw the scene without it
+        with self._lock:
+            self._clip_cache[key] = frames
+            while len(self._clip_cache) > _CLIP_CACHE_ENTRIES:
+                self._clip_cache.popitem(last=False)
+        return frames
+
+    def _still_frames(self, path: str, max_w: int, max_h: int, key: tuple[str, int, int]) -> list[np.ndarray]:
+        """A reference still as a one-frame sprite, scaled to fit the character's box."""
+        try:
+            with Image.open(path) as image:
+                picture = image.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError):
+            return []
+        scale = min(max_w / picture.width, max_h / picture.height)
+        box = (max(2, int(picture.width * scale) // 2 * 2), max(2, int(picture.height * scale) // 2 * 2))
+        frames = [np.asarray(picture.resize(box, Image.Resampling.BILINEAR))]
         with self._lock:
             self._clip_cache[key] = frames
             while len(self._clip_cache) > _CLIP_CACHE_ENTRIES:

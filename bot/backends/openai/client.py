@@ -48,6 +48,15 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from bot.backends.openai.api import PolledVideo
+from bot.backends.openai.schemas import (
+    ContentVariant,
+    DeletedVideo,
+    ImageReference,
+    Video,
+    VideoCharacter,
+    VideoList,
+)
 from bot.config import AuthStyle, Settings
 from bot.errors import (
     APIAuthError,
@@ -62,15 +71,6 @@ from bot.errors import (
     QuotaExhausted,
     RateLimited,
     VideosAPIError,
-)
-from bot.videos.api import PolledVideo
-from bot.videos.schemas import (
-    ContentVariant,
-    DeletedVideo,
-    ImageReference,
-    Video,
-    VideoCharacter,
-    VideoList,
 )
 
 __all__ = ["HTTPVideosAPI", "parse_retry_after"]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from bot.videos.schemas import (
+from bot.backends.openai.schemas import (
     ContentVariant,
     DeletedVideo,
     ImageReference,

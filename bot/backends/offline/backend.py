@@ -1,0 +1,96 @@
+"""The offline renderer as a backend, playing the rules of the backend named by `SORACAST_OFFLINE_AS`.
+
+Playing a backend means running that backend's own client against this machine: the OpenAI-shape backend
+talks to the renderer in process, and the Gemini backend drives `google-genai` against the Interactions API
+emulator served on a free port of 127.0.0.1. So a newcomer with no key meets the same checks, limits and
+messages as live — and the client code paths are the ones that run live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bot.backends.base import CharacterInput, JobState, ModelCapabilities, VideoBackend, VideoRequest
+from bot.backends.offline.emulation import start_app
+from bot.backends.offline.renderer import OfflineVideosAPI
+from bot.config import BackendChoice, Settings
+
+#: The key the local emulators are served with: never a real one.
+OFFLINE_KEY = "offline-renderer"
+
+
+class OfflineBackend:
+    """A backend whose API is served on this machine; closing it stops that server and the renderer."""
+
+    service = "the offline renderer"
+
+    def __init__(self, inner: VideoBackend, closers: Sequence[Callable[[], Awaitable[Any]]], plays: str) -> None:
+        self.inner = inner
+        self.name = "offline"
+        self.account_key = "offline"
+        self.plays = plays
+        self._closers = list(closers)
+
+    def models(self) -> Sequence[ModelCapabilities]:
+        return self.inner.models()
+
+    def compose_prompt(self, request: VideoRequest) -> str:
+        return self.inner.compose_prompt(request)
+
+    async def create_character(self, character: CharacterInput) -> str:
+        return await self.inner.create_character(character)
+
+    async def submit(self, request: VideoRequest, api_prompt: str) -> JobState:
+        return await self.inner.submit(request, api_prompt)
+
+    async def poll(self, job_id: str) -> JobState:
+        return await self.inner.poll(job_id)
+
+    async def download(self, job_id: str, dest: Path) -> Path:
+        return await self.inner.download(job_id, dest)
+
+    async def download_thumbnail(self, job_id: str, dest: Path) -> Path | None:
+        return await self.inner.download_thumbnail(job_id, dest)
+
+    async def cancel(self, job_id: str) -> None:
+        await self.inner.cancel(job_id)
+
+    async def delete(self, job_id: str) -> None:
+        await self.inner.delete(job_id)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+        for close in self._closers:
+            await close()
+
+
+async def open_offline_backend(settings: Settings, *, root: Path | None = None, **renderer: Any) -> OfflineBackend:
+    """The offline renderer behind the client of `settings.offline_as`, rooted in the data directory."""
+    api = OfflineVideosAPI.from_settings(settings, root=root or settings.data_dir / "offline-videos", **renderer)
+    plays = settings.offline_as
+    if plays is BackendChoice.GEMINI:
+        from bot.backends.gemini.backend import GeminiBackend
+        from bot.backends.gemini.models import gemini_models
+        from bot.backends.offline.gemini_api import ReferenceLimits, create_gemini_app
+
+        limits = ReferenceLimits(
+            max_images=settings.gemini_max_reference_images, max_videos=settings.gemini_max_reference_videos
+        )
+        runner, origin = await start_app(create_gemini_app(api, api_key=OFFLINE_KEY, limits=limits), "127.0.0.1", 0)
+        models = gemini_models(
+            settings.gemini_models, max_images=limits.max_images, max_videos=limits.max_videos
+        )
+        inner: VideoBackend = GeminiBackend(OFFLINE_KEY, models, base_url=origin, name="offline", account_key="offline")
+        return OfflineBackend(inner, [runner.cleanup, api.aclose], plays.value)
+    if plays is BackendChoice.FAL:
+        from bot.backends.fal.backend import FalBackend
+        from bot.backends.offline.fal_api import create_fal_app
+
+        runner, origin = await start_app(create_fal_app(api, api_key=OFFLINE_KEY), "127.0.0.1", 0)
+        inner = FalBackend.from_settings(settings, key=OFFLINE_KEY, queue_url=origin, name="offline")
+        return OfflineBackend(inner, [runner.cleanup, api.aclose], plays.value)
+    from bot.backends.openai.backend import OpenAIBackend
+
+    return OfflineBackend(OpenAIBackend(api, settings, name="offline", account_key="offline"), [], plays.value)
