@@ -20,6 +20,15 @@ _RESOLUTION = re.compile(r"(\d{3,4}p|4k)")
 
 
 @dataclass(frozen=True)
+class OptionChoices:
+    """What a chat platform may offer as fixed choices for /sora: (label, value) pairs, the default first."""
+
+    models: list[tuple[str, str]]
+    seconds: list[tuple[str, str]]
+    sizes: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
 class Choice:
     """A request's options after defaults and checks: which backend, which model, how long, how big."""
 
@@ -99,6 +108,19 @@ class ModelCatalog:
         if backend is None:
             return None
         return next((c for c in backend.models() if model in c.names), None)
+
+    def option_choices(self) -> OptionChoices:
+        """Every model, length and size any offered model makes (a pick the chosen model lacks is refused, named)."""
+        offers = [caps for _, caps in self.offers()]
+        default = self.default_model()
+        models = [(f"{c.label} ({c.model})" if c.label and c.label != c.model else c.model, c.model) for c in offers]
+        durations = sorted({d for c in offers for d in c.durations})
+        sizes = list(dict.fromkeys([*default.sizes, *(s for c in offers for s in c.sizes)]))
+        return OptionChoices(
+            models=models,
+            seconds=[(f"{d} s", str(d)) for d in durations],
+            sizes=[(describe_size(s), s) for s in sizes],
+        )
 
     # --- checking a request -----------------------------------------------------------------------------
 

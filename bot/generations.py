@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from bot import media
+from bot.actions import VideoAction
 from bot.backends.base import JobState, JobStatus, ModelCapabilities, VideoBackend, VideoRequest
 from bot.catalog import Choice, ModelCatalog
 from bot.config import Settings
@@ -260,6 +261,14 @@ class GenerationService:
         except GenerationNotReady:
             return False
         return True
+
+    def offered_actions(self, generation: Generation) -> list[VideoAction]:
+        """The buttons a finished video gets: Remix and Extend only where its backend can do them."""
+        wanted = {
+            VideoAction.REMIX: self.can_derive(generation, GenerationKind.REMIX),
+            VideoAction.EXTEND: self.can_derive(generation, GenerationKind.EXTEND),
+        }
+        return [action for action in VideoAction if wanted.get(action, True)]
 
     def extend_choices(self, generation: Generation) -> list[int]:
         """The lengths an extension of `generation` may add (empty when it cannot be extended)."""

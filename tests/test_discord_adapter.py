@@ -415,16 +415,18 @@ async def test_sora_with_an_unknown_handle_answers_privately_and_leaves_no_publi
     assert await h.core.generations.recent(h.scope) == []
 
 
-async def test_options_are_the_configured_choices(discord_bot: DiscordHarness) -> None:
+async def test_options_are_the_offered_models_lengths_and_sizes(discord_bot: DiscordHarness) -> None:
     h = discord_bot
     _, generation = await sora(h, "a red fox in snow", seconds="8", size="720x1280", model="sora-2-pro")
 
     assert (generation.seconds, generation.size, generation.model) == ("8", "720x1280", "sora-2-pro")
     command = next(c for c in h.client.tree.get_commands() if c.name == "sora")
     choices = {p.name: [c.value for c in p.choices] for p in command.parameters}  # type: ignore[union-attr]
-    assert choices["size"] == h.settings.allowed_sizes
+    assert set(choices["size"]) == set(h.settings.allowed_sizes)
     assert choices["seconds"] == h.settings.allowed_seconds
     assert choices["model"] == h.settings.allowed_models
+    labels = {p.name: [c.name for c in p.choices] for p in command.parameters}  # type: ignore[union-attr]
+    assert "1280x720 (16:9, 720p)" in labels["size"] and "8 s" in labels["seconds"]
 
 
 async def test_a_moderated_video_turns_its_message_into_the_failure(discord_bot: DiscordHarness) -> None:

@@ -41,8 +41,12 @@ _CHOICES_MAX = 25
 _CHOICE_TEXT_MAX = 100
 
 
-def _choices(values: list[str], suffix: str = "") -> list[app_commands.Choice[str]]:
-    return [app_commands.Choice(name=f"{v}{suffix}", value=v) for v in values[:_CHOICES_MAX]]
+def _choices(values: list[tuple[str, str]]) -> list[app_commands.Choice[str]]:
+    """(label, value) pairs as Discord choices, within its limits."""
+    return [
+        app_commands.Choice(name=render.clip(label, _CHOICE_TEXT_MAX), value=value)
+        for label, value in values[:_CHOICES_MAX]
+    ]
 
 
 class Commands:
@@ -97,7 +101,13 @@ class Commands:
         async with guarded(interaction, "character info"):
             await defer_private(interaction)
             character = await self._core.registry.get(scope_of(interaction), handle)
-            await reply_private(interaction, render.character_embed(character))
+            files = await self._core.registry.files(character)
+            stills = [
+                discord.File(path, filename=render.still_filename(character, index))
+                for index, path in enumerate(files.stills, 1)
+            ]
+            embed = render.character_embed(character, still=stills[0].filename if stills else None)
+            await reply_private(interaction, embed, files=stills)
 
     async def character_remove(self, interaction: discord.Interaction, handle: str) -> None:
         async with guarded(interaction, "character remove"):
@@ -257,7 +267,7 @@ class Commands:
         return group
 
     def _sora_command(self) -> app_commands.Command:  # type: ignore[type-arg]
-        s = self._settings
+        options = self._core.catalog.option_choices()
 
         @app_commands.command(name="sora", description="Make a video; use @handles for characters")
         @app_commands.guild_only()
@@ -268,7 +278,7 @@ class Commands:
             model="Video model",
         )
         @app_commands.choices(
-            seconds=_choices(s.allowed_seconds, " s"), size=_choices(s.allowed_sizes), model=_choices(s.allowed_models)
+            seconds=_choices(options.seconds), size=_choices(options.sizes), model=_choices(options.models)
         )
         @app_commands.autocomplete(prompt=self.complete_prompt)
         async def sora(

@@ -16,9 +16,10 @@ from adapters.discord.origin import actor_of, scope_of, target_of
 from adapters.discord.replies import defer_private, defer_public, defer_update, guarded, reply_private
 from bot.actions import VideoAction, decode_action, encode_action
 from bot.app import Soracast
+from bot.catalog import describe_durations
 from bot.commands import parse_start
 from bot.config import Settings
-from bot.models import Generation
+from bot.models import Generation, GenerationKind
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,14 @@ class Components:
             if action is VideoAction.REMIX:
                 await interaction.response.send_modal(views.remix_modal(generation_id))
             elif action is VideoAction.EXTEND:
-                s = self._settings
+                generation = await self._core.generations.get(scope_of(interaction), generation_id)
+                choices = self._core.generations.extend_choices(generation)
+                if not choices:
+                    # The button is not offered for such videos; an old message may still carry one.
+                    self._core.generations.derivable(generation, GenerationKind.EXTEND)
+                default = min(choices, key=lambda d: abs(d - int(generation.seconds)))
                 await interaction.response.send_modal(
-                    views.extend_modal(generation_id, s.allowed_seconds, s.default_seconds)
+                    views.extend_modal(generation_id, describe_durations(choices), default)
                 )
             elif action is VideoAction.CHARACTER:
                 custom_id = encode_action(VideoAction.CHARACTER, generation_id)

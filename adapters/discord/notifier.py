@@ -65,7 +65,7 @@ class DiscordNotifier:
         scratch = self._work_dir / f"{generation.id}-fit.mp4"
         try:
             make_file, note = await self._fit(generation, scratch)
-            view = views.video_view(generation.id)
+            view = views.video_view(generation.id, self._generations.offered_actions(generation))
             try:
                 message = await self._show(generation, render.generation_embed(generation, note), view, make_file)
             except discord.HTTPException as exc:

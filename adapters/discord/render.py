@@ -79,16 +79,26 @@ def deleted_embed(generation: Generation) -> discord.Embed:
 # --- characters ------------------------------------------------------------------------------------------
 
 
-def character_embed(character: Character, title: str | None = None) -> discord.Embed:
-    """One character: handle, name, where it came from, who registered it."""
+def character_embed(
+    character: Character, title: str | None = None, *, still: str | None = None
+) -> discord.Embed:
+    """One character: handle, name, its references, where it came from, who registered it; `still` names an
+    attached still to show."""
     embed = discord.Embed(
         title=clip(title or f"@{character.handle}", _TITLE_MAX),
         description=clip(present.character_line(character), _DESCRIPTION_MAX),
         colour=discord.Colour.blurple(),
     )
+    embed.add_field(name="References", value=clip(present.references_line(character), _FIELD_MAX), inline=False)
     embed.add_field(name="Registered by", value=f"<@{character.owner_id}>")
     embed.add_field(name="Since", value=discord.utils.format_dt(character.created_at, "D"))
+    if still is not None:
+        embed.set_image(url=f"attachment://{still}")
     return embed
+
+
+def still_filename(character: Character, index: int) -> str:
+    return f"{character.handle}-still-{index}.jpg"
 
 
 def page_count(total: int) -> int:

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import re
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -91,20 +91,24 @@ async def defer_update(interaction: discord.Interaction) -> None:
 
 
 async def reply_private(
-    interaction: discord.Interaction, embed: discord.Embed, view: discord.ui.View | None = None
+    interaction: discord.Interaction,
+    embed: discord.Embed,
+    view: discord.ui.View | None = None,
+    *,
+    files: Sequence[discord.File] = (),
 ) -> None:
     """Say something to the user only, whatever state the interaction's response is in."""
     kwargs: dict[str, Any] = {"embed": embed, "allowed_mentions": NO_MENTIONS}
     if view is not None:
         kwargs["view"] = view
     if not interaction.response.is_done():
-        await interaction.response.send_message(ephemeral=True, **kwargs)
+        await interaction.response.send_message(ephemeral=True, files=list(files), **kwargs)
         return
     state = interaction.extras.get(_DEFERRED)
     if state == _PRIVATE and not interaction.extras.get(_ANSWERED):
         # The private "thinking…" message becomes the answer.
         interaction.extras[_ANSWERED] = True
-        await interaction.edit_original_response(content=None, **kwargs)
+        await interaction.edit_original_response(content=None, attachments=list(files), **kwargs)
         return
     if state == _PUBLIC and not interaction.extras.get(_ANSWERED):
         # A public "thinking…" message would show the error to everyone: remove it, then answer privately.
@@ -113,7 +117,7 @@ async def reply_private(
             await interaction.delete_original_response()
         except discord.HTTPException as exc:
             log.warning("could not remove a thinking message: %s", exc.status)
-    await interaction.followup.send(ephemeral=True, wait=False, **kwargs)
+    await interaction.followup.send(ephemeral=True, wait=False, files=list(files), **kwargs)
 
 
 def mark_answered(interaction: discord.Interaction) -> None:

@@ -8,6 +8,7 @@ because discord.py only routes modals it still holds in memory.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import discord
@@ -90,10 +91,10 @@ class ListPageButton(ui.DynamicItem[ui.Button], template=r"soracast-list:(?P<dir
         await handlers_of(interaction).list_page(interaction, self.page)
 
 
-def video_view(generation_id: str) -> ui.View:
-    """The buttons under a finished video."""
+def video_view(generation_id: str, actions: Sequence[VideoAction] = tuple(VideoAction)) -> ui.View:
+    """The buttons under a finished video (the core says which: no Remix where the backend cannot remix)."""
     view = ui.View(timeout=None)
-    for action in (VideoAction.REMIX, VideoAction.EXTEND, VideoAction.CHARACTER, VideoAction.DELETE):
+    for action in actions:
         view.add_item(VideoButton(action, generation_id))
     return view
 
@@ -131,7 +132,7 @@ def remix_modal(generation_id: str) -> ui.Modal:
     return modal
 
 
-def extend_modal(generation_id: str, allowed_seconds: list[str], default_seconds: str) -> ui.Modal:
+def extend_modal(generation_id: str, allowed_seconds: str, default_seconds: int) -> ui.Modal:
     modal = ui.Modal(
         title="Extend this video", custom_id=encode_action(VideoAction.EXTEND, generation_id), timeout=MODAL_TIMEOUT
     )
@@ -150,7 +151,7 @@ def extend_modal(generation_id: str, allowed_seconds: list[str], default_seconds
             SECONDS,
             required=False,
             max_length=4,
-            placeholder=f"{' / '.join(allowed_seconds)} (default {default_seconds})",
+            placeholder=f"{allowed_seconds} (default {default_seconds})",
         )
     )
     return modal

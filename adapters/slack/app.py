@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.background import Background
 from adapters.slack.commands import SlashCommands
-from adapters.slack.files import FileFetcher
+from adapters.slack.files import FileFetcher, StillUploads
 from adapters.slack.interactions import Interactions
 from adapters.slack.notifier import SlackNotifier
 from adapters.slack.replies import ActorDirectory, Replier
@@ -75,6 +75,7 @@ def build_slack_adapter(core: Soracast, settings: Settings, client: AsyncWebClie
         actors=ActorDirectory(client),
         files=FileFetcher(client, core.registry.limits, settings.resolved_media_dir / "slack-incoming"),
         background=Background(replier),
+        stills=StillUploads(client),
     )
     SlashCommands(services).register(app)
     Interactions(services).register(app)

@@ -100,7 +100,9 @@ class SlashCommands:
             await self.s.replier.ephemeral(origin, render.characters_message(await core.registry.list(scope)))
         elif sub == "info":
             character = await core.registry.get(scope, _arg(words, 0))
-            await self.s.replier.ephemeral(origin, render.character_message(character))
+            files = await core.registry.files(character)
+            stills = await self.s.stills.file_ids(character, files.stills)
+            await self.s.replier.ephemeral(origin, render.character_message(character, stills))
         elif sub in ("remove", "rm", "delete"):
             actor = await self.s.actors.get(origin.user_id, origin.user_name)
             character = await core.registry.remove(scope, actor, _arg(words, 0))

@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.webapi import slack_error
 from bot import media
 from bot.errors import SoracastError
+from bot.models import Character
 
 log = logging.getLogger(__name__)
 
@@ -141,3 +142,35 @@ class FileFetcher:
                         raise SlackFileUnavailable("That file is larger than Slack said.", hint="Upload it again.")
                     out.write(chunk)
         log.info("downloaded Slack file %s (%d bytes)", file.id, received)
+
+
+class StillUploads:
+    """A character's stills as private Slack files the bot can show in image blocks, uploaded once each.
+
+    Files uploaded with no channel stay private to the bot; a message the bot posts may show them through
+    `slack_file` image blocks. They are remembered by content hash for the life of the process.
+    """
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self._client = client
+        self._ids: dict[str, str] = {}
+
+    async def file_ids(self, character: Character, paths: list[Path]) -> list[str]:
+        """Slack file ids of the character's stills (best first), uploading those not sent before."""
+        found: list[str] = []
+        for index, (reference, path) in enumerate(zip(character.stills, paths, strict=False), 1):
+            known = self._ids.get(reference.sha256)
+            if known is None:
+                try:
+                    upload = await self._client.files_upload_v2(
+                        file=str(path), filename=f"{character.handle}-still-{index}.jpg", title=f"@{character.handle}"
+                    )
+                except SlackApiError as exc:
+                    log.warning("could not upload a still of @%s: %s", character.handle, slack_error(exc))
+                    break
+                known = str((upload.get("file") or {}).get("id") or "")
+                if not known:
+                    break
+                self._ids[reference.sha256] = known
+            found.append(known)
+        return found

@@ -18,7 +18,7 @@ from bot.actions import PREFIX, VideoAction, decode_action
 from bot.commands import parse_start
 from bot.errors import SoracastError
 from bot.handles import validate_handle
-from bot.models import Generation
+from bot.models import Generation, GenerationKind
 from bot.registry import validate_name
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,12 @@ class Interactions:
         if verb is VideoAction.REMIX:
             view = render.remix_modal(metadata, generation)
         elif verb is VideoAction.EXTEND:
-            settings = core.settings
-            view = render.extend_modal(metadata, generation, settings.allowed_seconds, settings.default_seconds)
+            choices = core.generations.extend_choices(generation)
+            if not choices:
+                # The button is not offered for such videos; an old message may still carry one.
+                core.generations.derivable(generation, GenerationKind.EXTEND)
+            default = min(choices, key=lambda d: abs(d - int(generation.seconds)))
+            view = render.extend_modal(metadata, generation, [str(c) for c in choices], str(default))
         else:
             view = render.character_modal(metadata, generation_id=generation.id)
         await self.s.client.views_open(trigger_id=trigger_id, view=view)

@@ -104,7 +104,7 @@ class SlackNotifier:
         )
 
     async def _show(self, generation: Generation, note: str | None) -> str | None:
-        message = render.generation_message(generation, note)
+        message = render.generation_message(generation, note, self._generations.offered_actions(generation))
         try:
             if generation.target.message_id is not None:
                 await self._client.chat_update(

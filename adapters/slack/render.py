@@ -59,7 +59,9 @@ def _plain(text: str) -> dict[str, Any]:
 # --- generations -----------------------------------------------------------------------------------------
 
 
-def generation_message(generation: Generation, note: str | None = None) -> Message:
+def generation_message(
+    generation: Generation, note: str | None = None, actions: Sequence[VideoAction] = tuple(VideoAction)
+) -> Message:
     """The one message that follows a generation: headline, details, status, and buttons once it is done."""
     headline = escape(present.headline(generation))
     status = present.status_line(generation)
@@ -68,14 +70,15 @@ def generation_message(generation: Generation, note: str | None = None) -> Messa
     if note:
         blocks.append(_context(f":warning: {escape(note)}"))
     if generation.status is GenerationStatus.COMPLETED:
-        blocks.append(video_buttons(generation))
+        blocks.append(video_buttons(generation, actions))
     return Message(text=f"{present.headline(generation)} — {status}"[:3000], blocks=blocks)
 
 
-def video_buttons(generation: Generation) -> Block:
-    """Remix / Extend / Make character / Delete, each carrying the generation id (they survive restarts)."""
+def video_buttons(generation: Generation, actions: Sequence[VideoAction] = tuple(VideoAction)) -> Block:
+    """Remix / Extend / Make character / Delete as the core offers them, each carrying the generation id (they
+    survive restarts)."""
     elements: list[Block] = []
-    for action in (VideoAction.REMIX, VideoAction.EXTEND, VideoAction.CHARACTER, VideoAction.DELETE):
+    for action in actions:
         button: Block = {
             "type": "button",
             "text": _plain(action.label),
@@ -150,14 +153,20 @@ def characters_message(characters: Sequence[Character]) -> Message:
     )
 
 
-def character_message(character: Character) -> Message:
-    """`/character info @h`."""
+def character_message(character: Character, still_ids: Sequence[str] = ()) -> Message:
+    """`/character info @h`: who it is, what it keeps for the video models, and its stills."""
     line = escape(present.character_line(character))
     when = character.created_at.strftime("%Y-%m-%d")
-    return Message(
-        text=present.character_line(character),
-        blocks=[_section(f"*{line}*"), _context(f"added by <@{character.owner_id}> on {when}")],
-    )
+    blocks = [
+        _section(f"*{line}*"),
+        _section("References: " + escape(present.references_line(character))),
+        _context(f"added by <@{character.owner_id}> on {when}"),
+    ]
+    for index, file_id in enumerate(still_ids, 1):
+        blocks.append(
+            {"type": "image", "slack_file": {"id": file_id}, "alt_text": f"@{character.handle}, still {index}"}
+        )
+    return Message(text=present.character_line(character), blocks=blocks)
 
 
 def registered_message(character: Character) -> Message:

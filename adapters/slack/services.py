@@ -10,7 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import render
 from adapters.slack.background import Background
-from adapters.slack.files import FileFetcher, SlackFile
+from adapters.slack.files import FileFetcher, SlackFile, StillUploads
 from adapters.slack.notifier import SlackNotifier
 from adapters.slack.origin import Origin
 from adapters.slack.replies import ActorDirectory, Replier
@@ -36,6 +36,7 @@ class Services:
     actors: ActorDirectory
     files: FileFetcher
     background: Background
+    stills: StillUploads
 
     async def register_clip(
         self, origin: Origin, file: SlackFile, handle: str, *, name: str | None = None, start: float = 0.0
