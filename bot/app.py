@@ -12,10 +12,12 @@ from bot.backends import open_backends
 from bot.backends.base import VideoBackend
 from bot.backends.openai.api import VideosAPI
 from bot.backfill import backfill_references
+from bot.budgets import Budgets
 from bot.catalog import ModelCatalog
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.generations import GenerationService
+from bot.jobs import JobRunner
 from bot.registry import CharacterRegistry
 from storage.base import Storage
 
@@ -30,6 +32,7 @@ class Soracast:
     storage: Storage
     catalog: ModelCatalog
     registry: CharacterRegistry
+    budgets: Budgets
     generations: GenerationService
 
     @property
@@ -96,9 +99,18 @@ async def build_app(
     registry = CharacterRegistry(
         store, catalog, media.ClipLimits.from_settings(settings), settings.resolved_media_dir
     )
-    generations = GenerationService(store, catalog, registry, settings)
+    budgets = Budgets(store, catalog, settings)
+    runner = JobRunner(store, catalog, registry, budgets, settings)
+    generations = GenerationService(store, catalog, registry, budgets, settings, runner)
     await backfill_references(store, settings, registry.limits)
-    return Soracast(settings=settings, storage=store, catalog=catalog, registry=registry, generations=generations)
+    return Soracast(
+        settings=settings,
+        storage=store,
+        catalog=catalog,
+        registry=registry,
+        budgets=budgets,
+        generations=generations,
+    )
 
 
 def settle_after_start_up() -> None:

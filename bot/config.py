@@ -92,6 +92,21 @@ class Settings(BaseSettings):
     #: A ceiling on characters per video for every model (each model has its own maximum too).
     max_characters_per_video: int | None = Field(default=None, ge=1, le=10)
     max_prompt_chars: int = Field(default=4000, ge=10, le=32000)
+
+    # --- the line, limits and budgets ---
+    #: Jobs one backend may have in flight at once (submitted and not finished).
+    max_in_flight: int = Field(default=5, ge=1, le=1000)
+    #: Creates per minute per backend; unset starts fast and slows down as the backend's 429s say.
+    submits_per_minute: float | None = Field(default=None, gt=0)
+    #: Requests per second per backend (polls and downloads included); unset: only the backend's 429s limit.
+    requests_per_second: float | None = Field(default=None, gt=0)
+    #: Videos one person may have waiting in line at once.
+    max_queued_per_user: int = Field(default=3, ge=1, le=100)
+    #: Default limits for every workspace (admins change them with /soracast limits); unset means none.
+    monthly_budget_usd: float | None = Field(default=None, ge=0)
+    daily_seconds_per_person: int | None = Field(default=None, ge=0)
+    #: How long a process holds a job before another may take it over (renewed while it lives).
+    lease_seconds: float = Field(default=60.0, ge=5, le=3600)
     #: Operator prices in USD per second, overriding the built-in table: `model=0.1` or `model:720p=0.1`.
     prices: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
 

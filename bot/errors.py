@@ -116,6 +116,18 @@ class GenerationNotReady(InvalidInput):
     code = "generation_not_ready"
 
 
+class LineFull(SoracastError):
+    """The person already has as many videos waiting in line as one may."""
+
+    code = "line_full"
+
+
+class BudgetExceeded(SoracastError):
+    """The request would go over the workspace's monthly spend or the person's daily seconds."""
+
+    code = "budget_exceeded"
+
+
 class PermissionDenied(SoracastError):
     """The actor may not do this here (remove someone else's character, register without the role)."""
 
@@ -145,6 +157,8 @@ class VideosAPIError(SoracastError):
         super().__init__(message, hint=hint, log_detail=log_detail)
         #: The API's own wording, before soracast explained it (the emulator sends this back as-is).
         self.api_message = api_message
+        #: For a create that failed: whether the request may have reached the provider (a job may exist).
+        self.maybe_sent = True
         self.status = status
         self.api_code = api_code
         self.param = param

@@ -1,35 +1,35 @@
-"""GenerationService: submit, track, download and deliver videos exactly once; remix, extend, cut characters.
+"""GenerationService: what a person can ask of a video — make, remix, extend, cancel, delete — and its state.
 
-The order of a request is fixed: persist (`accepted`), submit to the API, then return to the adapter, which
-tells the user. A tracker per unfinished generation polls the API (sooner when a webhook says something
-changed), downloads the result, and hands it to the platform's Notifier; `delivered_at` is set only once the
-notifier confirms, and a claim in storage keeps two deliveries from racing.
+The order of a request is fixed: check it (prompt, model, characters, the person's place in line, the
+workspace's budget), store it, then return to the adapter, which tells the user. It is sent at once when the
+line is empty and the backend has room (so a refusal still reaches the person directly and leaves nothing
+behind); otherwise it waits in the fair line. Everything after that — the line, leases, tracking, delivering
+exactly once — is `bot.jobs.JobRunner`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import random
-import time
-from pathlib import Path
+from dataclasses import dataclass
 
-from bot import media
 from bot.actions import VideoAction
-from bot.backends.base import JobState, JobStatus, ModelCapabilities, VideoBackend, VideoRequest
+from bot.backends.base import ModelCapabilities, VideoBackend
+from bot.budgets import Budgets
 from bot.catalog import Choice, ModelCatalog
 from bot.config import Settings
 from bot.errors import (
     APINotFound,
     GenerationNotReady,
     InvalidInput,
+    LineFull,
     PermissionDenied,
     SoracastError,
     UnknownGeneration,
     VideosAPIError,
 )
-from bot.handles import mentions_of, resolve_prompt
+from bot.handles import resolve_prompt
+from bot.jobs import JobRunner
+from bot.line import Place, fair_order, places
 from bot.models import (
     Actor,
     Character,
@@ -49,70 +49,48 @@ from storage.base import Storage
 
 log = logging.getLogger(__name__)
 
-_STATUS_MAP = {
-    JobStatus.QUEUED: GenerationStatus.QUEUED,
-    JobStatus.IN_PROGRESS: GenerationStatus.IN_PROGRESS,
-    JobStatus.COMPLETED: GenerationStatus.COMPLETED,
-    JobStatus.FAILED: GenerationStatus.FAILED,
-}
 
-#: How often a delivery that the platform refused is tried again within one run.
-DELIVERY_ATTEMPTS = 5
-#: How long the tracker waits for an adapter to post a generation's first message before reporting on it.
-ANNOUNCE_WAIT = 10.0
+@dataclass(frozen=True)
+class LineEntry:
+    """One waiting video of a workspace and its place in its backend's line."""
+
+    generation: Generation
+    place: Place
+    ahead_total: int
 
 
 class GenerationService:
-    """Everything that happens to a video job between the user's command and the posted result."""
+    """Everything a person asks of a video job, from the command to the posted result."""
 
     def __init__(
         self,
         storage: Storage,
         catalog: ModelCatalog,
         registry: CharacterRegistry,
+        budgets: Budgets,
         settings: Settings,
+        runner: JobRunner,
     ) -> None:
         self._storage = storage
         self._catalog = catalog
         self._registry = registry
+        self._budgets = budgets
         self._settings = settings
-        self._media_dir = settings.resolved_media_dir
-        self._notifiers: dict[Platform, Notifier] = {}
-        self._trackers: dict[str, asyncio.Task[None]] = {}
-        self._wakeups: dict[str, asyncio.Event] = {}
-        self._finished: dict[str, asyncio.Event] = {}
-        self._last_progress_note: dict[str, float] = {}
-        # Generation id → set once the adapter has recorded its first message (`attach_message`).
-        self._announcing: dict[str, asyncio.Event] = {}
-        self._closing = False
+        self.runner = runner
 
     # --- wiring ----------------------------------------------------------------------------------------
 
     def register_notifier(self, platform: Platform, notifier: Notifier) -> None:
         """Adapters call this once; generations of that platform are then reported through it."""
-        self._notifiers[platform] = notifier
+        self.runner.register_notifier(platform, notifier)
 
     async def resume(self, platform: Platform | None = None) -> int:
-        """Pick up every unfinished or undelivered generation (of one platform) after a restart."""
-        pending = await self._storage.unfinished_generations(platform)
-        for generation in pending:
-            # A claim left by a process that died mid-delivery must not block delivery for ever.
-            await self._storage.release_delivery(generation.id)
-            self._start_tracker(generation.id)
-        if pending:
-            log.info("resumed %d generation(s)%s", len(pending), f" for {platform}" if platform else "")
-        return len(pending)
+        """Start serving the registered platforms: take over their unfinished generations and run the line."""
+        return await self.runner.start(platform)
 
     async def aclose(self) -> None:
-        """Stop the trackers; their generations stay stored and resume on the next start."""
-        self._closing = True
-        tasks = list(self._trackers.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._trackers.clear()
+        """Stop the line and the trackers; stored generations are taken up again on the next start."""
+        await self.runner.aclose()
 
     # --- options ---------------------------------------------------------------------------------------
 
@@ -165,7 +143,7 @@ class GenerationService:
             size=choice.size,
             target=target,
         )
-        return await self._persist_and_submit(generation, announce)
+        return await self._admit(generation, announce)
 
     async def remix(
         self,
@@ -234,7 +212,41 @@ class GenerationService:
             size=parent.size,
             target=target,
         )
-        return await self._persist_and_submit(generation, announce)
+        return await self._admit(generation, announce)
+
+    async def _admit(self, generation: Generation, announce: bool) -> Generation:
+        """Check the person's place in line and the budget, store the request, and send it or let it wait."""
+        backend = self._catalog.backend(generation.backend)
+        caps = self._catalog.capabilities_of(generation.backend, generation.model)
+        assert backend is not None and caps is not None
+        waiting = await self._storage.count_waiting(generation.scope, generation.requester_id)
+        if waiting >= self._settings.max_queued_per_user:
+            raise LineFull(
+                f"You already have {waiting} videos waiting in line; {self._settings.max_queued_per_user} is the "
+                "most one person may have waiting.",
+                hint="The next one can join as soon as one of yours starts. `/sora queue` shows the line.",
+            )
+        # The characters' references are read (and native ids made) now: a problem is told before storing.
+        request = await self.runner.build_request(generation, backend)
+        generation.api_prompt = backend.compose_prompt(request)
+        generation.cost_usd = self._budgets.estimate(caps, int(generation.seconds), generation.size).usd
+        await self._budgets.reserve(generation)
+        try:
+            await self._storage.save_generation(generation)
+        except BaseException:
+            await self._budgets.release(generation.id)
+            raise
+        if announce:
+            self.runner.announce(generation.id)
+        try:
+            outcome = await self.runner.send_now_if_free(generation)
+        except SoracastError:
+            self.runner.announced(generation.id)
+            raise
+        if outcome is None:
+            self.runner.wake_line(generation.backend)
+        log.info("generation %s accepted (%s)", generation.id, outcome or "waiting in line")
+        return await self._storage.get_generation(generation.id) or generation
 
     def derivable(self, parent: Generation, kind: GenerationKind) -> tuple[VideoBackend, ModelCapabilities]:
         """The backend and model a remix or extension of `parent` goes to, or why there is none."""
@@ -275,65 +287,6 @@ class GenerationService:
         caps = self._catalog.capabilities_of(generation.backend, generation.model)
         return list(caps.allowed_extensions()) if caps is not None and caps.can_extend else []
 
-    async def _persist_and_submit(self, generation: Generation, announce: bool) -> Generation:
-        request, backend = await self._request(generation)
-        generation.api_prompt = backend.compose_prompt(request)
-        await self._storage.save_generation(generation)
-        try:
-            job = await backend.submit(request, generation.api_prompt)
-        except SoracastError:
-            # The backend refused it synchronously: the user is told, and nothing is left behind.
-            await self._storage.delete_generation(generation.id)
-            raise
-        self._apply(generation, job)
-        await self._storage.save_generation(generation)
-        if announce:
-            self._announcing[generation.id] = asyncio.Event()
-        log.info("generation %s submitted as %s", generation.id, generation.api_video_id)
-        # The create answer is as fresh as a poll: the first status check waits one interval. Offline jobs
-        # take seconds, so the local renderer is asked sooner to keep the progress bar alive.
-        first_wait = self._settings.poll_interval
-        if generation.backend == "offline":
-            first_wait = min(first_wait, 1.0)
-        self._start_tracker(generation.id, first_wait=first_wait)
-        return generation
-
-    async def _request(self, generation: Generation) -> tuple[VideoRequest, VideoBackend]:
-        """What the generation's backend is sent: characters with their references, the source for derivations."""
-        backend = self._catalog.backend(generation.backend)
-        caps = self._catalog.capabilities_of(generation.backend, generation.model)
-        if backend is None or caps is None:
-            raise GenerationNotReady(
-                f"This video was meant for {generation.model} on {generation.backend}, which this bot no longer uses.",
-                hint="Make it again with /sora.",
-            )
-        characters = await self._registry.inputs_for(generation.characters, backend, caps)
-        source_job, source_video = None, None
-        if generation.kind is not GenerationKind.CREATE:
-            parent = await self._storage.get_generation(generation.parent_id or "")
-            if parent is None or parent.api_video_id is None:
-                raise GenerationNotReady("The video this builds on is gone.", hint="Start from a new /sora video.")
-            source_job = parent.api_video_id
-            source_video = parent.video_path if parent.video_path and parent.video_path.exists() else None
-        used = set(generation.handles)
-        request = VideoRequest(
-            kind=generation.kind,
-            prompt=generation.prompt,
-            mentions=[m for m in mentions_of(generation.prompt) if m.handle in used],
-            characters=characters,
-            model=generation.model,
-            seconds=int(generation.seconds),
-            size=generation.size,
-            source_job_id=source_job,
-            source_video=source_video,
-            request_key=generation.id,
-        )
-        return request, backend
-
-    async def _submit(self, generation: Generation) -> JobState:
-        request, backend = await self._request(generation)
-        return await backend.submit(request, generation.api_prompt)
-
     async def _finished_parent(self, scope: Scope, generation_id: str) -> Generation:
         parent = await self.get(scope, generation_id)
         if parent.status is not GenerationStatus.COMPLETED or parent.api_video_id is None:
@@ -371,30 +324,90 @@ class GenerationService:
             target = generation.target.model_copy(update={"message_id": message_id, "extra": merged})
             await self._storage.update_target(generation_id, target)
         finally:
-            announced = self._announcing.pop(generation_id, None)
-            if announced is not None:
-                announced.set()
+            self.runner.announced(generation_id)
+
+    async def remember(self, generation_id: str, **extra: str) -> None:
+        """Store adapter state of a delivery before the step that could be repeated after a crash."""
+        generation = await self._storage.get_generation(generation_id)
+        if generation is None:
+            return
+        target = generation.target.model_copy(update={"extra": {**generation.target.extra, **extra}})
+        await self._storage.update_target(generation_id, target)
+
+    # --- the line ----------------------------------------------------------------------------------------
+
+    async def line(self, scope: Scope) -> list[LineEntry]:
+        """This workspace's waiting videos with their places in their backends' lines (best first)."""
+        entries: list[LineEntry] = []
+        for backend in self._catalog.backends():
+            order = fair_order(await self._storage.waiting_generations(backend.name))
+            found = places(order, slots=self.runner.limiter(backend.name).max_in_flight, job_seconds=60.0)
+            for generation in order:
+                if generation.scope == scope:
+                    entries.append(LineEntry(generation, found[generation.id], len(order)))
+        return sorted(entries, key=lambda e: e.place.position)
+
+    async def cancel(self, scope: Scope, actor: Actor, generation_id: str) -> Generation:
+        """Take a video out of the line (or out of the backend's own queue, where it can still be stopped);
+        its requester or an admin only. Its reserved cost is given back."""
+        generation = await self.get(scope, generation_id)
+        if actor.id != generation.requester_id and not actor.is_admin:
+            raise PermissionDenied("Only the person who asked for this video or an admin can cancel it.", hint=None)
+        if generation.status is GenerationStatus.WAITING:
+            if not await self._storage.cancel_waiting(generation.id):
+                return await self.cancel(scope, actor, generation_id)  # it left the line meanwhile: look again
+            await self._budgets.release(generation.id)
+            self.runner.wake_line(generation.backend)
+        elif generation.status is GenerationStatus.QUEUED and generation.api_video_id is not None:
+            backend = self._catalog.backend(generation.backend)
+            if backend is None:
+                raise GenerationNotReady("This video's backend is no longer in use here.", hint=None)
+            self.runner.stop_tracking(generation.id)
+            await backend.cancel(generation.api_video_id)
+            generation.status = GenerationStatus.CANCELLED
+            generation.updated_at = utcnow()
+            await self._storage.save_generation(generation)
+            await self._budgets.refund(generation.id)
+        elif generation.status.finished:
+            raise GenerationNotReady(
+                f"Video {generation.id} is already {generation.status.value}.", hint="Delete it with /delete instead."
+            )
+        else:
+            raise GenerationNotReady(
+                f"Video {generation.id} is already being made and can no longer be cancelled.",
+                hint="Delete it once it is posted.",
+            )
+        generation = await self.get(scope, generation_id)
+        log.info("generation %s cancelled by %s", generation.id, actor.id)
+        await self.runner.start()  # its message is updated (to "cancelled") by whoever leases it
+        return generation
 
     async def delete(self, scope: Scope, actor: Actor, generation_id: str) -> Generation:
-        """Delete a video at the API and locally; its requester or an admin only."""
+        """Delete a video at its backend and here; its requester or an admin only."""
         generation = await self.get(scope, generation_id)
         if actor.id != generation.requester_id and not actor.is_admin:
             raise PermissionDenied(
                 "Only the person who asked for this video or an admin can delete it.", hint=None
             )
-        task = self._trackers.pop(generation.id, None)
-        if task is not None:
-            task.cancel()
+        self.runner.stop_tracking(generation.id)
         backend = self._catalog.backend(generation.backend)
         if generation.api_video_id and backend is not None:
-            with contextlib.suppress(APINotFound):
+            try:
                 await backend.delete(generation.api_video_id)
+            except APINotFound:
+                pass
+            except VideosAPIError as exc:
+                log.warning("%s could not delete %s at the backend: %s", actor.id, generation.id, exc.code)
         for path in (generation.video_path, generation.thumbnail_path):
             if path is not None:
                 path.unlink(missing_ok=True)
+        was_waiting = generation.status is GenerationStatus.WAITING
         generation.status = GenerationStatus.DELETED
         generation.updated_at = utcnow()
         await self._storage.save_generation(generation)
+        if was_waiting:
+            await self._budgets.release(generation.id)
+            self.runner.wake_line(generation.backend)
         return generation
 
     async def character_from_generation(
@@ -425,257 +438,25 @@ class GenerationService:
 
     async def wait_finished(self, generation_id: str, within: float | None = None) -> Generation:
         """Block until a generation is finished and its outcome delivered (for the console and tests)."""
-        event = self._finished.setdefault(generation_id, asyncio.Event())
         current = await self._storage.get_generation(generation_id)
         if current is None:
             raise UnknownGeneration(f"There is no video {generation_id!r}.")
         if not (current.status.finished and current.delivered_at is not None):
-            await asyncio.wait_for(event.wait(), within)
+            await self.runner.wait_finished(generation_id, within)
         final = await self._storage.get_generation(generation_id)
         assert final is not None
         return final
 
     async def on_video_event(self, api_video_id: str) -> bool:
-        """Handle a `video.completed` / `video.failed` webhook: wake (or restart) the generation's tracker."""
+        """Handle a backend's webhook about a job: wake the generation's tracker here, or take it up if free."""
         generation = await self._storage.find_generation_by_video(api_video_id)
         if generation is None:
             return False
-        if generation.platform not in self._notifiers:
-            # Another process (the Discord worker, say) tracks it; this one could not post it anyway.
+        if generation.platform not in self.runner.platforms:
+            # Another process (the Discord worker, say) serves it; this one could not post it anyway.
             return False
-        event = self._wakeups.get(generation.id)
-        if event is not None:
-            event.set()
-        elif generation.delivered_at is None:
-            self._start_tracker(generation.id)
-        return True
-
-    # --- tracking ------------------------------------------------------------------------------------------
-
-    def _start_tracker(self, generation_id: str, first_wait: float = 0.0) -> None:
-        if self._closing or generation_id in self._trackers:
-            return
-        self._wakeups[generation_id] = asyncio.Event()
-        task = asyncio.create_task(self._track(generation_id, first_wait), name=f"track-{generation_id}")
-        self._trackers[generation_id] = task
-        task.add_done_callback(lambda _t: self._forget(generation_id))
-
-    def _forget(self, generation_id: str) -> None:
-        self._trackers.pop(generation_id, None)
-        self._wakeups.pop(generation_id, None)
-        self._last_progress_note.pop(generation_id, None)
-        self._announcing.pop(generation_id, None)
-
-    async def _track(self, generation_id: str, first_wait: float) -> None:
-        try:
-            if first_wait:
-                await self._sleep(generation_id, first_wait)
-            await self._track_until_delivered(generation_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("tracking %s stopped on an unexpected error; it resumes on restart", generation_id)
-
-    async def _track_until_delivered(self, generation_id: str) -> None:
-        failures = 0
-        # Read once: while it runs, this tracker is the only writer of the generation's status (a delete
-        # cancels it, and the target has its own column, re-read before each notification).
-        generation = await self._storage.get_generation(generation_id)
-        while True:
-            if generation is None or generation.status is GenerationStatus.DELETED:
-                return
-            if generation.delivered_at is not None:
-                self._signal_finished(generation_id)
-                return
-            if generation.status.finished:
-                await self._deliver(generation)
-                return
-            if generation.api_video_id is None:
-                # Accepted but the process died before the API answered: submit it now.
-                try:
-                    job = await self._submit(generation)
-                except SoracastError as exc:
-                    if exc.retryable:
-                        await self._sleep(generation_id, self._backoff(failures := failures + 1))
-                        continue
-                    self._fail(generation, exc.code, exc.user_text())
-                    await self._storage.save_generation(generation)
-                    continue
-                self._apply(generation, job)
-                await self._storage.save_generation(generation)
-                continue
-            backend = self._catalog.backend(generation.backend)
-            if backend is None:
-                self._fail(
-                    generation,
-                    "backend_gone",
-                    f"This video was sent to {generation.backend}, which this bot no longer uses.",
-                )
-                await self._storage.save_generation(generation)
-                continue
-            try:
-                polled = await backend.poll(generation.api_video_id)
-            except APINotFound:
-                self._fail(generation, "not_found", f"{_capital(backend.service)} no longer knows this video.")
-                await self._storage.save_generation(generation)
-                continue
-            except VideosAPIError as exc:
-                if not exc.retryable:
-                    self._fail(generation, exc.code, exc.message)
-                    await self._storage.save_generation(generation)
-                    continue
-                failures += 1
-                await self._sleep(generation_id, exc.retry_after or self._backoff(failures))
-                continue
-            failures = 0
-            before = (generation.status, generation.progress, generation.queue_position)
-            self._apply(generation, polled)
-            if generation.status is GenerationStatus.COMPLETED:
-                await self._fetch_result(generation)
-                continue
-            if (generation.status, generation.progress, generation.queue_position) != before:
-                await self._storage.save_generation(generation)
-                await self._note_progress(generation)
-            await self._sleep(generation_id, polled.poll_after or self._settings.poll_interval)
-
-    async def _fetch_result(self, generation: Generation) -> None:
-        try:
-            generation.video_path = await self._download(generation)
-        except APINotFound:
-            self._fail(generation, "expired", "The finished video expired before it could be downloaded.")
-            await self._storage.save_generation(generation)
-            return
-        generation.thumbnail_path = await self._thumbnail(generation, generation.video_path)
-        generation.progress = 100
-        generation.completed_at = generation.completed_at or utcnow()
-        generation.updated_at = utcnow()
-        await self._storage.save_generation(generation)
-
-    def _media_path(self, generation: Generation, suffix: str) -> Path:
-        dest = self._media_dir / generation.scope.platform.value / f"{generation.id}{suffix}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        return dest
-
-    async def _download(self, generation: Generation) -> Path:
-        assert generation.api_video_id is not None
-        backend = self._catalog.backend(generation.backend)
-        if backend is None:
-            raise GenerationNotReady(
-                f"This video was made on {generation.backend}, which this bot no longer uses.",
-                hint="Make a new video with /sora.",
-            )
-        return await backend.download(generation.api_video_id, self._media_path(generation, ".mp4"))
-
-    async def _thumbnail(self, generation: Generation, video: Path) -> Path | None:
-        """The backend's thumbnail, or one cut from the video; a missing thumbnail never holds the video back."""
-        dest = self._media_path(generation, ".jpg")
-        backend = self._catalog.backend(generation.backend)
-        try:
-            if backend is not None and generation.api_video_id is not None:
-                made = await backend.download_thumbnail(generation.api_video_id, dest)
-                if made is not None:
-                    return made
-            return await media.thumbnail(video, dest)
-        except (SoracastError, OSError) as exc:
-            log.warning("no thumbnail for %s: %s", generation.id, getattr(exc, "code", type(exc).__name__))
-            return None
-
-    async def _fresh_target(self, generation: Generation) -> None:
-        # The adapter records its message id concurrently with the tracker; always notify with the latest,
-        # and give a first message that is still being posted a moment to land.
-        announced = self._announcing.get(generation.id)
-        if announced is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(announced.wait(), ANNOUNCE_WAIT)
-            self._announcing.pop(generation.id, None)
-        stored = await self._storage.get_generation(generation.id)
-        if stored is not None:
-            generation.target = stored.target
-
-    async def _deliver(self, generation: Generation) -> None:
-        notifier = self._notifiers.get(generation.platform)
-        if notifier is None:
-            log.info("no %s notifier here; %s waits for its adapter", generation.platform, generation.id)
-            return
-        await self._fresh_target(generation)
-        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
-            if not await self._storage.claim_delivery(generation.id, utcnow()):
-                return
-            try:
-                if generation.status is GenerationStatus.COMPLETED:
-                    receipt = await notifier.completed(generation)
-                    message_id = receipt.message_id
-                else:
-                    await notifier.failed(generation)
-                    message_id = None
-            except Exception as exc:
-                await self._storage.release_delivery(generation.id)
-                log.warning("delivering %s failed (attempt %d): %s", generation.id, attempt, type(exc).__name__)
-                await self._sleep(generation.id, self._backoff(attempt))
-                continue
-            await self._storage.mark_delivered(generation.id, utcnow(), message_id)
-            self._signal_finished(generation.id)
-            return
-        log.error("gave up delivering %s for now; it is retried on the next start", generation.id)
-
-    async def _note_progress(self, generation: Generation) -> None:
-        notifier = self._notifiers.get(generation.platform)
-        if notifier is None:
-            return
-        now = time.monotonic()
-        last = self._last_progress_note.get(generation.id)
-        if last is not None and now - last < self._settings.progress_interval:
-            return
-        self._last_progress_note[generation.id] = now
-        await self._fresh_target(generation)
-        try:
-            await notifier.progress(generation)
-        except Exception as exc:
-            # Progress is cosmetic; a failed edit must never stop the job.
-            log.warning("progress note for %s failed: %s", generation.id, type(exc).__name__)
-
-    # --- helpers -----------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _apply(generation: Generation, job: JobState) -> None:
-        generation.api_video_id = job.id
-        status = _STATUS_MAP.get(job.status, GenerationStatus.QUEUED)
-        if status is GenerationStatus.IN_PROGRESS and generation.started_at is None:
-            generation.started_at = utcnow()
-        generation.status = status
-        if job.progress is not None:
-            generation.progress = max(0, min(100, job.progress))
-        generation.queue_position = job.queue_position if status is GenerationStatus.QUEUED else None
-        generation.updated_at = utcnow()
-        if job.status is JobStatus.FAILED:
-            generation.error_code = job.error_code or "failed"
-            generation.error_message = job.error_message or "The video service could not make this video."
-        if job.status is JobStatus.COMPLETED:
-            generation.completed_at = utcnow()
-
-    @staticmethod
-    def _fail(generation: Generation, code: str, message: str) -> None:
-        generation.status = GenerationStatus.FAILED
-        generation.error_code = code
-        generation.error_message = message
-        generation.updated_at = utcnow()
-
-    def _backoff(self, attempt: int) -> float:
-        base = min(self._settings.poll_interval * (2 ** (attempt - 1)), 300.0)
-        return base * (0.5 + random.random() / 2)
-
-    async def _sleep(self, generation_id: str, seconds: float) -> None:
-        event = self._wakeups.get(generation_id)
-        if event is None:
-            await asyncio.sleep(seconds)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
-        event.clear()
-
-    def _signal_finished(self, generation_id: str) -> None:
-        self._finished.setdefault(generation_id, asyncio.Event()).set()
-
-
-def _capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
+        if self.runner.wake(generation.id):
+            return True
+        if generation.delivered_at is None:
+            await self.runner.start()
+        return self.runner.is_tracking(generation.id)

@@ -129,12 +129,23 @@ class Character(BaseModel):
         return self.clip is not None
 
 
+class BudgetKind(StrEnum):
+    """The spending limits an admin can set for a workspace."""
+
+    #: USD a workspace may spend in a calendar month (UTC).
+    MONTHLY_USD = "monthly_usd"
+    #: Seconds of video one person may ask for in a day (UTC).
+    DAILY_SECONDS = "daily_seconds"
+
+
 class ScopeSettings(BaseModel):
-    """Per-workspace choices an admin makes (`/soracast config`)."""
+    """Per-workspace choices an admin makes (`/soracast config`, `/soracast limits`)."""
 
     scope: Scope
     #: When set, only members with this role (or admins) may register characters.
     register_role_id: str | None = None
+    #: Limits set for this workspace: absent means the operator's default, None means no limit.
+    budget: dict[BudgetKind, float | None] = Field(default_factory=dict)
 
 
 class GenerationKind(StrEnum):
@@ -144,18 +155,37 @@ class GenerationKind(StrEnum):
 
 
 class GenerationStatus(StrEnum):
-    """Our lifecycle; `accepted` is stored before the API is called, so a crash never loses a request."""
+    """Our lifecycle. Every request is stored before anything is sent, so a crash never loses one:
+    `waiting` in soracast's line, `submitting` while its create is out (or its outcome is not known yet), then
+    the backend's own states."""
 
+    #: Stored by versions before the line existed: the create may or may not have been sent (like SUBMITTING).
     ACCEPTED = "accepted"
+    WAITING = "waiting"
+    SUBMITTING = "submitting"
     QUEUED = "queued"
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
     DELETED = "deleted"
 
     @property
     def finished(self) -> bool:
-        return self in (GenerationStatus.COMPLETED, GenerationStatus.FAILED, GenerationStatus.DELETED)
+        return self in _FINISHED
+
+    @property
+    def at_backend(self) -> bool:
+        """Sent (or possibly sent) and not finished: it holds one of the backend's in-flight slots."""
+        return self in _AT_BACKEND
+
+
+_FINISHED = frozenset(
+    {GenerationStatus.COMPLETED, GenerationStatus.FAILED, GenerationStatus.CANCELLED, GenerationStatus.DELETED}
+)
+_AT_BACKEND = frozenset(
+    {GenerationStatus.ACCEPTED, GenerationStatus.SUBMITTING, GenerationStatus.QUEUED, GenerationStatus.IN_PROGRESS}
+)
 
 
 class DeliveryTarget(BaseModel):
@@ -200,8 +230,16 @@ class Generation(BaseModel):
     model: str
     seconds: str
     size: str
-    status: GenerationStatus = GenerationStatus.ACCEPTED
+    status: GenerationStatus = GenerationStatus.WAITING
     progress: int = 0
+    #: The estimated cost in USD (seconds × the model's price), or None where no price is known.
+    cost_usd: float | None = None
+    #: Where it stands in soracast's line while waiting (1 is next), and a rough wait in seconds.
+    line_position: int | None = None
+    line_eta: float | None = None
+    #: When its create last went out (to find out whether an unanswered create made a job).
+    submitted_at: datetime | None = None
+    submit_attempts: int = 0
     #: Place in the provider's own queue, when it says (fal).
     queue_position: int | None = None
     #: When the backend started rendering (for an elapsed time where it reports no progress).
@@ -241,3 +279,56 @@ class DeliveryReceipt(BaseModel):
     message_id: str | None = None
     attached: bool = True
     note: str | None = None
+
+
+class SpendState(StrEnum):
+    """Where a generation's cost stands in the workspace's ledger."""
+
+    RESERVED = "reserved"
+    SPENT = "spent"
+    REFUNDED = "refunded"
+    RELEASED = "released"
+
+    @property
+    def counts(self) -> bool:
+        """Whether it counts against a limit."""
+        return self in (SpendState.RESERVED, SpendState.SPENT)
+
+
+class SpendEntry(BaseModel):
+    """One generation's line in the ledger."""
+
+    generation_id: str
+    scope: Scope
+    person: str
+    backend: str
+    model: str
+    seconds: int
+    usd: float | None
+    state: SpendState = SpendState.RESERVED
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def month(self) -> str:
+        return self.created_at.strftime("%Y-%m")
+
+    @property
+    def day(self) -> str:
+        return self.created_at.strftime("%Y-%m-%d")
+
+
+class SpendTotals(BaseModel):
+    """What counts against a workspace's limits now: this month's USD and one person's seconds today."""
+
+    month_usd: float = 0.0
+    person_day_seconds: int = 0
+
+
+class UsageRow(BaseModel):
+    """A month's spending of one person on one model."""
+
+    person: str
+    model: str
+    videos: int
+    seconds: int
+    usd: float | None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bot.backends.base import ModelCapabilities, VideoBackend
 from bot.errors import (
@@ -13,7 +15,11 @@ from bot.errors import (
     QuotaExhausted,
     SoracastError,
 )
-from bot.models import Character, Generation, GenerationKind, GenerationStatus, utcnow
+from bot.models import BudgetKind, Character, Generation, GenerationKind, GenerationStatus, utcnow
+
+if TYPE_CHECKING:  # present is imported by the services it describes
+    from bot.budgets import Usage
+    from bot.generations import LineEntry
 
 _FAILURE_HINTS = {
     "moderation_blocked": "The video was blocked by the video service's content rules. Rephrase the prompt and "
@@ -49,8 +55,13 @@ def progress_bar(progress: int, width: int = 12) -> str:
 def status_line(generation: Generation) -> str:
     """One line: where the job is now."""
     status = generation.status
-    if status is GenerationStatus.ACCEPTED:
-        return "Accepted, sending to the video model…"
+    if status is GenerationStatus.WAITING:
+        if generation.line_position is None:
+            return "Waiting in line…"
+        wait = f", {about(generation.line_eta)}" if generation.line_eta else ""
+        return f"Waiting — {ordinal(generation.line_position)} in line{wait}"
+    if status in (GenerationStatus.ACCEPTED, GenerationStatus.SUBMITTING):
+        return "Sending to the video model…"
     if status is GenerationStatus.QUEUED:
         if generation.queue_position is not None:
             return f"Queued — {ordinal(generation.queue_position + 1)} in the video service's queue"
@@ -64,7 +75,30 @@ def status_line(generation: Generation) -> str:
         return "Done"
     if status is GenerationStatus.DELETED:
         return "Deleted"
+    if status is GenerationStatus.CANCELLED:
+        return "Cancelled"
     return "Failed: " + failure_text(generation)
+
+
+def about(seconds: float | None) -> str:
+    """`about 2 min`, `about 40 s`."""
+    if not seconds:
+        return "soon"
+    if seconds < 90:
+        return f"about {max(10, round(seconds / 10) * 10)} s"
+    return f"about {round(seconds / 60)} min"
+
+
+def cost_text(generation: Generation) -> str | None:
+    """`≈ $0.60` while it is being made, `cost $0.60` once done; None where no price is known."""
+    if generation.cost_usd is None:
+        return None
+    amount = f"${generation.cost_usd:,.2f}"
+    if generation.status is GenerationStatus.COMPLETED:
+        return f"cost {amount}"
+    if generation.status.finished:
+        return None  # failed or cancelled videos are not charged
+    return f"≈ {amount}"
 
 
 def headline(generation: Generation) -> str:
@@ -77,8 +111,11 @@ def headline(generation: Generation) -> str:
 
 
 def details_line(generation: Generation) -> str:
-    """Model, length, size and characters, in one line."""
+    """Model, length, size, cost and characters, in one line."""
     parts = [generation.model, f"{generation.seconds}s", generation.size]
+    cost = cost_text(generation)
+    if cost:
+        parts.append(cost)
     if generation.characters:
         parts.append("with " + ", ".join(f"@{c.handle} ({c.name})" for c in generation.characters))
     return " · ".join(parts)
@@ -147,3 +184,43 @@ def error_title(error: SoracastError) -> str:
     if isinstance(error, APIAuthError):
         return "The video service refused our key"
     return "That didn't work"
+
+
+def line_lines(entries: Sequence[LineEntry]) -> list[str]:
+    """`/sora queue`: one line per waiting video of the workspace, next first; empty means nothing waits."""
+    return [
+        f"{ordinal(e.place.position)} of {e.ahead_total} · `{e.generation.id}` by {mention(e.generation.requester_id)}"
+        f" · {about(e.place.eta_seconds)} · {e.generation.prompt[:80]}"
+        for e in entries
+    ]
+
+
+def mention(user_id: str) -> str:
+    """A person as the chats link them (`<@U123>`); the console shows the id."""
+    return f"<@{user_id}>"
+
+
+def limits_line(limits: Mapping[BudgetKind, float | None]) -> str:
+    """`monthly budget $50.00 · 60 s of video per person a day` (or `no limits`)."""
+    parts = []
+    monthly = limits.get(BudgetKind.MONTHLY_USD)
+    daily = limits.get(BudgetKind.DAILY_SECONDS)
+    if monthly is not None:
+        parts.append(f"monthly budget ${monthly:,.2f}")
+    if daily is not None:
+        parts.append(f"{int(daily)} s of video per person a day")
+    return " · ".join(parts) if parts else "no limits"
+
+
+def usage_lines(usage: Usage) -> list[str]:
+    """`/soracast usage`: the month's total against its limit, then one line per person and model."""
+    monthly = usage.limits.get(BudgetKind.MONTHLY_USD)
+    total = f"${usage.total_usd:,.2f}" + (f" of ${monthly:,.2f}" if monthly is not None else "")
+    videos = sum(r.videos for r in usage.rows)
+    lines = [f"{usage.month}: {total} spent on {videos} video(s) ({limits_line(usage.limits)})"]
+    for row in usage.rows:
+        cost = "price unknown" if row.usd is None else f"${row.usd:,.2f}"
+        lines.append(f"{mention(row.person)} · {row.model} · {row.videos} video(s), {row.seconds} s · {cost}")
+    if usage.unpriced_videos:
+        lines.append(f"{usage.unpriced_videos} video(s) used a model with no known price (set SORACAST_PRICES).")
+    return lines

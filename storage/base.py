@@ -6,7 +6,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from bot.models import Character, DeliveryTarget, Generation, Platform, ReferenceBlob, Scope, ScopeSettings
+from bot.models import (
+    Character,
+    DeliveryTarget,
+    Generation,
+    Platform,
+    ReferenceBlob,
+    Scope,
+    ScopeSettings,
+    SpendEntry,
+    SpendState,
+    SpendTotals,
+    UsageRow,
+)
 
 
 class Storage(Protocol):
@@ -59,8 +71,9 @@ class Storage(Protocol):
     async def unfinished_generations(self, platform: Platform | None = None) -> list[Generation]:
         """Generations not yet finished at the API, or finished but not yet delivered."""
 
-    async def claim_delivery(self, generation_id: str, claimed_at: datetime) -> bool:
-        """Atomically mark a generation as being delivered; False if already delivered or claimed."""
+    async def claim_delivery(self, generation_id: str, claimed_at: datetime, owner: str | None = None) -> bool:
+        """Mark a generation as being delivered: with `owner`, only by the holder of its lease (who may deliver
+        again after a crash); without, only the first claim wins. False if already delivered."""
 
     async def release_delivery(self, generation_id: str) -> None:
         """Undo a claim after a failed delivery, so it is tried again."""
@@ -72,6 +85,47 @@ class Storage(Protocol):
         """Replace only where a generation is posted (adapters record their message ids here)."""
 
     async def recent_generations(self, scope: Scope, limit: int = 20) -> Sequence[Generation]: ...
+
+    # the line and leases -------------------------------------------------------------------------------
+    async def waiting_generations(self, backend: str) -> list[Generation]:
+        """Every generation waiting in soracast's line for this backend, oldest first."""
+
+    async def count_waiting(self, scope: Scope, requester: str) -> int: ...
+
+    async def count_in_flight(self, backend: str) -> int:
+        """Generations sent (or being sent) to this backend and not finished there."""
+
+    async def claim_for_submit(self, generation_id: str, owner: str, until: datetime) -> Generation | None:
+        """Atomically move a waiting generation to `submitting` under `owner`'s lease; None if it is not waiting
+        any more (another process took it, or it was cancelled)."""
+
+    async def cancel_waiting(self, generation_id: str) -> bool:
+        """Atomically cancel a generation that is still waiting; False if it left the line already."""
+
+    async def lease_generations(
+        self, owner: str, platforms: Sequence[Platform], now: datetime, until: datetime, limit: int = 500
+    ) -> list[Generation]:
+        """Take (or keep) the leases of unfinished or undelivered generations of these platforms that nobody
+        holds or whose lease expired before `now`; waiting ones are left to the line."""
+
+    async def renew_leases(self, owner: str, generation_ids: Sequence[str], until: datetime) -> set[str]:
+        """Extend `owner`'s leases; returns the ids it still holds."""
+
+    async def release_lease(self, owner: str, generation_id: str) -> None: ...
+
+    # spending -------------------------------------------------------------------------------------------
+    async def reserve_spend(
+        self, entry: SpendEntry, *, monthly_usd: float | None, daily_seconds: float | None
+    ) -> SpendTotals | None:
+        """Record the entry if it keeps the workspace within both limits (atomically); else the totals that
+        it would go over, and nothing is recorded."""
+
+    async def set_spend_state(self, generation_id: str, state: SpendState) -> None: ...
+
+    async def spend_totals(self, scope: Scope, person: str, month: str, day: str) -> SpendTotals: ...
+
+    async def usage(self, scope: Scope, month: str) -> list[UsageRow]:
+        """Spent entries of a month, per person and model."""
 
     # webhook de-duplication ---------------------------------------------------------------------------
     async def remember_webhook(self, webhook_id: str) -> bool:

@@ -24,6 +24,10 @@ from bot.models import (
     ReferenceBlob,
     Scope,
     ScopeSettings,
+    SpendEntry,
+    SpendState,
+    SpendTotals,
+    UsageRow,
     utcnow,
 )
 
@@ -274,8 +278,8 @@ class SQLiteStorage:
         async with self._write_lock:
             # delivered_at, delivering_at and target are owned by their own methods: never overwritten here.
             await self.db.execute(
-                "INSERT INTO generations (id, scope, platform, status, api_video_id, created_at, target, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO generations (id, scope, platform, status, api_video_id, created_at, target, body,"
+                " backend, requester) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET status = excluded.status, api_video_id = excluded.api_video_id,"
                 " body = excluded.body",
                 (
@@ -287,6 +291,8 @@ class SQLiteStorage:
                     generation.created_at.isoformat(),
                     generation.target.model_dump_json(),
                     generation.model_dump_json(exclude={"delivered_at", "target"}),
+                    generation.backend,
+                    generation.requester_id,
                 ),
             )
             await self.db.commit()
@@ -319,12 +325,14 @@ class SQLiteStorage:
         async with self.db.execute(sql + " ORDER BY created_at", params) as cursor:
             return [_generation(row) async for row in cursor]
 
-    async def claim_delivery(self, generation_id: str, claimed_at: datetime) -> bool:
+    async def claim_delivery(self, generation_id: str, claimed_at: datetime, owner: str | None = None) -> bool:
+        # With an owner, the lease decides: its holder may deliver again after a crash (the adapters make a
+        # repeated delivery land on the same message); without one, the first claim wins.
+        lease = " AND lease_owner = ?" if owner is not None else " AND delivering_at IS NULL"
+        params: tuple[str, ...] = (claimed_at.isoformat(), generation_id) + ((owner,) if owner is not None else ())
         async with self._write_lock:
             cursor = await self.db.execute(
-                "UPDATE generations SET delivering_at = ? WHERE id = ? AND delivered_at IS NULL"
-                " AND delivering_at IS NULL",
-                (claimed_at.isoformat(), generation_id),
+                "UPDATE generations SET delivering_at = ? WHERE id = ? AND delivered_at IS NULL" + lease, params
             )
             await self.db.commit()
         return cursor.rowcount == 1
@@ -360,6 +368,223 @@ class SQLiteStorage:
             (scope.key, limit),
         ) as cursor:
             return [_generation(row) async for row in cursor]
+
+    # --- the line and leases -------------------------------------------------------------------------------
+
+    async def waiting_generations(self, backend: str) -> list[Generation]:
+        async with self.db.execute(
+            "SELECT body, delivered_at, target FROM generations WHERE backend = ? AND status = ? ORDER BY created_at",
+            (backend, GenerationStatus.WAITING.value),
+        ) as cursor:
+            return [_generation(row) async for row in cursor]
+
+    async def count_waiting(self, scope: Scope, requester: str) -> int:
+        async with self.db.execute(
+            "SELECT count(*) FROM generations WHERE scope = ? AND requester = ? AND status = ?",
+            (scope.key, requester, GenerationStatus.WAITING.value),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def cancel_waiting(self, generation_id: str) -> bool:
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                async with self.db.execute(
+                    "SELECT body, delivered_at, target FROM generations WHERE id = ? AND status = ?",
+                    (generation_id, GenerationStatus.WAITING.value),
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is None:
+                    await self.db.rollback()
+                    return False
+                generation = _generation(row)
+                generation.status = GenerationStatus.CANCELLED
+                generation.line_position = generation.line_eta = None
+                generation.updated_at = utcnow()
+                body = generation.model_dump_json(exclude={"delivered_at", "target"})
+                await self.db.execute(
+                    "UPDATE generations SET status = ?, body = ? WHERE id = ?",
+                    (generation.status.value, body, generation_id),
+                )
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
+        return True
+
+    async def count_in_flight(self, backend: str) -> int:
+        statuses = [s.value for s in GenerationStatus if s.at_backend]
+        async with self.db.execute(
+            f"SELECT count(*) FROM generations WHERE backend = ? AND status IN ({','.join('?' * len(statuses))})",
+            (backend, *statuses),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def claim_for_submit(self, generation_id: str, owner: str, until: datetime) -> Generation | None:
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                async with self.db.execute(
+                    "SELECT body, delivered_at, target FROM generations WHERE id = ? AND status = ?",
+                    (generation_id, GenerationStatus.WAITING.value),
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is None:
+                    await self.db.rollback()
+                    return None
+                generation = _generation(row)
+                generation.status = GenerationStatus.SUBMITTING
+                generation.line_position = generation.line_eta = None
+                await self.db.execute(
+                    "UPDATE generations SET status = ?, body = ?, lease_owner = ?, lease_until = ? WHERE id = ?",
+                    (
+                        generation.status.value,
+                        generation.model_dump_json(exclude={"delivered_at", "target"}),
+                        owner,
+                        until.isoformat(),
+                        generation_id,
+                    ),
+                )
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
+        return generation
+
+    async def lease_generations(
+        self, owner: str, platforms: Sequence[Platform], now: datetime, until: datetime, limit: int = 500
+    ) -> list[Generation]:
+        if not platforms:
+            return []
+        marks = ",".join("?" * len(platforms))
+        open_statuses = [GenerationStatus.WAITING.value, GenerationStatus.DELETED.value]
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                async with self.db.execute(
+                    "SELECT id FROM generations WHERE delivered_at IS NULL AND status NOT IN (?, ?)"
+                    f" AND platform IN ({marks}) AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)"
+                    " ORDER BY created_at LIMIT ?",
+                    (*open_statuses, *(p.value for p in platforms), owner, now.isoformat(), limit),
+                ) as cursor:
+                    ids = [row[0] async for row in cursor]
+                for generation_id in ids:
+                    await self.db.execute(
+                        "UPDATE generations SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                        (owner, until.isoformat(), generation_id),
+                    )
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
+        found = [await self.get_generation(generation_id) for generation_id in ids]
+        return [g for g in found if g is not None]
+
+    async def renew_leases(self, owner: str, generation_ids: Sequence[str], until: datetime) -> set[str]:
+        if not generation_ids:
+            return set()
+        marks = ",".join("?" * len(generation_ids))
+        async with self._write_lock:
+            await self.db.execute(
+                f"UPDATE generations SET lease_until = ? WHERE lease_owner = ? AND id IN ({marks})",
+                (until.isoformat(), owner, *generation_ids),
+            )
+            await self.db.commit()
+        async with self.db.execute(
+            f"SELECT id FROM generations WHERE lease_owner = ? AND id IN ({marks})", (owner, *generation_ids)
+        ) as cursor:
+            return {row[0] async for row in cursor}
+
+    async def release_lease(self, owner: str, generation_id: str) -> None:
+        async with self._write_lock:
+            await self.db.execute(
+                "UPDATE generations SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
+                (generation_id, owner),
+            )
+            await self.db.commit()
+
+    # --- spending ---------------------------------------------------------------------------------------------
+
+    async def reserve_spend(
+        self, entry: SpendEntry, *, monthly_usd: float | None, daily_seconds: float | None
+    ) -> SpendTotals | None:
+        counting = [s.value for s in SpendState if s.counts]
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                totals = await self._totals(entry.scope, entry.person, entry.month, entry.day, counting)
+                over_month = monthly_usd is not None and totals.month_usd + (entry.usd or 0.0) > monthly_usd + 1e-9
+                over_day = daily_seconds is not None and totals.person_day_seconds + entry.seconds > daily_seconds
+                if over_month or over_day:
+                    await self.db.rollback()
+                    return totals
+                await self.db.execute(
+                    "INSERT INTO spend (generation_id, scope, person, backend, model, seconds, usd, state, month, day,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        entry.generation_id,
+                        entry.scope.key,
+                        entry.person,
+                        entry.backend,
+                        entry.model,
+                        entry.seconds,
+                        entry.usd,
+                        entry.state.value,
+                        entry.month,
+                        entry.day,
+                        entry.created_at.isoformat(),
+                    ),
+                )
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
+        return None
+
+    async def set_spend_state(self, generation_id: str, state: SpendState) -> None:
+        async with self._write_lock:
+            await self.db.execute("UPDATE spend SET state = ? WHERE generation_id = ?", (state.value, generation_id))
+            await self.db.commit()
+
+    async def spend_totals(self, scope: Scope, person: str, month: str, day: str) -> SpendTotals:
+        return await self._totals(scope, person, month, day, [s.value for s in SpendState if s.counts])
+
+    async def _totals(self, scope: Scope, person: str, month: str, day: str, states: list[str]) -> SpendTotals:
+        marks = ",".join("?" * len(states))
+        async with self.db.execute(
+            f"SELECT coalesce(sum(usd), 0) FROM spend WHERE scope = ? AND month = ? AND state IN ({marks})",
+            (scope.key, month, *states),
+        ) as cursor:
+            month_row = await cursor.fetchone()
+        async with self.db.execute(
+            "SELECT coalesce(sum(seconds), 0) FROM spend WHERE scope = ? AND person = ? AND day = ?"
+            f" AND state IN ({marks})",
+            (scope.key, person, day, *states),
+        ) as cursor:
+            day_row = await cursor.fetchone()
+        return SpendTotals(
+            month_usd=float(month_row[0]) if month_row else 0.0,
+            person_day_seconds=int(day_row[0]) if day_row else 0,
+        )
+
+    async def usage(self, scope: Scope, month: str) -> list[UsageRow]:
+        async with self.db.execute(
+            "SELECT person, model, count(*), sum(seconds), sum(usd), count(usd) FROM spend"
+            " WHERE scope = ? AND month = ? AND state = ? GROUP BY person, model ORDER BY sum(usd) DESC, person",
+            (scope.key, month, SpendState.SPENT.value),
+        ) as cursor:
+            return [
+                UsageRow(
+                    person=row[0],
+                    model=row[1],
+                    videos=int(row[2]),
+                    seconds=int(row[3] or 0),
+                    usd=float(row[4]) if row[5] else None,
+                )
+                async for row in cursor
+            ]
 
     # --- webhooks and settings -----------------------------------------------------------------------------
 

@@ -445,10 +445,9 @@ async def test_a_moderated_video_turns_its_message_into_the_failure(discord_bot:
     ("fault", "error_type"),
     [
         ({"status": 429, "code": "insufficient_quota", "type": "insufficient_quota"}, QuotaExhausted),
-        ({"status": 503}, APIUnavailable),
         ({"status": 400, "code": "moderation_blocked", "type": "invalid_request_error"}, ModerationBlocked),
     ],
-    ids=["quota-exhausted", "api-down", "moderation-refusal"],
+    ids=["quota-exhausted", "moderation-refusal"],
 )
 async def test_a_refusal_by_the_videos_api_is_shown_privately_with_its_title(
     discord_bots: DiscordBots, videos_emulator: VideosEmulator, fault: dict[str, Any], error_type: type
@@ -467,6 +466,21 @@ async def test_a_refusal_by_the_videos_api_is_shown_privately_with_its_title(
     followups = h.api.calls("POST", f"/webhooks/{h.api.application_id}/{sent.token}")
     assert len(followups) == 1 and followups[0].ephemeral
     assert await h.core.generations.recent(h.scope) == []
+
+
+async def test_a_video_service_hiccup_on_create_never_reaches_the_channel(
+    discord_bots: DiscordBots, videos_emulator: VideosEmulator
+) -> None:
+    # A 503 on create: soracast finds out that no job was made and sends it again; the person only sees the video.
+    h = await discord_bots.start(videos=HTTPVideosAPI(videos_emulator.base_url, "sk-test", max_retries=0))
+    videos_emulator.faults.push("create_video", status=503)
+    sent, generation = await sora(h, "a red fox in the snow")
+    final = await h.core.generations.wait_finished(generation.id, WITHIN)
+
+    assert final.status is GenerationStatus.COMPLETED and not private_embeds(h, sent)
+    assert [r.status for r in videos_emulator.requests.for_route("create_video")] == [503, 200]
+    assert videos_emulator.requests.count("list_videos") >= 1  # it looked before sending again
+    assert uploaded_video(h, result_message(h, final)) == final.video_path.read_bytes()  # type: ignore[union-attr]
 
 
 # --- oversized results -----------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ async def test_the_request_is_stored_before_the_api_is_called(core: Soracast, of
 
     offline_api.create_video = spy  # type: ignore[method-assign]
     await core.generations.generate(CONSOLE_SCOPE, TESTER, "a lighthouse", GenerationOptions(), TARGET)
-    assert seen == [GenerationStatus.ACCEPTED]
+    assert seen == [GenerationStatus.SUBMITTING]
 
 
 async def test_an_unknown_handle_fails_before_anything_is_stored(core: Soracast, clip_maker) -> None:
@@ -207,9 +207,10 @@ async def test_a_request_accepted_just_before_a_crash_is_submitted_on_restart(
     first = await build_app(core_settings, videos=offline_api)
     orphan = Generation(
         scope=CONSOLE_SCOPE, requester_id=TESTER.id, prompt="a cat", api_prompt="a cat", model="sora-2",
-        seconds="4", size="1280x720", target=TARGET, backend="offline",
+        seconds="4", size="1280x720", target=TARGET, backend="offline", status=GenerationStatus.ACCEPTED,
     )
-    await first.storage.save_generation(orphan)  # stored as accepted; the process "died" before submitting
+    # Stored as accepted by an older version; the process "died" around the create. Nothing was made.
+    await first.storage.save_generation(orphan)
     recorder = RecordingNotifier()
     first.generations.register_notifier(Platform.CONSOLE, recorder)
     assert await first.generations.resume(Platform.CONSOLE) == 1

@@ -10,6 +10,7 @@ tags, named elements — is the backend's business; what a model allows is publi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
@@ -201,6 +202,9 @@ class VideoBackend(Protocol):
     service: str
     #: Where native character ids live (one account at one endpoint): native ids are cached under it.
     account_key: str
+    #: Whether the provider can list recent jobs: `poll_many` checks many in few calls, and `find_job` can tell
+    #: whether a create whose answer was lost made a job.
+    can_list_jobs: bool
 
     def models(self) -> Sequence[ModelCapabilities]:
         """Every model this backend offers here, the default first."""
@@ -216,6 +220,13 @@ class VideoBackend(Protocol):
 
     async def poll(self, job_id: str) -> JobState:
         """Where a job is now."""
+
+    async def poll_many(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        """Where many jobs are, in as few calls as the provider allows; ids it could not see are left out."""
+
+    async def find_job(self, request: VideoRequest, api_prompt: str, since: datetime) -> JobState | None:
+        """The job an unanswered create made, if the provider can tell (None: none was made, or unknowable —
+        see `can_list_jobs`)."""
 
     async def download(self, job_id: str, dest: Path) -> Path:
         """Stream a completed job's video to `dest` (written beside it, renamed into place)."""

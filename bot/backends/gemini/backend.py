@@ -20,6 +20,7 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,8 @@ class GeminiBackend:
     """`VideoBackend` for Gemini Omni Flash models (`gemini-omni-1.1-flash`, `gemini-omni-1.2-flash`)."""
 
     service = "Gemini"
+    #: The Interactions API has no list of interactions and no idempotency key (checked in google-genai 3.6.1).
+    can_list_jobs = False
 
     def __init__(
         self,
@@ -161,6 +164,12 @@ class GeminiBackend:
 
     async def poll(self, job_id: str) -> JobState:
         return self._state(await self._call("get", self._client.aio.interactions.get(job_id)))
+
+    async def poll_many(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        return {}
+
+    async def find_job(self, request: VideoRequest, api_prompt: str, since: datetime) -> JobState | None:
+        return None
 
     async def download(self, job_id: str, dest: Path) -> Path:
         interaction = await self._call("get", self._client.aio.interactions.get(job_id))

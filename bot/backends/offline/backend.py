@@ -9,6 +9,7 @@ messages as live — and the client code paths are the ones that run live.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,10 @@ class OfflineBackend:
         self.plays = plays
         self._closers = list(closers)
 
+    @property
+    def can_list_jobs(self) -> bool:
+        return self.inner.can_list_jobs
+
     def models(self) -> Sequence[ModelCapabilities]:
         return self.inner.models()
 
@@ -47,6 +52,12 @@ class OfflineBackend:
 
     async def poll(self, job_id: str) -> JobState:
         return await self.inner.poll(job_id)
+
+    async def poll_many(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        return await self.inner.poll_many(job_ids)
+
+    async def find_job(self, request: VideoRequest, api_prompt: str, since: datetime) -> JobState | None:
+        return await self.inner.find_job(request, api_prompt, since)
 
     async def download(self, job_id: str, dest: Path) -> Path:
         return await self.inner.download(job_id, dest)

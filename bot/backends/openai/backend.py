@@ -8,7 +8,8 @@ used with an account and cached by the core; a prompt names each character verba
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from pathlib import Path
 
 from bot.backends.base import (
@@ -76,6 +77,9 @@ class OpenAIBackend:
     """`VideoBackend` over any `VideosAPI` (the HTTP client, or the offline renderer in process)."""
 
     service = "the Videos API"
+    can_list_jobs = True
+    #: Pages of recent videos read per sweep at most; jobs older than that are polled one by one.
+    max_list_pages = 20
 
     def __init__(self, api: VideosAPI, settings: Settings, *, name: str = "openai", account_key: str | None = None):
         self.api = api
@@ -121,6 +125,43 @@ class OpenAIBackend:
     async def poll(self, job_id: str) -> JobState:
         polled = await self.api.retrieve_video(job_id)
         return job_state(polled, polled.poll_after)
+
+    async def poll_many(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        """One `GET /videos` page per 100 recent videos replaces one retrieve per job."""
+        wanted = set(job_ids)
+        found: dict[str, JobState] = {}
+        async for video in self._recent(since=None):
+            if video.id in wanted:
+                found[video.id] = job_state(video)
+                if len(found) == len(wanted):
+                    break
+        return found
+
+    async def find_job(self, request: VideoRequest, api_prompt: str, since: datetime) -> JobState | None:
+        """A recent video with this request's prompt, model, length and size, made since `since`."""
+        earliest = int(since.timestamp())
+        async for video in self._recent(since=earliest):
+            if (
+                video.prompt == api_prompt
+                and (video.model or request.model) == request.model
+                and (video.seconds is None or video.seconds == str(request.seconds))
+                and (video.size is None or video.size == request.size)
+                and video.created_at >= earliest
+            ):
+                return job_state(video)
+        return None
+
+    async def _recent(self, since: int | None) -> AsyncIterator[Video]:
+        after: str | None = None
+        for _ in range(self.max_list_pages):
+            page = await self.api.list_videos(limit=100, after=after, order="desc")
+            for video in page.data:
+                if since is not None and video.created_at < since:
+                    return
+                yield video
+            if not page.has_more or not page.data:
+                return
+            after = page.last_id
 
     async def download(self, job_id: str, dest: Path) -> Path:
         return await self.api.download_content(job_id, dest, ContentVariant.VIDEO)

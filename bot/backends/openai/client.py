@@ -535,6 +535,7 @@ class HTTPVideosAPI:
                 )
                 error = _transport_error(exc, call)
                 maybe_sent = sent or not isinstance(exc, _NOT_SENT)
+                error.maybe_sent = maybe_sent
                 safe = not maybe_sent or call.method in _IDEMPOTENT_METHODS or self.retry_unsafe_posts
                 return error, (self._backoff(attempt) if safe and attempt < attempts else None)
         error = self._map_error(response, body, call)

@@ -1,0 +1,730 @@
+"""The run-time side of generations: the line, leases, tracking and delivery, in each process.
+
+- **The line.** Requests wait in soracast's line (`waiting`) and one dispatcher per backend sends them in fair
+  order (`bot.line`) while that backend has capacity (`bot.limiter`). A 429 on a create puts the job back in
+  line and pauses the backend; it never fails the job.
+- **Sending exactly once.** A job is claimed (`waiting` → `submitting`, atomically, with a lease) and the claim
+  is stored with the time before its create goes out. A create that gets no answer (a 5xx, a timeout, a
+  dropped connection) is not repeated blindly: the tracker first asks the backend whether the job exists
+  (`find_job`, where the backend can list jobs) and adopts it; only where nothing was made, or the backend
+  cannot tell, is it sent again.
+- **Leases.** Every unfinished or undelivered generation is worked on by the one live process that holds its
+  lease; leases are renewed while the process lives and taken over when they expire. A process only leases
+  generations of the platforms it serves.
+- **Tracking.** One tracker per leased generation polls (in batches where the backend can list jobs), downloads
+  the result and delivers it. It never stops on a retryable error (429, 5xx, timeout): it waits and goes on.
+- **Delivery** happens under the lease, and `delivered_at` is set only once the adapter confirms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from bot import media
+from bot.backends.base import JobState, JobStatus, VideoBackend, VideoRequest
+from bot.budgets import Budgets
+from bot.catalog import ModelCatalog
+from bot.config import Settings
+from bot.errors import (
+    APINotFound,
+    GenerationNotReady,
+    RateLimited,
+    SoracastError,
+    VideosAPIError,
+)
+from bot.handles import mentions_of
+from bot.limiter import BackendLimiter, Priority
+from bot.line import fair_order, places
+from bot.models import Generation, GenerationKind, GenerationStatus, Platform, utcnow
+from bot.notify import Notifier
+from bot.registry import CharacterRegistry
+from bot.statusboard import StatusBoard
+from storage.base import Storage
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_STATUS_MAP = {
+    JobStatus.QUEUED: GenerationStatus.QUEUED,
+    JobStatus.IN_PROGRESS: GenerationStatus.IN_PROGRESS,
+    JobStatus.COMPLETED: GenerationStatus.COMPLETED,
+    JobStatus.FAILED: GenerationStatus.FAILED,
+}
+
+#: How long the tracker waits for an adapter to post a generation's first message before reporting on it.
+ANNOUNCE_WAIT = 10.0
+#: How long a create's outcome may take to show in the backend's job list before it counts as not made.
+FIND_JOB_GRACE = 5.0
+#: Before this many seconds of a job's life have passed, a tracker does not wait longer than this between polls
+#: of the offline renderer (its jobs take seconds).
+OFFLINE_FIRST_WAIT = 1.0
+#: Rough job length used for "about N min" until jobs have been timed.
+DEFAULT_JOB_SECONDS = 60.0
+MAX_BACKOFF = 300.0
+
+
+def process_id() -> str:
+    """This process's name in leases: host, pid and a random part (a restarted process is a new owner)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Outcome:
+    """What happened to a create: sent, back in line, unknown, or refused (the error)."""
+
+    SENT = "sent"
+    REQUEUED = "requeued"
+    UNKNOWN = "unknown"
+
+
+class JobRunner:
+    """Sends, tracks and delivers the generations this process holds."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        catalog: ModelCatalog,
+        registry: CharacterRegistry,
+        budgets: Budgets,
+        settings: Settings,
+        *,
+        owner: str | None = None,
+    ) -> None:
+        self._storage = storage
+        self._catalog = catalog
+        self._registry = registry
+        self._budgets = budgets
+        self._settings = settings
+        self._media_dir = settings.resolved_media_dir
+        self.owner = owner or process_id()
+        self._notifiers: dict[Platform, Notifier] = {}
+        self._trackers: dict[str, asyncio.Task[None]] = {}
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._finished: dict[str, asyncio.Event] = {}
+        self._announcing: dict[str, asyncio.Event] = {}
+        self._last_progress_note: dict[str, float] = {}
+        self._limiters: dict[str, BackendLimiter] = {}
+        self._line_wake: dict[str, asyncio.Event] = {}
+        self._dispatchers: dict[str, asyncio.Task[None]] = {}
+        self._lease_task: asyncio.Task[None] | None = None
+        self._job_seconds: dict[str, float] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._boards: dict[str, StatusBoard] = {}
+        self._closing = False
+
+    # --- wiring -------------------------------------------------------------------------------------------
+
+    def register_notifier(self, platform: Platform, notifier: Notifier) -> None:
+        self._notifiers[platform] = notifier
+
+    @property
+    def platforms(self) -> list[Platform]:
+        return list(self._notifiers)
+
+    async def start(self, platform: Platform | None = None) -> int:
+        """Serve the registered platforms: take over their unfinished generations and run the line.
+
+        Returns how many generations this process took over now.
+        """
+        taken = await self._lease_more()
+        if self._lease_task is None:
+            self._lease_task = asyncio.create_task(self._keep_leases(), name="soracast-leases")
+        for backend in self._catalog.backends():
+            self._ensure_dispatcher(backend.name)
+        if taken:
+            log.info("took over %d generation(s)%s", taken, f" for {platform}" if platform else "")
+        return taken
+
+    async def aclose(self) -> None:
+        """Stop every task; stored generations are taken over on the next start (or by another process)."""
+        self._closing = True
+        held = list(self._trackers)
+        tasks = [*self._trackers.values(), *self._dispatchers.values(), *self._background]
+        if self._lease_task is not None:
+            tasks.append(self._lease_task)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for board in self._boards.values():
+            await board.aclose()
+        # A clean stop hands its generations over at once instead of after their leases expire.
+        for generation_id in held:
+            with contextlib.suppress(Exception):
+                await self._storage.release_lease(self.owner, generation_id)
+        self._trackers.clear()
+
+    def limiter(self, backend: str) -> BackendLimiter:
+        limiter = self._limiters.get(backend)
+        if limiter is None:
+            s = self._settings
+            limiter = BackendLimiter(
+                max_in_flight=s.max_in_flight,
+                submits_per_minute=s.submits_per_minute,
+                requests_per_second=s.requests_per_second,
+            )
+            self._limiters[backend] = limiter
+        return limiter
+
+    # --- the line -----------------------------------------------------------------------------------------
+
+    def announce(self, generation_id: str) -> None:
+        """The adapter will post a first message for this generation: hold reports until it is recorded."""
+        self._announcing[generation_id] = asyncio.Event()
+
+    def announced(self, generation_id: str) -> None:
+        event = self._announcing.pop(generation_id, None)
+        if event is not None:
+            event.set()
+
+    def wake_line(self, backend: str) -> None:
+        self._ensure_dispatcher(backend)
+        self._line_wake.setdefault(backend, asyncio.Event()).set()
+
+    async def send_now_if_free(self, generation: Generation) -> str | None:
+        """Send a just-stored request at once when nobody is ahead of it and the backend has room.
+
+        Returns the outcome, or None when it stays in line. A refusal is raised (the caller tells the user and
+        removes the request), as if the line were not there.
+        """
+        waiting = await self._storage.waiting_generations(generation.backend)
+        if any(g.id != generation.id for g in waiting):
+            return None
+        limiter = self.limiter(generation.backend)
+        in_flight = await self._storage.count_in_flight(generation.backend)
+        if limiter.submit_wait(in_flight) != 0.0:
+            return None
+        return await self._send(generation.id, raise_refusal=True)
+
+    async def _dispatch(self, backend_name: str) -> None:
+        """Send the waiting generations of one backend in fair order, as fast as its limits allow."""
+        wake = self._line_wake.setdefault(backend_name, asyncio.Event())
+        limiter = self.limiter(backend_name)
+        while not self._closing:
+            wake.clear()
+            try:
+                waiting = await self._storage.waiting_generations(backend_name)
+                order = fair_order(waiting)
+                await self._show_places(backend_name, order)
+                served = [g for g in order if g.platform in self._notifiers]
+                if not served:
+                    await self._wait(wake, self._settings.poll_interval * 4)
+                    continue
+                in_flight = await self._storage.count_in_flight(backend_name)
+                delay = limiter.submit_wait(in_flight)
+                if delay is None or delay > 0:
+                    # No slot (a finishing job wakes the line) or the rate says later.
+                    await self._wait(wake, delay if delay is not None else self._settings.poll_interval * 4)
+                    continue
+                await self._send(served[0].id, raise_refusal=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the %s line stumbled; it goes on", backend_name)
+                await asyncio.sleep(1.0)
+
+    async def _show_places(self, backend_name: str, order: list[Generation]) -> None:
+        """Record each waiting generation's place and tell its requester when it changed."""
+        job_seconds = self._job_seconds.get(backend_name, DEFAULT_JOB_SECONDS)
+        found = places(order, slots=self.limiter(backend_name).max_in_flight, job_seconds=job_seconds)
+        for generation in order:
+            place = found[generation.id]
+            if generation.line_position == place.position:
+                continue
+            generation.line_position, generation.line_eta = place.position, place.eta_seconds
+            await self._storage.save_generation(generation)
+            if generation.platform in self._notifiers:
+                await self._note_progress(generation)
+
+    async def _send(self, generation_id: str, *, raise_refusal: bool) -> str | None:
+        """Claim a waiting generation and send its create; see the module docstring for what each outcome means."""
+        until = utcnow() + timedelta(seconds=self._settings.lease_seconds)
+        generation = await self._storage.claim_for_submit(generation_id, self.owner, until)
+        if generation is None:
+            return None  # cancelled, or another process took it
+        backend = self._catalog.backend(generation.backend)
+        limiter = self.limiter(generation.backend)
+        limiter.take_submit()
+        generation.submitted_at = utcnow()
+        generation.submit_attempts += 1
+        await self._storage.save_generation(generation)  # from here a crash means "outcome unknown"
+        try:
+            if backend is None:
+                raise GenerationNotReady(
+                    f"This video was meant for {generation.backend}, which this bot no longer uses.",
+                    hint="Make it again with /sora.",
+                )
+            request = await self.build_request(generation, backend)
+            await limiter.gate(Priority.SUBMIT)
+            job = await backend.submit(request, generation.api_prompt)
+        except RateLimited as exc:
+            pause = limiter.rate_limited(exc.retry_after)
+            log.info("%s rate limited %s's create: back in line, %.1fs pause", generation.backend, generation.id, pause)
+            await self._requeue(generation)
+            return Outcome.REQUEUED
+        except VideosAPIError as exc:
+            if exc.retryable and not exc.maybe_sent:
+                await self._requeue(generation)
+                return Outcome.REQUEUED
+            if exc.retryable:
+                # The create may have made a job: the tracker finds out before anything is sent again.
+                log.warning("create of %s got no answer (%s); checking whether it was made", generation.id, exc.code)
+                self.track(generation.id, first_wait=FIND_JOB_GRACE)
+                return Outcome.UNKNOWN
+            await self._refused(generation, exc, raise_refusal)
+            return None
+        except SoracastError as exc:
+            await self._refused(generation, exc, raise_refusal)
+            return None
+        limiter.succeeded()
+        self.apply(generation, job)
+        await self._storage.save_generation(generation)
+        await self._budgets.spent(generation.id)
+        log.info("generation %s sent as %s", generation.id, generation.api_video_id)
+        first_wait = self._settings.poll_interval
+        if generation.backend == "offline":
+            first_wait = min(first_wait, OFFLINE_FIRST_WAIT)
+        self.track(generation.id, first_wait=first_wait)
+        return Outcome.SENT
+
+    async def _requeue(self, generation: Generation) -> None:
+        generation.status = GenerationStatus.WAITING
+        generation.submitted_at = None
+        await self._storage.save_generation(generation)
+        await self._storage.release_lease(self.owner, generation.id)
+        self.wake_line(generation.backend)
+
+    async def _refused(self, generation: Generation, error: SoracastError, raise_refusal: bool) -> None:
+        """The backend refused the create: synchronously the user is told and nothing is left behind; from the
+        line, the generation fails with the reason (in its message) and its cost is given back."""
+        if raise_refusal:
+            await self._budgets.release(generation.id)
+            await self._storage.delete_generation(generation.id)
+            raise error
+        self.fail(generation, error.code, error.user_text())
+        await self._storage.save_generation(generation)
+        await self._budgets.release(generation.id)
+        self.track(generation.id)
+
+    async def build_request(self, generation: Generation, backend: VideoBackend) -> VideoRequest:
+        """What the backend is sent: characters with their references, the source for remixes and extensions."""
+        caps = self._catalog.capabilities_of(generation.backend, generation.model)
+        if caps is None:
+            raise GenerationNotReady(
+                f"{generation.model} is no longer offered on {generation.backend}.", hint="Make it again with /sora."
+            )
+        characters = await self._registry.inputs_for(generation.characters, backend, caps)
+        source_job, source_video = None, None
+        if generation.kind is not GenerationKind.CREATE:
+            parent = await self._storage.get_generation(generation.parent_id or "")
+            if parent is None or parent.api_video_id is None:
+                raise GenerationNotReady("The video this builds on is gone.", hint="Start from a new /sora video.")
+            source_job = parent.api_video_id
+            source_video = await self._source_video(parent, backend)
+        used = set(generation.handles)
+        return VideoRequest(
+            kind=generation.kind,
+            prompt=generation.prompt,
+            mentions=[m for m in mentions_of(generation.prompt) if m.handle in used],
+            characters=characters,
+            model=generation.model,
+            seconds=int(generation.seconds),
+            size=generation.size,
+            source_job_id=source_job,
+            source_video=source_video,
+            request_key=generation.id,
+        )
+
+    async def _source_video(self, parent: Generation, backend: VideoBackend) -> Path | None:
+        """The finished video a remix or extension builds on, on this machine (fetched again if it is not)."""
+        path = parent.video_path
+        if path is not None and await asyncio.to_thread(path.exists):
+            return path
+        with contextlib.suppress(VideosAPIError):
+            assert parent.api_video_id is not None
+            return await backend.download(parent.api_video_id, self.media_path(parent, ".mp4"))
+        return None
+
+    # --- leases -------------------------------------------------------------------------------------------
+
+    async def _keep_leases(self) -> None:
+        """Renew what this process holds and take over what a dead process left, every third of a lease."""
+        period = self._settings.lease_seconds / 3
+        while not self._closing:
+            await asyncio.sleep(period)
+            try:
+                held = list(self._trackers)
+                until = utcnow() + timedelta(seconds=self._settings.lease_seconds)
+                kept = await self._storage.renew_leases(self.owner, held, until)
+                for generation_id in set(held) - kept:
+                    # Another process took it over (this one was too slow to renew): let it go.
+                    log.warning("lost the lease of %s; another process carries on", generation_id)
+                    task = self._trackers.pop(generation_id, None)
+                    if task is not None:
+                        task.cancel()
+                await self._lease_more()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("renewing leases failed; trying again")
+
+    async def _lease_more(self) -> int:
+        if not self._notifiers or self._closing:
+            return 0
+        now = utcnow()
+        until = now + timedelta(seconds=self._settings.lease_seconds)
+        taken = await self._storage.lease_generations(self.owner, self.platforms, now, until)
+        started = 0
+        for generation in taken:
+            if generation.id not in self._trackers:
+                self.track(generation.id)
+                started += 1
+        return started
+
+    # --- tracking -----------------------------------------------------------------------------------------
+
+    def track(self, generation_id: str, first_wait: float = 0.0) -> None:
+        if self._closing or generation_id in self._trackers:
+            return
+        self._wakeups[generation_id] = asyncio.Event()
+        task = asyncio.create_task(self._track(generation_id, first_wait), name=f"track-{generation_id}")
+        self._trackers[generation_id] = task
+        task.add_done_callback(lambda _t: self._forget(generation_id))
+
+    def stop_tracking(self, generation_id: str) -> None:
+        task = self._trackers.pop(generation_id, None)
+        if task is not None:
+            task.cancel()
+
+    def wake(self, generation_id: str) -> bool:
+        """Poll a tracked generation now (a webhook said it changed); False if this process does not track it."""
+        event = self._wakeups.get(generation_id)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def is_tracking(self, generation_id: str) -> bool:
+        return generation_id in self._trackers
+
+    def _forget(self, generation_id: str) -> None:
+        self._trackers.pop(generation_id, None)
+        self._wakeups.pop(generation_id, None)
+        self._last_progress_note.pop(generation_id, None)
+        self._announcing.pop(generation_id, None)
+
+    async def _track(self, generation_id: str, first_wait: float) -> None:
+        try:
+            if first_wait:
+                await self._sleep(generation_id, first_wait)
+            await self._track_until_delivered(generation_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("tracking %s stopped on an unexpected error; another pass takes it up", generation_id)
+            # Let the lease lapse here so the next lease round (this process or another) starts it afresh.
+            with contextlib.suppress(Exception):
+                await self._storage.release_lease(self.owner, generation_id)
+
+    async def _track_until_delivered(self, generation_id: str) -> None:
+        failures = 0
+        # Read once: while it runs, this tracker is the only writer of the generation's status (a delete or a
+        # cancel stops it first; the target has its own column, re-read before each notification).
+        generation = await self._storage.get_generation(generation_id)
+        while True:
+            if generation is None or generation.status in (GenerationStatus.DELETED, GenerationStatus.WAITING):
+                return
+            if generation.delivered_at is not None:
+                self._signal_finished(generation_id)
+                return
+            if generation.status.finished:
+                await self._deliver(generation)
+                return
+            backend = self._catalog.backend(generation.backend)
+            if backend is None:
+                self.fail(generation, "backend_gone", f"This video was sent to {generation.backend}, which this bot "
+                          "no longer uses.")
+                await self._storage.save_generation(generation)
+                continue
+            try:
+                if generation.api_video_id is None:
+                    await self._settle_create(generation, backend)
+                    failures = 0
+                    continue
+                polled = await self._status(backend, generation.api_video_id)
+            except APINotFound:
+                self.fail(generation, "not_found", f"{_capital(backend.service)} no longer knows this video.")
+                await self._storage.save_generation(generation)
+                await self._budgets.refund(generation.id)
+                continue
+            except SoracastError as exc:
+                if not exc.retryable:
+                    self.fail(generation, exc.code, exc.user_text())
+                    await self._storage.save_generation(generation)
+                    continue
+                failures += 1
+                await self._sleep(generation_id, exc_wait(exc) or self.backoff(failures))
+                continue
+            failures = 0
+            before = (generation.status, generation.progress, generation.queue_position)
+            self.apply(generation, polled)
+            if generation.status is GenerationStatus.COMPLETED:
+                await self._fetch_result(generation, backend)
+                continue
+            if generation.status is GenerationStatus.FAILED:
+                await self._storage.save_generation(generation)
+                await self._budgets.refund(generation.id)
+                continue
+            if (generation.status, generation.progress, generation.queue_position) != before:
+                await self._storage.save_generation(generation)
+                await self._note_progress(generation)
+            await self._sleep(generation_id, polled.poll_after or self._settings.poll_interval)
+
+    async def _settle_create(self, generation: Generation, backend: VideoBackend) -> None:
+        """A generation whose create may or may not have made a job: find it, or send the create (again)."""
+        if generation.status is GenerationStatus.ACCEPTED and generation.submitted_at is None:
+            generation.submitted_at = generation.created_at  # stored by an older version: assume it went out
+        found: JobState | None = None
+        request = await self.build_request(generation, backend)
+        if generation.submitted_at is not None and backend.can_list_jobs:
+            since = generation.submitted_at - timedelta(seconds=FIND_JOB_GRACE)
+            found = await self._call(
+                backend, Priority.SUBMIT, lambda: backend.find_job(request, generation.api_prompt, since)
+            )
+            if found is not None and await self._storage.find_generation_by_video(found.id) is not None:
+                found = None  # that job belongs to another generation with the same words
+        if found is not None:
+            log.info("the create of %s had made %s: adopted, not sent again", generation.id, found.id)
+        else:
+            if generation.submitted_at is not None and not backend.can_list_jobs:
+                log.warning(
+                    "%s cannot say whether the unanswered create of %s made a job; sending it again",
+                    backend.service,
+                    generation.id,
+                )
+            generation.submitted_at = utcnow()
+            generation.submit_attempts += 1
+            await self._storage.save_generation(generation)
+            try:
+                prompt = generation.api_prompt
+                found = await self._call(backend, Priority.SUBMIT, lambda: backend.submit(request, prompt))
+            except VideosAPIError as exc:
+                if exc.retryable and not exc.maybe_sent:
+                    generation.submitted_at = None
+                    await self._storage.save_generation(generation)
+                raise
+            await self._budgets.spent(generation.id)
+        self.apply(generation, found)
+        await self._storage.save_generation(generation)
+
+    async def _status(self, backend: VideoBackend, job_id: str) -> JobState:
+        """A job's status: from the backend's batched sweep where it can list jobs, else one poll."""
+        if not backend.can_list_jobs:
+            return await self._call(backend, Priority.POLL, lambda: backend.poll(job_id))
+        board = self._boards.get(backend.name)
+        if board is None:
+            board = StatusBoard(
+                backend,
+                lambda call, b=backend: self._call(b, Priority.POLL, call),
+                min_interval=self._settings.poll_interval / 2,
+            )
+            self._boards[backend.name] = board
+        return await board.status(job_id)
+
+    async def _call(self, backend: VideoBackend, priority: Priority, call: Callable[[], Awaitable[T]]) -> T:
+        """One request to a backend through its limiter: a 429 pauses the backend for what it asked."""
+        limiter = self.limiter(backend.name)
+        await limiter.gate(priority)
+        try:
+            result = await call()
+        except RateLimited as exc:
+            limiter.rate_limited(exc.retry_after)
+            raise
+        return result
+
+    async def _fetch_result(self, generation: Generation, backend: VideoBackend) -> None:
+        """Download the finished video (retrying whatever is retryable), cut a thumbnail, and store both."""
+        failures = 0
+        assert generation.api_video_id is not None
+        job_id, dest = generation.api_video_id, self.media_path(generation, ".mp4")
+        while True:
+            try:
+                generation.video_path = await self._call(backend, Priority.POLL, lambda: backend.download(job_id, dest))
+                break
+            except APINotFound:
+                self.fail(generation, "expired", "The finished video expired before it could be downloaded.")
+                await self._storage.save_generation(generation)
+                return
+            except SoracastError as exc:
+                if not exc.retryable:
+                    self.fail(generation, exc.code, exc.user_text())
+                    await self._storage.save_generation(generation)
+                    return
+                failures += 1
+                log.info("downloading %s failed (%s); trying again", generation.id, exc.code)
+                await self._sleep(generation.id, exc_wait(exc) or self.backoff(failures))
+        generation.thumbnail_path = await self._thumbnail(generation, backend, generation.video_path)
+        generation.progress = 100
+        generation.completed_at = generation.completed_at or utcnow()
+        generation.updated_at = utcnow()
+        if generation.started_at is not None and generation.submitted_at is not None:
+            took = (generation.completed_at - generation.submitted_at).total_seconds()
+            previous = self._job_seconds.get(generation.backend, took)
+            self._job_seconds[generation.backend] = 0.8 * previous + 0.2 * took
+        await self._storage.save_generation(generation)
+        self.wake_line(generation.backend)
+
+    def media_path(self, generation: Generation, suffix: str) -> Path:
+        dest = self._media_dir / generation.scope.platform.value / f"{generation.id}{suffix}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return dest
+
+    async def _thumbnail(self, generation: Generation, backend: VideoBackend, video: Path) -> Path | None:
+        """The backend's thumbnail, or one cut from the video; a missing thumbnail never holds the video back."""
+        dest = self.media_path(generation, ".jpg")
+        try:
+            if generation.api_video_id is not None:
+                job_id = generation.api_video_id
+                made = await self._call(backend, Priority.POLL, lambda: backend.download_thumbnail(job_id, dest))
+                if made is not None:
+                    return made
+            return await media.thumbnail(video, dest)
+        except (SoracastError, OSError) as exc:
+            log.warning("no thumbnail for %s: %s", generation.id, getattr(exc, "code", type(exc).__name__))
+            return None
+
+    # --- delivery -----------------------------------------------------------------------------------------
+
+    async def fresh_target(self, generation: Generation) -> None:
+        """Notify with the latest target: the adapter records its message concurrently with the tracker, and a
+        first message still being posted gets a moment to land."""
+        announced = self._announcing.get(generation.id)
+        if announced is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(announced.wait(), ANNOUNCE_WAIT)
+            self._announcing.pop(generation.id, None)
+        stored = await self._storage.get_generation(generation.id)
+        if stored is not None:
+            generation.target = stored.target
+
+    async def _deliver(self, generation: Generation) -> None:
+        notifier = self._notifiers.get(generation.platform)
+        if notifier is None:
+            log.info("no %s notifier here; %s waits for its adapter", generation.platform, generation.id)
+            return
+        await self.fresh_target(generation)
+        attempt = 0
+        while not self._closing:
+            attempt += 1
+            if not await self._storage.claim_delivery(generation.id, utcnow(), self.owner):
+                return  # delivered already, or the lease moved to another process
+            try:
+                if generation.status is GenerationStatus.COMPLETED:
+                    receipt = await notifier.completed(generation)
+                    message_id = receipt.message_id
+                else:
+                    await notifier.failed(generation)
+                    message_id = None
+            except Exception as exc:
+                log.warning("delivering %s failed (attempt %d): %s", generation.id, attempt, type(exc).__name__)
+                await self._sleep(generation.id, self.backoff(attempt))
+                await self.fresh_target(generation)
+                continue
+            await self._storage.mark_delivered(generation.id, utcnow(), message_id)
+            await self._storage.release_lease(self.owner, generation.id)
+            self._signal_finished(generation.id)
+            self.wake_line(generation.backend)
+            return
+
+    async def _note_progress(self, generation: Generation) -> None:
+        notifier = self._notifiers.get(generation.platform)
+        if notifier is None:
+            return
+        now = time.monotonic()
+        last = self._last_progress_note.get(generation.id)
+        if last is not None and now - last < self._settings.progress_interval:
+            return
+        self._last_progress_note[generation.id] = now
+        await self.fresh_target(generation)
+        try:
+            await notifier.progress(generation)
+        except Exception as exc:
+            # Progress is cosmetic; a failed edit must never stop the job.
+            log.warning("progress note for %s failed: %s", generation.id, type(exc).__name__)
+
+    async def wait_finished(self, generation_id: str, within: float | None) -> None:
+        event = self._finished.setdefault(generation_id, asyncio.Event())
+        await asyncio.wait_for(event.wait(), within)
+
+    def _signal_finished(self, generation_id: str) -> None:
+        self._finished.setdefault(generation_id, asyncio.Event()).set()
+
+    # --- helpers ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def apply(generation: Generation, job: JobState) -> None:
+        """Record what the backend said about a job."""
+        generation.api_video_id = job.id
+        status = _STATUS_MAP.get(job.status, GenerationStatus.QUEUED)
+        if status is GenerationStatus.IN_PROGRESS and generation.started_at is None:
+            generation.started_at = utcnow()
+        generation.status = status
+        if job.progress is not None:
+            generation.progress = max(0, min(100, job.progress))
+        generation.queue_position = job.queue_position if status is GenerationStatus.QUEUED else None
+        generation.updated_at = utcnow()
+        if job.status is JobStatus.FAILED:
+            generation.error_code = job.error_code or "failed"
+            generation.error_message = job.error_message or "The video service could not make this video."
+        if job.status is JobStatus.COMPLETED:
+            generation.completed_at = utcnow()
+
+    @staticmethod
+    def fail(generation: Generation, code: str, message: str) -> None:
+        generation.status = GenerationStatus.FAILED
+        generation.error_code = code
+        generation.error_message = message
+        generation.updated_at = utcnow()
+
+    def backoff(self, attempt: int) -> float:
+        base = min(self._settings.poll_interval * (2 ** min(attempt - 1, 16)), MAX_BACKOFF)
+        return base * (0.5 + random.random() / 2)
+
+    def _ensure_dispatcher(self, backend: str) -> None:
+        if self._closing or (backend in self._dispatchers and not self._dispatchers[backend].done()):
+            return
+        self._dispatchers[backend] = asyncio.create_task(self._dispatch(backend), name=f"soracast-line-{backend}")
+
+    async def _wait(self, event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), max(0.0, seconds))
+
+    async def _sleep(self, generation_id: str, seconds: float) -> None:
+        event = self._wakeups.get(generation_id)
+        if event is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+        event.clear()
+
+
+def exc_wait(error: SoracastError) -> float | None:
+    """The wait an error asked for (`Retry-After`), if any."""
+    return getattr(error, "retry_after", None)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
