@@ -281,7 +281,7 @@ class JobRunner:
             if exc.retryable:
                 # The create may have made a job: the tracker finds out before anything is sent again.
                 log.warning("create of %s got no answer (%s); checking whether it was made", generation.id, exc.code)
-                self.track(generation.id, first_wait=FIND_JOB_GRACE)
+                self.track(generation.id, first_wait=self._find_job_grace)
                 return Outcome.UNKNOWN
             await self._refused(generation, exc, raise_refusal)
             return None
@@ -499,7 +499,7 @@ class JobRunner:
         found: JobState | None = None
         request = await self.build_request(generation, backend)
         if generation.submitted_at is not None and backend.can_list_jobs:
-            since = generation.submitted_at - timedelta(seconds=FIND_JOB_GRACE)
+            since = generation.submitted_at - timedelta(seconds=FIND_JOB_GRACE + self._settings.api_timeout)
             found = await self._call(
                 backend, Priority.SUBMIT, lambda: backend.find_job(request, generation.api_prompt, since)
             )
@@ -585,6 +585,11 @@ class JobRunner:
             self._job_seconds[generation.backend] = 0.8 * previous + 0.2 * took
         await self._storage.save_generation(generation)
         self.wake_line(generation.backend)
+
+    @property
+    def _find_job_grace(self) -> float:
+        # A job made by a create that got no answer may take a moment to show in the list: wait a poll interval.
+        return min(FIND_JOB_GRACE, self._settings.poll_interval)
 
     def media_path(self, generation: Generation, suffix: str) -> Path:
         dest = self._media_dir / generation.scope.platform.value / f"{generation.id}{suffix}"

@@ -1,0 +1,159 @@
+"""The fair line: a burst is never refused for being busy, people take turns, everyone sees their place, a
+waiting video survives a restart and can be cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot import present
+from bot.app import Soracast, build_app
+from bot.errors import LineFull, PermissionDenied
+from bot.line import fair_order, places
+from bot.models import (
+    Actor,
+    DeliveryTarget,
+    Generation,
+    GenerationOptions,
+    GenerationStatus,
+    Platform,
+    Scope,
+    SpendState,
+    utcnow,
+)
+from tests.fixtures.core import CONSOLE_SCOPE, TARGET, RecordingNotifier, fast_settings
+from tests.fixtures.videos import fast_offline_api
+
+WITHIN = 60
+ALICE, BOB, CAROL = Actor(id="alice"), Actor(id="bob"), Actor(id="carol")
+OTHER = Scope(platform=Platform.CONSOLE, id="other-team")
+
+
+def _generation(scope: Scope, person: str, minute: int) -> Generation:
+    return Generation(
+        scope=scope, requester_id=person, prompt=f"{person} {minute}", api_prompt="x", model="sora-2", seconds="4",
+        size="1280x720", target=DeliveryTarget(channel_id="c"), created_at=utcnow() + timedelta(minutes=minute),
+    )
+
+
+def test_people_and_workspaces_take_turns() -> None:
+    alice = [_generation(CONSOLE_SCOPE, "alice", m) for m in range(5)]
+    bob = _generation(CONSOLE_SCOPE, "bob", 6)
+    carol = _generation(OTHER, "carol", 7)
+
+    order = fair_order([*alice, bob, carol])
+
+    # Alice asked first, but Bob's and Carol's first videos do not wait behind her other four.
+    assert [g.prompt for g in order[:4]] == ["alice 0", "carol 7", "bob 6", "alice 1"]
+    assert [g.prompt for g in order[4:]] == ["alice 2", "alice 3", "alice 4"]
+    found = places(order, slots=2, job_seconds=60)
+    assert [found[g.id].position for g in order] == list(range(1, 8))
+    assert [found[g.id].eta_seconds for g in order[:4]] == [60, 60, 120, 120]
+
+
+@pytest.fixture
+async def slow_core(tmp_path: Path) -> Soracast:
+    """Two jobs in flight at most, each taking a little while (so the line really forms)."""
+    api = fast_offline_api(tmp_path / "offline", time_scale=20.0, job_seconds=2.0)
+    core = await build_app(fast_settings(tmp_path / "data", max_in_flight=2, progress_interval=0), videos=api)
+    yield core
+    await core.aclose()
+
+
+async def test_a_burst_is_stored_and_sent_as_room_frees_up(slow_core: Soracast) -> None:
+    core = slow_core
+    recorder = RecordingNotifier()
+    core.generations.register_notifier(Platform.CONSOLE, recorder)
+    await core.generations.resume(Platform.CONSOLE)
+    people = [ALICE, BOB, CAROL]
+    asked = [
+        await core.generations.generate(CONSOLE_SCOPE, people[i % 3], f"burst {i}", GenerationOptions(), TARGET)
+        for i in range(6)
+    ]
+
+    # Nothing was refused; two went straight out and the rest wait with their places.
+    statuses = [g.status for g in asked]
+    assert all(s is GenerationStatus.QUEUED for s in statuses[:2])
+    waiting = [g for g in asked if g.status is GenerationStatus.WAITING]
+    assert len(waiting) == 4
+    in_flight_seen = []
+    for generation in asked:
+        in_flight_seen.append(await core.storage.count_in_flight(core.backend.name))
+        final = await core.generations.wait_finished(generation.id, within=WITHIN)
+        assert final.status is GenerationStatus.COMPLETED
+    assert max(in_flight_seen) <= 2
+    assert sorted(g.id for g in recorder.deliveries) == sorted(g.id for g in asked)
+    # The waiting ones were told where they stood, as the line moved.
+    lines = [present.status_line(g) for g in recorder.progress_generations if g.status is GenerationStatus.WAITING]
+    assert any(line.startswith("Waiting — 1st in line") for line in lines)
+    assert any(line.startswith("Waiting — 2nd in line") for line in lines)
+
+
+async def test_one_person_may_have_three_waiting_and_is_told_so(slow_core: Soracast) -> None:
+    core = slow_core
+    core.generations.register_notifier(Platform.CONSOLE, RecordingNotifier())
+    for i in range(5):  # two go out at once, three wait
+        await core.generations.generate(CONSOLE_SCOPE, ALICE, f"mine {i}", GenerationOptions(), TARGET)
+    with pytest.raises(LineFull) as caught:
+        await core.generations.generate(CONSOLE_SCOPE, ALICE, "one more", GenerationOptions(), TARGET)
+    assert "3 videos waiting" in caught.value.message and "/sora queue" in (caught.value.hint or "")
+    # Someone else is not held back by Alice's cap.
+    bob = await core.generations.generate(CONSOLE_SCOPE, BOB, "mine", GenerationOptions(), TARGET)
+    assert bob.status is GenerationStatus.WAITING
+    [entry_bob] = [e for e in await core.generations.line(CONSOLE_SCOPE) if e.generation.id == bob.id]
+    assert entry_bob.place.position == 2  # after Alice's first waiting one: people take turns
+
+
+async def test_a_waiting_video_survives_a_restart_and_keeps_its_place(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path / "data", max_in_flight=1)
+    api_root = tmp_path / "offline"
+    first = await build_app(settings, videos=fast_offline_api(api_root, time_scale=5.0, job_seconds=2.0))
+    asked = [
+        await first.generations.generate(CONSOLE_SCOPE, person, f"{person.id}'s", GenerationOptions(), TARGET)
+        for person in (ALICE, BOB, CAROL)
+    ]
+    before = [(e.generation.id, e.place.position) for e in await first.generations.line(CONSOLE_SCOPE)]
+    await first.aclose()  # no adapter was serving: nothing was sent but the first
+
+    second = await build_app(settings, videos=fast_offline_api(api_root, time_scale=1000.0))
+    try:
+        assert [(e.generation.id, e.place.position) for e in await second.generations.line(CONSOLE_SCOPE)] == before
+        recorder = RecordingNotifier()
+        second.generations.register_notifier(Platform.CONSOLE, recorder)
+        await second.generations.resume(Platform.CONSOLE)
+        for generation in asked:
+            final = await second.generations.wait_finished(generation.id, within=WITHIN)
+            assert final.status is GenerationStatus.COMPLETED
+    finally:
+        await second.aclose()
+    assert [g.id for g in recorder.deliveries] == [g.id for g in asked]
+
+
+async def test_the_requester_or_an_admin_can_cancel_a_waiting_video(slow_core: Soracast) -> None:
+    core = slow_core
+    recorder = RecordingNotifier()
+    core.generations.register_notifier(Platform.CONSOLE, recorder)
+    await core.generations.resume(Platform.CONSOLE)
+    for i in range(2):
+        await core.generations.generate(CONSOLE_SCOPE, BOB, f"first {i}", GenerationOptions(), TARGET)
+    waiting = await core.generations.generate(CONSOLE_SCOPE, ALICE, "changed my mind", GenerationOptions(), TARGET)
+    assert waiting.status is GenerationStatus.WAITING
+
+    with pytest.raises(PermissionDenied):
+        await core.generations.cancel(CONSOLE_SCOPE, BOB, waiting.id)
+    cancelled = await core.generations.cancel(CONSOLE_SCOPE, ALICE, waiting.id)
+
+    assert cancelled.status is GenerationStatus.CANCELLED
+    final = await core.generations.wait_finished(waiting.id, within=WITHIN)
+    assert final.api_video_id is None, "a cancelled video is never sent"
+    assert [g.id for g in recorder.failures] == [waiting.id]
+    assert present.status_line(recorder.failures[0]) == "Cancelled"
+    assert await core.generations.line(CONSOLE_SCOPE) == []
+    async with core.storage.db.execute(  # type: ignore[attr-defined]
+        "SELECT state FROM spend WHERE generation_id = ?", (waiting.id,)
+    ) as cursor:
+        assert (await cursor.fetchone())[0] == SpendState.RELEASED.value
+    await asyncio.sleep(0)
