@@ -17,7 +17,6 @@ from bot import media, present
 from bot.actions import VideoAction, encode_action
 from bot.backends.openai.client import HTTPVideosAPI
 from bot.errors import (
-    APIUnavailable,
     ClipWrongLength,
     HandleTaken,
     HumanLikenessRefused,

@@ -41,7 +41,8 @@ async def test_a_job_made_but_unanswered_is_found_and_adopted_not_made_twice(
     core, recorder = await _core(tmp_path, videos_emulator)
     try:
         videos_emulator.faults.push("create_video", **fault)
-        generation = await core.generations.generate(CONSOLE_SCOPE, TESTER, "a lost answer", GenerationOptions(), TARGET)
+        options = GenerationOptions()
+        generation = await core.generations.generate(CONSOLE_SCOPE, TESTER, "a lost answer", options, TARGET)
         final = await core.generations.wait_finished(generation.id, within=WITHIN)
     finally:
         await core.aclose()
