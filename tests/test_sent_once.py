@@ -71,7 +71,7 @@ async def test_a_create_that_made_nothing_is_sent_again_once(tmp_path: Path, vid
 async def test_the_same_words_twice_never_adopt_each_others_job(
     tmp_path: Path, videos_emulator: VideosEmulator
 ) -> None:
-    core, recorder = await _core(tmp_path, videos_emulator)
+    core, _ = await _core(tmp_path, videos_emulator)
     try:
         first = await core.generations.generate(CONSOLE_SCOPE, TESTER, "the same words", GenerationOptions(), TARGET)
         await core.generations.wait_finished(first.id, within=WITHIN)
