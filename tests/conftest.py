@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.discord",
     "tests.fixtures.slack",
     "tests.fixtures.console",
+    "tests.fixtures.fal",
 ]

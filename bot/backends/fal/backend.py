@@ -30,7 +30,14 @@ from bot.backends.fal.models import FalModel, fal_models
 from bot.backends.fal.payload import build_arguments, plan_request
 from bot.backends.fal.queue import FalJob, QueueClient, SubmitFailed, queue_http_client
 from bot.config import Settings
-from bot.errors import APINotFound, APIUnavailable, ConfigError, InvalidInput, VideosAPIError
+from bot.errors import (
+    APINotFound,
+    APIRequestRejected,
+    APIUnavailable,
+    ConfigError,
+    InvalidInput,
+    VideosAPIError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +106,7 @@ class FalBackend:
         try:
             handle = await self._client.submit(model.id, arguments)
         except SubmitFailed as exc:
-            raise _submit_error(exc) from None
+            raise _submit_error(exc, model) from None
         except (KeyError, ValueError, fal_client.FalClientError, httpx.HTTPError) as exc:
             # A success answer soracast cannot read: the job may exist at fal, so it is not sent again.
             error = APIUnavailable(
@@ -253,9 +260,19 @@ def _failed(job_id: str, error_type: str | None, message: str) -> JobState:
     )
 
 
-def _submit_error(exc: SubmitFailed) -> VideosAPIError:
+def _submit_error(exc: SubmitFailed, model: FalModel) -> VideosAPIError:
     if exc.response is not None:
-        return map_fal_error(read_error(exc.response), log_detail=f"submit -> {describe_body(exc.response)}")
+        error = read_error(exc.response)
+        detail = f"submit -> {describe_body(exc.response)}"
+        if error.status == 404:
+            return APIRequestRejected(
+                f"fal does not serve {model.id}: {error.message or 'not found'}",
+                hint="The bot's operator should check SORACAST_FAL_MODELS against fal's model pages.",
+                status=404,
+                api_message=error.message,
+                log_detail=detail,
+            )
+        return map_fal_error(error, log_detail=detail)
     if not exc.sent:
         return APIUnavailable(
             "Could not reach fal; the video was not sent.",

@@ -89,7 +89,9 @@ async def open_offline_backend(settings: Settings, *, root: Path | None = None, 
         from bot.backends.offline.fal_api import create_fal_app
 
         runner, origin = await start_app(create_fal_app(api, api_key=OFFLINE_KEY), "127.0.0.1", 0)
-        inner = FalBackend.from_settings(settings, key=OFFLINE_KEY, queue_url=origin, name="offline")
+        inner = FalBackend.from_settings(
+            settings, key=OFFLINE_KEY, queue_url=origin, name="offline", account_key="offline"
+        )
         return OfflineBackend(inner, [runner.cleanup, api.aclose], plays.value)
     from bot.backends.openai.backend import OpenAIBackend
 

@@ -226,9 +226,7 @@ def _image(value: Any, field: str) -> bytes:
         raise invalid("Input should be a valid string", field, "string_type")
     head, comma, payload = value.partition(",")
     if not (head.startswith("data:image/") and head.endswith(";base64") and comma):
-        raise invalid(
-            "The emulator takes images as base64 data URIs (data:image/jpeg;base64,…), not as links.", field
-        )
+        raise invalid("The emulator takes images as base64 data URIs (data:image/jpeg;base64,…), not as links.", field)
     try:
         data = base64.b64decode(payload, validate=True)
         with Image.open(io.BytesIO(data)) as image:
@@ -455,6 +453,10 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
 
 
+async def unknown(request: web.Request) -> web.StreamResponse:
+    raise platform_error(404, f"Not Found: {request.method} {request.path}")
+
+
 def create_fal_app(
     offline: OfflineVideosAPI, *, faults: FaultPlan | None = None, api_key: str | None = None
 ) -> web.Application:
@@ -472,4 +474,6 @@ def create_fal_app(
     app.router.add_put(f"{requests}/cancel", cancel, name="cancel")
     app.router.add_get(requests, result, name="result")
     app.router.add_post("/{model:.+}", submit, name="submit")
+    # Anything else (a status URL built with the model's sub-path, say) is not found, as at fal.
+    app.router.add_route("*", "/{path:.*}", unknown)
     return app
