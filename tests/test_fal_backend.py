@@ -612,3 +612,43 @@ async def test_the_offline_renderer_plays_fals_rules_through_the_fal_client(tmp_
         await core.aclose()
 
     assert done.status is GenerationStatus.COMPLETED and done.video_path is not None
+
+
+# --- more refusals and passing faults ------------------------------------------------------------------------
+
+
+async def test_a_prompt_longer_than_kling_takes_is_refused_before_sending(
+    fal_core: Soracast, fal_emulator: FalEmulator
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        await generate(fal_core, "a lighthouse " * 200, model="kling-o1")
+
+    assert "at most 2,500 characters" in refused.value.message
+    assert submits(fal_emulator) == [] and await fal_core.generations.recent(SCOPE) == []
+
+
+async def test_a_result_fal_refuses_after_completing_fails_the_video_with_fals_words(
+    fal_core: Soracast, fal_emulator: FalEmulator, fal_notifier: RecordingNotifier
+) -> None:
+    fal_emulator.faults.push(
+        "result", status=422, type="content_policy_violation", param="prompt", message="Output flagged as unsafe."
+    )
+
+    generation = await generate(fal_core, "a lighthouse", model="kling-o3")
+    done = await fal_core.generations.wait_finished(generation.id, WITHIN)
+
+    assert done.status is GenerationStatus.FAILED and done.error_code == "moderation_blocked"
+    assert done.error_message == "fal could not make this video: prompt: Output flagged as unsafe."
+
+
+async def test_a_passing_server_error_on_a_status_poll_is_waited_out(
+    fal_core: Soracast, fal_emulator: FalEmulator, fal_notifier: RecordingNotifier
+) -> None:
+    fal_emulator.faults.push("status", status=500, message="Internal Server Error", times=2)
+
+    generation = await generate(fal_core, "a lighthouse", model="kling-o3")
+    done = await fal_core.generations.wait_finished(generation.id, WITHIN)
+
+    assert done.status is GenerationStatus.COMPLETED
+    assert [r.status for r in fal_emulator.requests.for_route("status")][:3] == [500, 500, 200]
+    assert len(submits(fal_emulator)) == 1

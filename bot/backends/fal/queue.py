@@ -8,10 +8,10 @@ backup-domain transport underneath), wrapped in `QueueTransport`, which
 
 * sends requests for fal's queue host to `queue_url` instead when one is configured — for this client only,
   so nothing else in the process is redirected;
-* ends every POST (the only POST soracast makes is a submit) after one attempt: an error answer, a timeout or
-  a connection broken after sending is raised as a `SubmitFailed`, which fal-client's retry loop does not
-  catch, instead of being retried. Status polls, results and cancels keep fal-client's retries: repeating
-  them is harmless.
+* ends every POST (the only POST soracast makes is a submit) after one attempt: an error answer, a timeout,
+  a connection broken after sending — or one never made, so the user hears at once instead of after half a
+  minute of retries — is raised as a `SubmitFailed`, which fal-client's retry loop does not catch. Status
+  polls, results and cancels keep fal-client's retries: repeating them is harmless.
 
 A job is resumed after a restart from its id alone (the core stores nothing else), so the id is the submit
 answer's three URLs and request id, as JSON (`FalJob`).

@@ -328,7 +328,8 @@ async def submit(request: web.Request) -> web.StreamResponse:
     resolution = endpoint.fixed_resolution
     if endpoint.resolutions:
         resolution = _choice(data, "resolution", endpoint.resolutions, endpoint.fixed_resolution)
-    images = _images(data, endpoint)
+    # Decoding and checking the images is file work: off the event loop.
+    images = await asyncio.to_thread(_images, data, endpoint)
     offline = _offline(request)
     references: list[Path] = []
     for field, image in images:
