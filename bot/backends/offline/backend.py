@@ -1,8 +1,9 @@
 """The offline renderer as a backend, playing the rules of the backend named by `SORACAST_OFFLINE_AS`.
 
 Playing a backend means running that backend's own client against this machine: the OpenAI-shape backend
-talks to the renderer in process, and the Gemini backend drives `google-genai` against the Interactions API
-emulator served on a free port of 127.0.0.1. So a newcomer with no key meets the same checks, limits and
+talks to the renderer in process, the Gemini backend drives `google-genai` against the Interactions API
+emulator, and the fal backend drives `fal-client` against the emulated queue, each served on a free port of
+127.0.0.1. So a newcomer with no key meets the same checks, limits and
 messages as live — and the client code paths are the ones that run live.
 """
 
