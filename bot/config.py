@@ -84,6 +84,19 @@ class Settings(BaseSettings):
     gemini_max_reference_images: int = Field(default=3, ge=1, le=14)
     gemini_max_reference_videos: int = Field(default=3, ge=0, le=3)
 
+    # --- fal (one queue API in front of Kling, Vidu, Veo …) ---
+    fal_key: SecretStr | None = Field(default=None, validation_alias="FAL_KEY")
+    #: Another queue host than fal's `https://queue.fal.run` (`soracast emulate --api fal`, tests).
+    fal_queue_url: str | None = None
+    #: The fal models offered, by id or short name; the first is the fal backend's default model.
+    fal_models: Annotated[list[str], NoDecode] = [
+        "fal-ai/kling-video/o1/reference-to-video",
+        "fal-ai/kling-video/o3/standard/reference-to-video",
+        "fal-ai/kling-video/o3/pro/reference-to-video",
+        "fal-ai/vidu/q3/reference-to-video/mix",
+        "fal-ai/veo3.1/reference-to-video",
+    ]
+
     # --- videos, whatever the backend ---
     #: Defaults for /sora; unset means the backend's own default (its first model, that model's default).
     default_model: str | None = None
@@ -136,7 +149,9 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, validation_alias="PORT", ge=1, le=65535)
     log_level: str = "INFO"
 
-    @field_validator("allowed_models", "allowed_seconds", "allowed_sizes", "gemini_models", mode="before")
+    @field_validator(
+        "allowed_models", "allowed_seconds", "allowed_sizes", "gemini_models", "fal_models", mode="before"
+    )
     @classmethod
     def _split_lists(cls, value: object) -> object:
         return _csv(value)
@@ -157,7 +172,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{price.strip()!r} is not a price in USD per second") from None
         return prices
 
-    @field_validator("api_base_url", "gemini_base_url")
+    @field_validator("api_base_url", "gemini_base_url", "fal_queue_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -182,7 +197,7 @@ class Settings(BaseSettings):
             return self.backend
         for choice, key in (
             (BackendChoice.GEMINI, self.gemini_api_key),
-            (BackendChoice.FAL, getattr(self, "fal_key", None)),
+            (BackendChoice.FAL, self.fal_key),
             (BackendChoice.OPENAI, self.openai_api_key),
         ):
             if key is not None and key.get_secret_value():

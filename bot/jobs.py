@@ -73,6 +73,8 @@ OFFLINE_FIRST_WAIT = 1.0
 #: Rough job length used for "about N min" until jobs have been timed.
 DEFAULT_JOB_SECONDS = 60.0
 MAX_BACKOFF = 300.0
+#: Creates sent for one generation at most, when a backend keeps failing to answer them.
+MAX_SUBMIT_ATTEMPTS = 4
 
 
 def process_id() -> str:
@@ -508,6 +510,16 @@ class JobRunner:
         if found is not None:
             log.info("the create of %s had made %s: adopted, not sent again", generation.id, found.id)
         else:
+            if generation.submit_attempts >= MAX_SUBMIT_ATTEMPTS:
+                self.fail(
+                    generation,
+                    "not_sent",
+                    f"{_capital(backend.service)} did not answer {generation.submit_attempts} requests to make this "
+                    "video.",
+                )
+                await self._storage.save_generation(generation)
+                await self._budgets.refund(generation.id)
+                return
             if generation.submitted_at is not None and not backend.can_list_jobs:
                 log.warning(
                     "%s cannot say whether the unanswered create of %s made a job; sending it again",

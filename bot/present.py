@@ -31,6 +31,10 @@ _FAILURE_HINTS = {
 }
 
 
+#: Whose queue a waiting job is in, by the backend it was sent to.
+_QUEUES = {"fal": "fal's queue", "gemini": "Gemini's queue", "openai": "the Videos API's queue"}
+
+
 def ordinal(number: int) -> str:
     """1st, 2nd, 3rd, 4th, 11th, 21st."""
     suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
@@ -64,7 +68,8 @@ def status_line(generation: Generation) -> str:
         return "Sending to the video model…"
     if status is GenerationStatus.QUEUED:
         if generation.queue_position is not None:
-            return f"Queued — {ordinal(generation.queue_position + 1)} in the video service's queue"
+            queue = _QUEUES.get(generation.backend, "the video service's queue")
+            return f"Queued — {ordinal(generation.queue_position + 1)} in {queue}"
         return "Queued " + progress_bar(generation.progress)
     if status is GenerationStatus.IN_PROGRESS:
         if generation.progress == 0 and generation.started_at is not None:

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.slack",
     "tests.fixtures.console",
     "tests.fixtures.gemini",
+    "tests.fixtures.fal",
 ]

@@ -27,7 +27,7 @@ def _has_key(settings: Settings, choice: BackendChoice) -> bool:
     key = {
         BackendChoice.OPENAI: settings.openai_api_key,
         BackendChoice.GEMINI: settings.gemini_api_key,
-        BackendChoice.FAL: getattr(settings, "fal_key", None),
+        BackendChoice.FAL: settings.fal_key,
     }.get(choice)
     return key is not None and bool(key.get_secret_value())
 

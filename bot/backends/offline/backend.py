@@ -1,8 +1,9 @@
 """The offline renderer as a backend, playing the rules of the backend named by `SORACAST_OFFLINE_AS`.
 
 Playing a backend means running that backend's own client against this machine: the OpenAI-shape backend
-talks to the renderer in process, and the Gemini backend drives `google-genai` against the Interactions API
-emulator served on a free port of 127.0.0.1. So a newcomer with no key meets the same checks, limits and
+talks to the renderer in process, the Gemini backend drives `google-genai` against the Interactions API
+emulator, and the fal backend drives `fal-client` against the emulated queue, each served on a free port of
+127.0.0.1. So a newcomer with no key meets the same checks, limits and
 messages as live — and the client code paths are the ones that run live.
 """
 
@@ -100,7 +101,9 @@ async def open_offline_backend(settings: Settings, *, root: Path | None = None, 
         from bot.backends.offline.fal_api import create_fal_app
 
         runner, origin = await start_app(create_fal_app(api, api_key=OFFLINE_KEY), "127.0.0.1", 0)
-        inner = FalBackend.from_settings(settings, key=OFFLINE_KEY, queue_url=origin, name="offline")
+        inner = FalBackend.from_settings(
+            settings, key=OFFLINE_KEY, queue_url=origin, name="offline", account_key="offline"
+        )
         return OfflineBackend(inner, [runner.cleanup, api.aclose], plays.value)
     from bot.backends.openai.backend import OpenAIBackend
 

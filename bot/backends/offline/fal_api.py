@@ -1,0 +1,480 @@
+"""fal's queue routes, emulated over the offline renderer (`soracast emulate --api fal`).
+
+`POST /{model id}` submits and answers `{request_id, status_url, response_url, cancel_url}`; those URLs drop
+the model's sub-path, as fal's do (`/fal-ai/kling-video/requests/{id}/status`), so a client that builds them
+itself instead of following them meets a 404. `GET …/status` answers `IN_QUEUE` with a `queue_position`
+(the requests submitted earlier that still wait), `IN_PROGRESS`, or `COMPLETED` — with `error` and
+`error_type` when the job failed. `GET …/requests/{id}` gives the result, whose video URL is served by this
+app under `/files/`, like fal's file host without a key. `PUT …/cancel` stops a job that has not finished.
+
+It refuses what fal's endpoints are documented to refuse, with fal's error shapes: validation errors as 422
+`{"detail": [{"loc", "msg", "type"}]}` — a duration, aspect ratio or resolution the model does not take,
+more images than it takes (Kling: 7 across elements and images; Vidu: 1–4; Veo: 1–3), a missing or too long
+prompt, an image that is not a readable data URI — and platform errors as `{"detail", "error_type"}` with
+`X-Fal-Error-Type`: a missing or wrong `Authorization: Key …` (401), an unknown application or request (404).
+Content rules are played as the other emulators play them: a still whose JPEG comment says "person" is refused
+as a real person's likeness, and a prompt containing `[[moderation]]` completes with a content-policy error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import io
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from PIL import Image
+
+from bot.backends.offline.emulation import MAX_BODY_BYTES, FaultPlan, make_middleware, request_body
+from bot.backends.offline.renderer import HUMAN_LIKENESS_MARKER, OfflineVideosAPI
+from bot.backends.openai.schemas import VideoStatus
+from bot.errors import APIRequestRejected, VideosAPIError
+
+ROUTES = ("submit", "status", "result", "cancel", "file")
+
+_FRAMES = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1), "4:3": (4, 3), "3:4": (3, 4)}
+_SHORT_SIDE = {"360p": 360, "540p": 540, "720p": 720, "1080p": 1080, "4k": 2160}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What one fal endpoint takes, as its schema on fal's model page says."""
+
+    #: How the references travel: `elements` (Kling), `reference_image_urls` (Vidu) or `image_urls` (Veo).
+    references: str
+    #: The durations the schema allows, typed as it types them ("5", 5 or "8s"), and its default.
+    durations: tuple[Any, ...]
+    default_duration: Any
+    aspect_ratios: tuple[str, ...]
+    #: Resolutions the `resolution` field takes; empty when the model has no such field.
+    resolutions: tuple[str, ...]
+    #: The resolution rendered when the model takes none.
+    fixed_resolution: str
+    max_images: int
+    min_images: int
+    max_prompt: int
+
+
+def _kling(durations: range, resolution: str) -> Endpoint:
+    return Endpoint(
+        references="elements",
+        durations=tuple(str(d) for d in durations),
+        default_duration="5",
+        aspect_ratios=("16:9", "9:16", "1:1"),
+        resolutions=(),
+        fixed_resolution=resolution,
+        max_images=7,
+        min_images=0,
+        max_prompt=2500,
+    )
+
+
+#: The endpoints served, by fal model id.
+ENDPOINTS: dict[str, Endpoint] = {
+    "fal-ai/kling-video/o1/reference-to-video": _kling(range(3, 11), "1080p"),
+    "fal-ai/kling-video/o3/standard/reference-to-video": _kling(range(3, 16), "720p"),
+    "fal-ai/kling-video/o3/pro/reference-to-video": _kling(range(3, 16), "1080p"),
+    "fal-ai/vidu/q3/reference-to-video/mix": Endpoint(
+        references="reference_image_urls",
+        durations=tuple(range(1, 17)),
+        default_duration=5,
+        aspect_ratios=("16:9", "9:16", "4:3", "3:4", "1:1"),
+        resolutions=("360p", "540p", "720p", "1080p"),
+        fixed_resolution="720p",
+        max_images=4,
+        min_images=1,
+        max_prompt=2000,
+    ),
+    "fal-ai/veo3.1/reference-to-video": Endpoint(
+        references="image_urls",
+        durations=("8s",),
+        default_duration="8s",
+        aspect_ratios=("16:9", "9:16"),
+        resolutions=("720p", "1080p", "4k"),
+        fixed_resolution="720p",
+        max_images=3,
+        min_images=1,
+        max_prompt=4000,
+    ),
+}
+
+OFFLINE_KEY = web.AppKey("fal_offline", OfflineVideosAPI)
+FAULTS_KEY = web.AppKey("fal_faults", FaultPlan)
+#: Video ids of requests not known to be finished, in the order submitted (their queue).
+PENDING_KEY = web.AppKey("fal_pending", list)
+
+#: fal's `error_type` for the renderer's failure codes.
+_ERROR_TYPES = {"moderation_blocked": "content_policy_violation", "cancelled": "request_cancelled"}
+
+
+# --- errors in fal's shapes ------------------------------------------------------------------------------
+
+
+def invalid(message: str, field: str | None = None, kind: str = "value_error") -> APIRequestRejected:
+    """A validation refusal, answered as fal's 422 `detail` list (`field` under `body`)."""
+    return APIRequestRejected(message, status=422, api_message=message, api_code=kind, param=field)
+
+
+def platform_error(status: int, message: str, error_type: str | None = None) -> APIRequestRejected:
+    """A platform refusal, answered as `{"detail", "error_type"}`."""
+    return APIRequestRejected(message, status=status, api_message=message, api_code=error_type)
+
+
+def fal_error(
+    status: int,
+    message: str,
+    *,
+    error_type: str | None = None,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """fal's error body: a `detail` list for 422 validation errors, `{detail, error_type}` otherwise."""
+    sent = dict(headers or {})
+    body: dict[str, Any]
+    if status == 422:
+        loc: list[Any] = ["body", *field.split(".")] if field else ["body"]
+        body = {"detail": [{"loc": loc, "msg": message, "type": error_type or "value_error"}]}
+    else:
+        body = {"detail": message}
+        if error_type:
+            body["error_type"] = error_type
+            sent["X-Fal-Error-Type"] = error_type
+    return web.json_response(body, status=status, headers=sent)
+
+
+@dataclass
+class FalDialect:
+    """fal's key check (`Authorization: Key …`) and error shapes; the file host needs no key."""
+
+    api_key: str | None = None
+
+    def authorize(self, request: web.Request) -> web.Response | None:
+        if request.match_info.route.name == "file":
+            return None
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Key" or not given:
+            return fal_error(401, "Missing or malformed Authorization header: send `Key <your fal key>`.")
+        if self.api_key is not None and given != self.api_key:
+            return fal_error(401, "No user found for Key ID and Secret")
+        return None
+
+    def error(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        type: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        return fal_error(status, message, error_type=type or code, field=param, headers=headers)
+
+
+# --- ids -------------------------------------------------------------------------------------------------
+
+
+def request_id_of(video_id: str) -> str:
+    """The renderer's `video_<32 hex>` as a fal request id (a UUID)."""
+    return str(uuid.UUID(hex=video_id.removeprefix("video_")))
+
+
+def video_id_of(request_id: str) -> str:
+    try:
+        return "video_" + uuid.UUID(request_id).hex
+    except ValueError:
+        raise platform_error(404, f"Request {request_id} not found") from None
+
+
+def app_path(model: str) -> str:
+    """`fal-ai/kling-video/o1/reference-to-video` → `fal-ai/kling-video`: where its requests live."""
+    return "/".join(model.split("/")[:2])
+
+
+def frame_size(aspect: str, resolution: str) -> str:
+    """`16:9` at `720p` → `1280x720`; `1:1` at `1080p` → `1080x1080`."""
+    short = _SHORT_SIDE[resolution]
+    a, b = _FRAMES[aspect]
+    long = short * max(a, b) // min(a, b)
+    if a == b:
+        return f"{short}x{short}"
+    return f"{long}x{short}" if a > b else f"{short}x{long}"
+
+
+# --- reading a submit ------------------------------------------------------------------------------------
+
+
+def _choice(data: dict[str, Any], name: str, allowed: Sequence[Any], default: Any) -> Any:
+    value = data.get(name, default)
+    if value not in allowed or isinstance(value, bool):
+        shown = repr(allowed[0]) if len(allowed) == 1 else ", ".join(map(repr, allowed[:-1])) + f" or {allowed[-1]!r}"
+        raise invalid(f"Input should be {shown}", name, "enum" if isinstance(allowed[0], str) else "literal_error")
+    return value
+
+
+def _image(value: Any, field: str) -> bytes:
+    """The bytes of one image input: fal takes URLs or data URIs; this emulator only data URIs."""
+    if not isinstance(value, str):
+        raise invalid("Input should be a valid string", field, "string_type")
+    head, comma, payload = value.partition(",")
+    if not (head.startswith("data:image/") and head.endswith(";base64") and comma):
+        raise invalid("The emulator takes images as base64 data URIs (data:image/jpeg;base64,…), not as links.", field)
+    try:
+        data = base64.b64decode(payload, validate=True)
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+    except (binascii.Error, ValueError, OSError, Image.DecompressionBombError):
+        raise invalid("Could not load the image: it is not a readable JPEG, PNG or WebP.", field) from None
+    return data
+
+
+def _images(data: dict[str, Any], endpoint: Endpoint) -> list[tuple[str, bytes]]:
+    """Every image of the request with the field it came from, in the order the model numbers them."""
+    found: list[tuple[str, bytes]] = []
+    if endpoint.references == "elements":
+        elements = data.get("elements") or []
+        if not isinstance(elements, list):
+            raise invalid("Input should be a valid list", "elements", "list_type")
+        for index, element in enumerate(elements):
+            where = f"elements.{index}"
+            if not isinstance(element, dict) or "frontal_image_url" not in element:
+                raise invalid("Field required", f"{where}.frontal_image_url", "missing")
+            found.append((f"{where}.frontal_image_url", _image(element["frontal_image_url"], where)))
+            references = element.get("reference_image_urls") or []
+            if not isinstance(references, list):
+                raise invalid("Input should be a valid list", f"{where}.reference_image_urls", "list_type")
+            for number, reference in enumerate(references):
+                field = f"{where}.reference_image_urls.{number}"
+                found.append((field, _image(reference, field)))
+        for number, extra in enumerate(data.get("image_urls") or []):
+            found.append((f"image_urls.{number}", _image(extra, f"image_urls.{number}")))
+        if len(found) > endpoint.max_images:
+            raise invalid(
+                f"Value error, at most {endpoint.max_images} images in total (elements and reference images), "
+                f"got {len(found)}",
+                "elements",
+            )
+        return found
+    urls = data.get(endpoint.references)
+    if urls is None and endpoint.min_images:
+        raise invalid("Field required", endpoint.references, "missing")
+    if not isinstance(urls, list):
+        raise invalid("Input should be a valid list", endpoint.references, "list_type")
+    if len(urls) < endpoint.min_images:
+        raise invalid(
+            f"List should have at least {endpoint.min_images} item after validation, not {len(urls)}",
+            endpoint.references,
+            "too_short",
+        )
+    if len(urls) > endpoint.max_images:
+        raise invalid(
+            f"List should have at most {endpoint.max_images} items after validation, not {len(urls)}",
+            endpoint.references,
+            "too_long",
+        )
+    return [(f"{endpoint.references}.{i}", _image(url, f"{endpoint.references}.{i}")) for i, url in enumerate(urls)]
+
+
+async def _save(offline: OfflineVideosAPI, data: bytes) -> Path:
+    path = offline.root / "uploads" / f"fal_{hashlib.sha256(data).hexdigest()[:32]}.jpg"
+    if not path.exists():
+        await asyncio.to_thread(path.write_bytes, data)
+    return path
+
+
+def _comment(data: bytes) -> str:
+    with Image.open(io.BytesIO(data)) as image:
+        comment = image.info.get("comment", b"")
+    return comment.decode("utf-8", "replace") if isinstance(comment, bytes) else str(comment)
+
+
+# --- handlers --------------------------------------------------------------------------------------------
+
+
+def _offline(request: web.Request) -> OfflineVideosAPI:
+    return request.app[OFFLINE_KEY]
+
+
+def _urls(request: web.Request, model: str, request_id: str) -> dict[str, str]:
+    base = f"{request.url.origin()}/{app_path(model)}/requests/{request_id}"
+    return {"response_url": base, "status_url": f"{base}/status", "cancel_url": f"{base}/cancel"}
+
+
+async def submit(request: web.Request) -> web.StreamResponse:
+    model = request.match_info["model"]
+    endpoint = ENDPOINTS.get(model)
+    if endpoint is None:
+        raise platform_error(404, f"Application '{model}' not found")
+    data = request_body(request).json
+    if not isinstance(data, dict):
+        raise invalid("Input should be a valid dictionary", None, "dict_type")
+    prompt = data.get("prompt")
+    if not isinstance(prompt, str):
+        raise invalid("Field required" if prompt is None else "Input should be a valid string", "prompt", "missing")
+    if not prompt.strip():
+        raise invalid("String should have at least 1 character", "prompt", "string_too_short")
+    if len(prompt) > endpoint.max_prompt:
+        raise invalid(f"String should have at most {endpoint.max_prompt} characters", "prompt", "string_too_long")
+    seconds_value = _choice(data, "duration", endpoint.durations, endpoint.default_duration)
+    aspect = _choice(data, "aspect_ratio", endpoint.aspect_ratios, "16:9")
+    resolution = endpoint.fixed_resolution
+    if endpoint.resolutions:
+        resolution = _choice(data, "resolution", endpoint.resolutions, endpoint.fixed_resolution)
+    # Decoding and checking the images is file work: off the event loop.
+    images = await asyncio.to_thread(_images, data, endpoint)
+    offline = _offline(request)
+    references: list[Path] = []
+    for field, image in images:
+        if HUMAN_LIKENESS_MARKER in (await asyncio.to_thread(_comment, image)).lower():
+            raise invalid(
+                "The content could not be processed: a reference image appears to show a real person, and "
+                "generating a real person's likeness is not allowed.",
+                field,
+                "content_policy_violation",
+            )
+        references.append(await _save(offline, image))
+    seconds = int(str(seconds_value).removesuffix("s"))
+    video = await offline.create_from_references(
+        prompt, model=model, size=frame_size(aspect, resolution), seconds=seconds, references=references
+    )
+    request.app[PENDING_KEY].append(video.id)
+    request_id = request_id_of(video.id)
+    return web.json_response(
+        {"request_id": request_id, "status": "IN_QUEUE", "queue_position": 0, **_urls(request, model, request_id)}
+    )
+
+
+async def _job(request: web.Request) -> tuple[str, Any]:
+    """The renderer's job of the request in the path; 404 when it is unknown or under another app's path."""
+    request_id = request.match_info["request_id"]
+    video_id = video_id_of(request_id)
+    try:
+        video = await _offline(request).retrieve_video(video_id)
+    except VideosAPIError:
+        raise platform_error(404, f"Request {request_id} not found") from None
+    owner_alias = f"{request.match_info['owner']}/{request.match_info['alias']}"
+    if app_path(video.model) != owner_alias:
+        raise platform_error(404, f"Request {request_id} not found")
+    return video_id, video
+
+
+async def _queue_position(request: web.Request, video_id: str) -> int:
+    """How many requests submitted earlier still wait in the queue."""
+    pending: list[str] = request.app[PENDING_KEY]
+    ahead = 0
+    for other in list(pending):
+        if other == video_id:
+            break
+        try:
+            state = (await _offline(request).retrieve_video(other)).status
+        except VideosAPIError:
+            state = VideoStatus.FAILED
+        if state in (VideoStatus.COMPLETED, VideoStatus.FAILED):
+            pending.remove(other)
+        elif state is VideoStatus.QUEUED:
+            ahead += 1
+    return ahead
+
+
+def _logs(video: Any, wanted: bool) -> list[dict[str, Any]] | None:
+    if not wanted:
+        return None
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    line = {"message": f"rendering {video.seconds}s at {video.size}", "level": "INFO", "source": "user"}
+    return [{**line, "timestamp": stamp}]
+
+
+async def status(request: web.Request) -> web.StreamResponse:
+    video_id, video = await _job(request)
+    with_logs = request.query.get("logs", "false").lower() in ("1", "true")
+    model = video.model
+    answer: dict[str, Any] = {"request_id": request.match_info["request_id"]}
+    answer.update(_urls(request, model, answer["request_id"]))
+    if video.status is VideoStatus.QUEUED:
+        answer.update(status="IN_QUEUE", queue_position=await _queue_position(request, video_id))
+        return web.json_response(answer, status=202)
+    if video.status is VideoStatus.IN_PROGRESS:
+        answer.update(status="IN_PROGRESS", logs=_logs(video, with_logs))
+        return web.json_response(answer, status=202)
+    answer.update(status="COMPLETED", logs=_logs(video, with_logs), metrics={"inference_time": float(video.seconds)})
+    if video.status is VideoStatus.FAILED:
+        code, message = _offline(request).failure_of(video_id) or ("failed", "The video could not be generated.")
+        answer.update(error=message, error_type=_ERROR_TYPES.get(code, "internal_error"))
+    return web.json_response(answer)
+
+
+async def result(request: web.Request) -> web.StreamResponse:
+    video_id, video = await _job(request)
+    if video.status in (VideoStatus.QUEUED, VideoStatus.IN_PROGRESS):
+        raise platform_error(400, "Request is still in progress")
+    if video.status is VideoStatus.FAILED:
+        code, message = _offline(request).failure_of(video_id) or ("failed", "The video could not be generated.")
+        if code == "moderation_blocked":
+            raise invalid(message, "prompt", "content_policy_violation")
+        raise platform_error(400 if code == "cancelled" else 500, message, _ERROR_TYPES.get(code, "internal_error"))
+    path = await _offline(request).content_path(video_id)
+    size = await asyncio.to_thread(lambda: path.stat().st_size)
+    file_id = video_id.removeprefix("video_")
+    return web.json_response(
+        {
+            "video": {
+                "url": f"{request.url.origin()}/files/{file_id}/output.mp4",
+                "content_type": "video/mp4",
+                "file_name": "output.mp4",
+                "file_size": size,
+            }
+        }
+    )
+
+
+async def cancel(request: web.Request) -> web.StreamResponse:
+    video_id, video = await _job(request)
+    if video.status in (VideoStatus.COMPLETED, VideoStatus.FAILED):
+        return web.json_response({"status": "ALREADY_COMPLETED"}, status=400)
+    _offline(request).cancel_video(video_id)
+    return web.json_response({"status": "CANCELLATION_REQUESTED"}, status=202)
+
+
+async def get_file(request: web.Request) -> web.StreamResponse:
+    file_id = request.match_info["file_id"]
+    if not file_id.isalnum():
+        raise platform_error(404, "File not found")
+    try:
+        path = await _offline(request).content_path("video_" + file_id)
+    except VideosAPIError:
+        raise platform_error(404, "File not found") from None
+    return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
+
+
+async def unknown(request: web.Request) -> web.StreamResponse:
+    raise platform_error(404, f"Not Found: {request.method} {request.path}")
+
+
+def create_fal_app(
+    offline: OfflineVideosAPI, *, faults: FaultPlan | None = None, api_key: str | None = None
+) -> web.Application:
+    """fal's queue routes as an aiohttp application (the queue URL is the server's origin)."""
+    faults = faults or FaultPlan()
+    faults.routes = ROUTES
+    middleware = make_middleware(faults, "", FalDialect(api_key))
+    app = web.Application(middlewares=[middleware], client_max_size=MAX_BODY_BYTES)
+    app[OFFLINE_KEY] = offline
+    app[FAULTS_KEY] = faults
+    app[PENDING_KEY] = []
+    requests = "/{owner}/{alias}/requests/{request_id}"
+    app.router.add_get("/files/{file_id}/{name}", get_file, name="file")
+    app.router.add_get(f"{requests}/status", status, name="status")
+    app.router.add_put(f"{requests}/cancel", cancel, name="cancel")
+    app.router.add_get(requests, result, name="result")
+    app.router.add_post("/{model:.+}", submit, name="submit")
+    # Anything else (a status URL built with the model's sub-path, say) is not found, as at fal.
+    app.router.add_route("*", "/{path:.*}", unknown)
+    return app
