@@ -116,6 +116,12 @@ class GenerationNotReady(InvalidInput):
     code = "generation_not_ready"
 
 
+class MassMention(InvalidInput):
+    """Text that would notify a whole channel, workspace or group (`@everyone`, `<!here>`, a role ping)."""
+
+    code = "mass_mention"
+
+
 class PermissionDenied(SoracastError):
     """The actor may not do this here (remove someone else's character, register without the role)."""
 

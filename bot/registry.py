@@ -13,6 +13,7 @@ from bot.backends.base import CharacterInput, CharacterMode, ModelCapabilities, 
 from bot.catalog import ModelCatalog
 from bot.errors import CharacterNeedsClip, HandleTaken, InvalidInput, PermissionDenied, UnknownHandle
 from bot.handles import suggest_handles, validate_handle
+from bot.mass_mentions import refuse_mass_mentions
 from bot.models import Actor, Character, CharacterRef, CharacterSource, ReferenceKind, Scope, ScopeSettings
 from bot.references import ReferenceCache, ReferenceFiles, make_references
 from storage.base import Storage
@@ -37,6 +38,8 @@ def validate_name(name: str) -> str:
             f"The display name is {len(cleaned)} characters long; the limit is {NAME_MAX}.",
             hint="Choose a shorter name.",
         )
+    # The name is shown in every post about the character and sent to the video model.
+    refuse_mass_mentions(cleaned, "The display name")
     return cleaned
 
 
