@@ -122,6 +122,12 @@ class MassMention(InvalidInput):
     code = "mass_mention"
 
 
+class MalformedRequest(SoracastError):
+    """A chat platform sent something in a shape soracast does not understand (a missing or mistyped option)."""
+
+    code = "malformed_request"
+
+
 class PermissionDenied(SoracastError):
     """The actor may not do this here (remove someone else's character, register without the role)."""
 
