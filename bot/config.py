@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     #: A ceiling on characters per video for every model (each model has its own maximum too).
     max_characters_per_video: int | None = Field(default=None, ge=1, le=10)
     max_prompt_chars: int = Field(default=4000, ge=10, le=32000)
+    #: Characters one workspace may keep (each keeps a clip and stills); refused before a form opens.
+    max_characters_per_workspace: int = Field(default=500, ge=1)
     #: Operator prices in USD per second, overriding the built-in table: `model=0.1` or `model:720p=0.1`.
     prices: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
 

@@ -122,6 +122,12 @@ class MassMention(InvalidInput):
     code = "mass_mention"
 
 
+class WorkspaceFull(InvalidInput):
+    """The workspace already keeps as many characters as the operator allows."""
+
+    code = "workspace_full"
+
+
 class MalformedRequest(SoracastError):
     """A chat platform sent something in a shape soracast does not understand (a missing or mistyped option)."""
 

@@ -198,6 +198,8 @@ class Commands:
 
     async def make_character_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
         async with guarded(interaction, "make character menu"):
+            # Who may not register is told now, before a form asks for a handle.
+            await self._core.registry.check_can_register(scope_of(interaction), actor_of(interaction))
             generation_id = self._generation_of(message)
             if generation_id is not None:
                 custom_id = encode_action(VideoAction.CHARACTER, generation_id)

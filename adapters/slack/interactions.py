@@ -94,6 +94,9 @@ class Interactions:
             default = min(choices, key=lambda d: abs(d - int(generation.seconds)))
             view = render.extend_modal(metadata, generation, [str(c) for c in choices], str(default))
         else:
+            # Who may not register is told now, not after filling in the form.
+            actor = await self.s.actors.get(origin.user_id, origin.user_name)
+            await core.registry.check_can_register(origin.scope, actor)
             view = render.character_modal(metadata, generation_id=generation.id)
         await self.s.client.views_open(trigger_id=trigger_id, view=view)
 
