@@ -1,6 +1,8 @@
 """`POST /slack/events`: what a request must be before slack-bolt sees it.
 
-In this order, each refusal one 4xx and one log line: a body over the size cap (413); a missing, stale or
+In this order, each refusal one 4xx and one log line: a body over the size cap (413); Slack's bare
+`ssl_check=1` probe is answered 200 and goes no further (bolt answers it before any signature too); a missing,
+stale or
 wrong signature, checked on the raw bytes (401); bytes that are not UTF-8 (400); a content type Slack does not
 send (415); a body that is not form data or JSON, or a `payload=` that is not a JSON object (400); a kind of
 request soracast handles without what it must carry (400, see `envelope`). Only then is the request handed to
@@ -70,6 +72,18 @@ def verify_signature(secret: str, headers: Mapping[str, str], body: bytes, now: 
         raise Refused(401, "Slack request with a wrong signature")
 
 
+def is_ssl_check(content_type: str, body: bytes) -> bool:
+    """Slack's certificate probe (`ssl_check=1`, maybe a `token`, nothing else), which bolt answers before any
+    signature check: answered 200 here too, and never dispatched."""
+    if content_type != FORM or len(body) > 512:
+        return False
+    try:
+        fields = dict(parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=True))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return fields.get("ssl_check") == "1" and set(fields) <= {"ssl_check", "token"}
+
+
 def parse_body(content_type: str, body: bytes) -> dict[str, Any]:
     """The request as bolt's listeners get it: form fields (an interaction's `payload` decoded) or a JSON event."""
     try:
@@ -130,6 +144,8 @@ class SlackDoor:
         self._gate.arrived()
         try:
             body = await read_body(request, MAX_BODY_BYTES)
+            if is_ssl_check(request.content_type, body):
+                return web.Response(status=200)
             verify_signature(self._secret, request.headers, body)
             parsed = parse_body(request.content_type, body)
             try:

@@ -83,6 +83,7 @@ SLACK_CASES: list[SlackCase] = [
     SlackCase("a timestamp that is not a number", _command(), FORM, 401, "ts:yesterday"),
     SlackCase("a timestamp of fifty digits", _command(), FORM, 401, "ts:" + "9" * 50),
     SlackCase("a signature in another scheme", _command(), FORM, 401, "v1-scheme"),
+    SlackCase("an unsigned ssl_check that smuggles a command", b"ssl_check=1&" + _command(), FORM, 401, "none"),
     # Size: refused before the signature is even computed.
     SlackCase("an unsigned body over a megabyte", b"payload=" + b"x" * (1024 * 1024), FORM, 413, "none"),
     # Signed, but not something Slack sends.

@@ -21,6 +21,7 @@ from bot.webhooks import sign
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fixtures.slack import SIGNING_SECRET, SlackHarness, slack_settings, start_harness, stop_harness
 from tests.hostile.corpus import (
+    FORM,
     MARKER,
     RAW_CASES,
     ROUTE_CASES,
@@ -201,6 +202,19 @@ async def test_requests_that_are_not_http_get_a_4xx_and_at_most_one_line(
     logged = [r for r in caplog.records if r.levelno >= logging.INFO]
     assert len(logged) <= 1 and all(r.exc_info is None for r in logged), [r.getMessage() for r in logged]
     await assert_nothing_happened(web)
+
+
+async def test_slacks_bare_certificate_probe_is_answered_and_goes_no_further(
+    web: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        async with web.session.post(
+            f"{web.url}/slack/events", data=b"ssl_check=1&token=legacy", headers={"Content-Type": FORM}
+        ) as resp:
+            assert resp.status == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+    await assert_nothing_happened(web)
+    assert web.api.calls == []
 
 
 async def test_a_slash_command_that_mentions_the_word_payload_is_not_lost(web: SlackHarness) -> None:
