@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
 from adapters.slack.app import build_slack_adapter, create_web_app  # noqa: E402
 from bot.app import build_app  # noqa: E402
 from bot.config import Settings  # noqa: E402
+from bot.http_door import app_runner  # noqa: E402
 from tests.fakes.slack_api import FakeSlackAPI  # noqa: E402
 from tests.fixtures.slack import BOT_TOKEN, SIGNING_SECRET, TEAM, signed_headers  # noqa: E402
 
@@ -157,7 +158,7 @@ async def run(requests: int, separate: bool) -> None:
         http = aiohttp.ClientSession()
         client = AsyncWebClient(token=BOT_TOKEN, base_url=f"{fake_url}/api/", session=http)
         adapter = build_slack_adapter(core, settings, client=client)
-        runner = web.AppRunner(create_web_app(core, settings, adapter), access_log=None)
+        runner = app_runner(create_web_app(core, settings, adapter))
         await runner.setup()
         # A burst opens many connections at once; the default backlog (128) would make some retry a SYN.
         await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()

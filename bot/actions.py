@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 PREFIX = "soracast"
@@ -35,3 +36,7 @@ def decode_action(custom_id: str) -> tuple[VideoAction, str] | None:
         return VideoAction(action), generation_id
     except ValueError:
         return None
+
+
+#: A whole button id of ours (`decode_action` also reads a few looser forms); generation ids are lowercase.
+ACTION_ID = re.compile(rf"^{PREFIX}:(?:{'|'.join(a.value for a in VideoAction)}):[a-z0-9]{{1,64}}$")

@@ -97,7 +97,11 @@ async def build_app(
     store = storage or open_storage(settings)
     await store.open()
     registry = CharacterRegistry(
-        store, catalog, media.ClipLimits.from_settings(settings), settings.resolved_media_dir
+        store,
+        catalog,
+        media.ClipLimits.from_settings(settings),
+        settings.resolved_media_dir,
+        max_characters=settings.max_characters_per_workspace,
     )
     budgets = Budgets(store, catalog, settings)
     runner = JobRunner(store, catalog, registry, budgets, settings)

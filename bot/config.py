@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     daily_seconds_per_person: int | None = Field(default=None, ge=0)
     #: How long a process holds a job before another may take it over (renewed while it lives).
     lease_seconds: float = Field(default=60.0, ge=5, le=3600)
+    #: Characters one workspace may keep (each keeps a clip and stills); refused before a form opens.
+    max_characters_per_workspace: int = Field(default=500, ge=1)
     #: Operator prices in USD per second, overriding the built-in table: `model=0.1` or `model:720p=0.1`.
     prices: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
 

@@ -128,6 +128,24 @@ class BudgetExceeded(SoracastError):
     code = "budget_exceeded"
 
 
+class MassMention(InvalidInput):
+    """Text that would notify a whole channel, workspace or group (`@everyone`, `<!here>`, a role ping)."""
+
+    code = "mass_mention"
+
+
+class WorkspaceFull(InvalidInput):
+    """The workspace already keeps as many characters as the operator allows."""
+
+    code = "workspace_full"
+
+
+class MalformedRequest(SoracastError):
+    """A chat platform sent something in a shape soracast does not understand (a missing or mistyped option)."""
+
+    code = "malformed_request"
+
+
 class PermissionDenied(SoracastError):
     """The actor may not do this here (remove someone else's character, register without the role)."""
 

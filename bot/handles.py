@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bot.backends.base import Mention
 from bot.errors import InvalidHandle, TooManyCharacters, UnknownHandle
+from bot.mass_mentions import refuse_mass_mentions
 from bot.models import Character, CharacterRef
 
 HANDLE_MIN = 2
@@ -109,7 +110,12 @@ class ResolvedPrompt:
 def resolve_prompt(
     prompt: str, characters: Mapping[str, Character], max_characters: int, model: str | None = None
 ) -> ResolvedPrompt:
-    """Replace each @handle with its character's name verbatim; unknown handles fail with suggestions."""
+    """Replace each @handle with its character's name verbatim; unknown handles fail with suggestions.
+
+    A prompt that would ping a whole channel is refused here, so every way a prompt comes in (/sora, remix,
+    extend, on every platform) is refused the same way, before anything is stored or sent.
+    """
+    refuse_mass_mentions(prompt, "The prompt")
     used: dict[str, CharacterRef] = {}
     mentions: list[Mention] = []
     pieces: list[str] = []

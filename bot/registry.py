@@ -11,8 +11,16 @@ from pathlib import Path
 from bot import media
 from bot.backends.base import CharacterInput, CharacterMode, ModelCapabilities, VideoBackend
 from bot.catalog import ModelCatalog
-from bot.errors import CharacterNeedsClip, HandleTaken, InvalidInput, PermissionDenied, UnknownHandle
+from bot.errors import (
+    CharacterNeedsClip,
+    HandleTaken,
+    InvalidInput,
+    PermissionDenied,
+    UnknownHandle,
+    WorkspaceFull,
+)
 from bot.handles import suggest_handles, validate_handle
+from bot.mass_mentions import refuse_mass_mentions
 from bot.models import Actor, Character, CharacterRef, CharacterSource, ReferenceKind, Scope, ScopeSettings
 from bot.references import ReferenceCache, ReferenceFiles, make_references
 from storage.base import Storage
@@ -37,6 +45,8 @@ def validate_name(name: str) -> str:
             f"The display name is {len(cleaned)} characters long; the limit is {NAME_MAX}.",
             hint="Choose a shorter name.",
         )
+    # The name is shown in every post about the character and sent to the video model.
+    refuse_mass_mentions(cleaned, "The display name")
     return cleaned
 
 
@@ -58,11 +68,18 @@ class CharacterRegistry:
     """Register, list, show, rename and remove the characters of a scope; give backends their references."""
 
     def __init__(
-        self, storage: Storage, catalog: ModelCatalog, limits: media.ClipLimits, media_dir: Path
+        self,
+        storage: Storage,
+        catalog: ModelCatalog,
+        limits: media.ClipLimits,
+        media_dir: Path,
+        *,
+        max_characters: int | None = None,
     ) -> None:
         self._storage = storage
         self._catalog = catalog
         self._limits = limits
+        self._max_characters = max_characters
         self._work_dir = media_dir / "work"
         self._cache = ReferenceCache(storage, media_dir / "references")
         # Two people registering the same handle at once must not both upload a clip.
@@ -164,9 +181,8 @@ class CharacterRegistry:
         return inputs
 
     async def precheck(self, scope: Scope, actor: Actor, handle: str, name: str | None = None) -> str:
-        """Every refusal `register` can give without the clip; adapters call it before downloading one.
-
-        Returns the canonical handle.
+        """Every refusal `register` can give without the clip; adapters call it before opening a form for the
+        clip or downloading one. Returns the canonical handle.
         """
         canonical = validate_handle(handle)
         if name is not None:
@@ -176,13 +192,26 @@ class CharacterRegistry:
         return canonical
 
     async def check_can_register(self, scope: Scope, actor: Actor) -> None:
-        """Raise PermissionDenied when the scope restricts registering to a role the actor lacks."""
+        """Every refusal `register` can give before a handle is known: the register role the actor lacks, a
+        workspace already full. Adapters call it before opening a form that asks for the handle."""
         settings = await self._storage.get_scope_settings(scope)
         role = settings.register_role_id
         if role and not actor.is_admin and role not in actor.role_ids:
             raise PermissionDenied(
                 "Registering characters is limited to a role in this workspace.",
                 hint="Ask an admin to give you that role, or to change it with `/soracast config`.",
+            )
+        await self._ensure_room(scope)
+
+    async def _ensure_room(self, scope: Scope) -> None:
+        if self._max_characters is None:
+            return
+        count = len(await self._storage.list_characters(scope))
+        if count >= self._max_characters:
+            raise WorkspaceFull(
+                f"This workspace already has {count} characters, the most this soracast keeps.",
+                hint="Remove one you no longer use with `/character remove`, or ask the operator to raise "
+                "SORACAST_MAX_CHARACTERS_PER_WORKSPACE.",
             )
 
     async def _ensure_free(self, scope: Scope, handle: str) -> None:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from bot.http_door import Refused, read_body, refusing
+
 if TYPE_CHECKING:
     from bot.generations import GenerationService
     from storage.base import Storage
@@ -27,10 +29,17 @@ log = logging.getLogger(__name__)
 
 #: How far a webhook's timestamp may be from our clock (replay window).
 TOLERANCE_SECONDS = 300
+#: A `video.*` event is a few hundred bytes; anything much larger is not one.
+MAX_BODY_BYTES = 64 * 1024
 
 
 class WebhookRejected(Exception):
-    """The request is not a valid, fresh, correctly signed webhook."""
+    """The request is not a valid, fresh, correctly signed webhook; `status` is what to answer (401 for who
+    sent it, 400 for a signed body that is not an event)."""
+
+    def __init__(self, reason: str, status: int = 401) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 class _EventData(BaseModel):
@@ -68,6 +77,9 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float | No
     signatures = lowered.get("webhook-signature")
     if not (webhook_id and timestamp and signatures):
         raise WebhookRejected("missing webhook headers")
+    # Header values are whatever the sender put there; the scheme only ever uses ASCII.
+    if not (webhook_id.isascii() and signatures.isascii() and len(webhook_id) <= 256):
+        raise WebhookRejected("malformed webhook headers")
     try:
         sent_at = int(timestamp)
     except ValueError:
@@ -79,41 +91,45 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float | No
     if not any(hmac.compare_digest(expected, candidate) for candidate in offered):
         raise WebhookRejected("signature mismatch")
     try:
-        event = VideoEvent.model_validate(json.loads(body))
+        # Strict UTF-8 (json.loads would guess UTF-16/32 from the first bytes).
+        event = VideoEvent.model_validate(json.loads(body.decode("utf-8")))
     except (ValueError, ValidationError):
-        raise WebhookRejected("body is not a video event") from None
+        raise WebhookRejected("signed body is not a video event", status=400) from None
     return event.model_copy(update={"id": webhook_id})
 
 
 async def handle_video_webhook(
-    secret: str | None, storage: Storage, generations: GenerationService, headers: Mapping[str, str], body: bytes
-) -> int:
-    """Verify and act on one webhook; returns the HTTP status to answer with."""
-    if not secret:
-        return 404
+    secret: str, storage: Storage, generations: GenerationService, headers: Mapping[str, str], body: bytes
+) -> None:
+    """Verify and act on one webhook; raises `Refused` with the status to answer when it is not one."""
     try:
         event = verify(secret, headers, body)
     except WebhookRejected as exc:
-        log.warning("webhook refused: %s", exc)
-        return 401
+        raise Refused(exc.status, f"webhook: {exc}") from None
     if not await storage.remember_webhook(event.id or ""):
-        return 200  # redelivery of something already handled
+        return  # redelivery of something already handled
     if event.type in ("video.completed", "video.failed"):
         known = await generations.on_video_event(event.data.id)
         if not known:
             log.info("webhook for a video soracast does not track: %s", event.data.id)
-    return 200
+    else:
+        # Other event types are the provider's to send; acknowledged so they are not redelivered.
+        log.info("ignored a webhook of type %r", event.type[:80])
 
 
 WEBHOOK_PATH = "/webhooks/openai"
 
 
 def webhook_route(secret: str | None, storage: Storage, generations: GenerationService) -> web.RouteDef:
-    """`POST /webhooks/openai` for an aiohttp app: verified, de-duplicated, then the tracker is woken."""
+    """`POST /webhooks/openai` for an aiohttp app: off without a secret (404), then size (413), signature and
+    timestamp (401), the body (400), each refusal in one log line; verified events are de-duplicated and wake
+    the tracker."""
 
     async def receive(request: web.Request) -> web.Response:
-        body = await request.read()
-        status = await handle_video_webhook(secret, storage, generations, request.headers, body)
-        return web.Response(status=status)
+        if not secret:
+            raise Refused(404, "Videos API webhooks are off (OPENAI_WEBHOOK_SECRET is not set)")
+        body = await read_body(request, MAX_BODY_BYTES)
+        await handle_video_webhook(secret, storage, generations, request.headers, body)
+        return web.Response(status=200)
 
-    return web.post(WEBHOOK_PATH, receive)
+    return web.post(WEBHOOK_PATH, refusing(receive))

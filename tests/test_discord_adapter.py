@@ -378,7 +378,8 @@ async def test_in_a_burst_no_command_starts_its_work_before_every_acknowledgemen
 async def test_every_post_and_edit_mentions_nobody(discord_bot: DiscordHarness, make_mp4: Any) -> None:
     h = discord_bot
     await add_character(h, make_mp4("mascot.mp4"))
-    _, generation = await sora(h, "@mascot waves at @everyone and <@800000000000000002>")
+    # A member named in a prompt is shown, never pinged (mass mentions are refused before this; see below).
+    _, generation = await sora(h, "@mascot waves at <@800000000000000002> and <@!800000000000000001>")
     await h.core.generations.wait_finished(generation.id, WITHIN)
 
     writes = [

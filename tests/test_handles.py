@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.errors import InvalidHandle, TooManyCharacters, UnknownHandle
+from bot.errors import InvalidHandle, MassMention, TooManyCharacters, UnknownHandle
 from bot.handles import find_mentions, resolve_prompt, suggest_handles, validate_handle
 from bot.models import Character, Platform, Scope
 
@@ -60,15 +60,30 @@ def test_a_handle_with_a_dot_inside_and_a_full_stop_after() -> None:
 
 @pytest.mark.parametrize("prompt", [
     "mail bob@example.com about it",
-    "ping @everyone and @here",
-    "discord user <@123456> and role <@&987> and <@!42>",
-    "slack user <@U024BE7LH> and <!here>",
+    "mail the team at crew@everyone.example",
+    "discord users <@123456> and <@!42>",
+    "slack user <@U024BE7LH> in <#C024BE7LR>",
     "a lone @ sign",
 ])
 def test_things_that_look_like_mentions_are_left_alone(prompt: str) -> None:
     resolved = resolve_prompt(prompt, KNOWN, max_characters=2)
     assert resolved.text == prompt
     assert resolved.characters == []
+
+
+@pytest.mark.parametrize(("prompt", "named"), [
+    ("ping @everyone and @here", "@everyone and @here"),
+    ("@mascot waves at @Channel.", "@channel"),
+    ("slack <!here> dance party", "@here"),
+    ("slack <!everyone|everyone> dance party", "@everyone"),
+    ("slack <!subteam^S0614TZR7|@design> dance", "a user-group mention"),
+    ("discord role <@&987> dance", "a role mention"),
+])
+def test_a_prompt_that_would_ping_a_crowd_is_refused_and_says_which_mention(prompt: str, named: str) -> None:
+    with pytest.raises(MassMention) as caught:
+        resolve_prompt(prompt, KNOWN, max_characters=2)
+    assert f"contains {named}," in caught.value.message
+    assert "take it out" in caught.value.user_text()
 
 
 def test_an_unknown_handle_suggests_the_closest_known_ones() -> None:
@@ -102,7 +117,7 @@ _prose = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",
 def test_fuzz_resolution_never_crashes_and_only_replaces_known_handles(prompt: str) -> None:
     try:
         resolved = resolve_prompt(prompt, KNOWN, max_characters=3)
-    except (UnknownHandle, InvalidHandle):
+    except (UnknownHandle, InvalidHandle, MassMention):
         return
     # Every character used was mentioned, and no registered handle survives as a mention.
     for ref in resolved.characters:
@@ -111,7 +126,7 @@ def test_fuzz_resolution_never_crashes_and_only_replaces_known_handles(prompt: s
         assert raw.lower() not in KNOWN
 
 
-@given(st.lists(st.sampled_from(["@mascot", "@team_cat", "x@y.z", "@everyone", "<@1>", "word", ".", ","]),
+@given(st.lists(st.sampled_from(["@mascot", "@team_cat", "x@y.z", "a@everyone.z", "<@1>", "word", ".", ","]),
                 max_size=12))
 def test_fuzz_mentions_of_known_handles_always_resolve(words: list[str]) -> None:
     prompt = " ".join(words)

@@ -169,6 +169,8 @@ class ConsoleCommands:
         return Outcome.OK
 
     async def _register(self, handle: str, clip: Path, name: str | None, start: float) -> None:
+        # Refusals that need no file (a reserved or taken handle, a full workspace) come before the file.
+        await self.core.registry.precheck(self.scope, self.actor, handle, name)
         clip, size = await asyncio.to_thread(_local_file, clip)
         # The same up-front check chat adapters run on an attachment before downloading it.
         media.check_upload(clip.name, None, size, self.core.registry.limits)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import discord
 from discord import app_commands
 
-from adapters.discord import render, views
+from adapters.discord import options, render, views
 from adapters.discord.files import ClipDownloads, check_attachment, is_video
 from adapters.discord.interactions import PendingClips
 from adapters.discord.notifier import DiscordNotifier
@@ -23,6 +23,7 @@ from adapters.discord.replies import (
     defer_public,
     guarded,
     log_unexpected,
+    refuse_malformed,
     reply_private,
 )
 from bot.actions import VideoAction, decode_action, encode_action
@@ -79,6 +80,8 @@ class Commands:
         start: str | None,
     ) -> None:
         async with guarded(interaction, "character add"):
+            handle, clip = options.text(handle, "handle"), options.attachment(clip, "clip")
+            name, start = options.optional_text(name, "name"), options.optional_text(start, "start")
             await defer_private(interaction)
             scope, actor = scope_of(interaction), actor_of(interaction)
             # Everything that can refuse without the file runs before the download.
@@ -99,6 +102,7 @@ class Commands:
 
     async def character_info(self, interaction: discord.Interaction, handle: str) -> None:
         async with guarded(interaction, "character info"):
+            handle = options.text(handle, "handle")
             await defer_private(interaction)
             character = await self._core.registry.get(scope_of(interaction), handle)
             files = await self._core.registry.files(character)
@@ -111,12 +115,14 @@ class Commands:
 
     async def character_remove(self, interaction: discord.Interaction, handle: str) -> None:
         async with guarded(interaction, "character remove"):
+            handle = options.text(handle, "handle")
             await defer_private(interaction)
             character = await self._core.registry.remove(scope_of(interaction), actor_of(interaction), handle)
             await reply_private(interaction, render.removed_embed(character))
 
     async def character_rename(self, interaction: discord.Interaction, handle: str, new_handle: str) -> None:
         async with guarded(interaction, "character rename"):
+            handle, new_handle = options.text(handle, "handle"), options.text(new_handle, "new_handle")
             await defer_private(interaction)
             character = await self._core.registry.rename(
                 scope_of(interaction), actor_of(interaction), handle, new_handle
@@ -125,7 +131,7 @@ class Commands:
 
     async def complete_handle(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         """This server's handles matching what is typed so far."""
-        if interaction.guild_id is None:
+        if interaction.guild_id is None or not isinstance(current, str):
             return []
         found = await self._core.registry.complete(scope_of(interaction), current, limit=_CHOICES_MAX)
         return [
@@ -144,6 +150,8 @@ class Commands:
         model: str | None,
     ) -> None:
         async with guarded(interaction, "sora"):
+            # Checked before the public "thinking…": a refusal here is private from the start.
+            prompt = options.text(prompt, "prompt")
             message_id = await defer_public(interaction)
             generation = await self._core.generations.generate(
                 scope_of(interaction),
@@ -157,7 +165,7 @@ class Commands:
 
     async def complete_prompt(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         """Complete the `@partial` being typed at the end of a prompt with this server's handles."""
-        if interaction.guild_id is None:
+        if interaction.guild_id is None or not isinstance(current, str):
             return []
         match = _TRAILING_MENTION.search(current)
         if match is None:
@@ -177,6 +185,7 @@ class Commands:
 
     async def configure(self, interaction: discord.Interaction, register_role: discord.Role | None) -> None:
         async with guarded(interaction, "soracast config"):
+            register_role = options.optional_role(register_role, "register_role")
             await defer_private(interaction)
             settings = await self._core.registry.configure(
                 scope_of(interaction),
@@ -189,6 +198,8 @@ class Commands:
 
     async def make_character_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
         async with guarded(interaction, "make character menu"):
+            # Who may not register is told now, before a form asks for a handle.
+            await self._core.registry.check_can_register(scope_of(interaction), actor_of(interaction))
             generation_id = self._generation_of(message)
             if generation_id is not None:
                 custom_id = encode_action(VideoAction.CHARACTER, generation_id)
@@ -322,7 +333,11 @@ class Commands:
         return group
 
     async def _tree_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        # Reached only for failures outside the handlers' guard (an option discord.py could not convert).
-        log_unexpected(f"command {interaction.command.qualified_name if interaction.command else '?'}", error)
+        # Reached only for failures outside the handlers' guard: discord.py refusing the interaction itself.
+        what = f"command {interaction.command.qualified_name if interaction.command else '?'}"
+        if options.is_malformed(error):
+            await refuse_malformed(interaction, what, error)
+            return
+        log_unexpected(what, error)
         if not interaction.response.is_done():
             await interaction.response.send_message(embed=render.unexpected_embed(), ephemeral=True)

@@ -90,6 +90,8 @@ class Components:
                     views.extend_modal(generation_id, describe_durations(choices), default)
                 )
             elif action is VideoAction.CHARACTER:
+                # Who may not register is told now, before a form asks for a handle.
+                await self._core.registry.check_can_register(scope_of(interaction), actor_of(interaction))
                 custom_id = encode_action(VideoAction.CHARACTER, generation_id)
                 await interaction.response.send_modal(views.character_modal(custom_id, ask_name=False))
             elif action is VideoAction.DELETE:

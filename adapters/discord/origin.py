@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import discord
 
+from bot.errors import MalformedRequest
 from bot.models import Actor, DeliveryTarget, Platform, Scope
 
 #: What a non-boosted server allows per file; used when a stored target predates `upload_limit`.
@@ -17,7 +18,7 @@ EXTRA_UPLOAD_LIMIT = "upload_limit"
 def scope_of(interaction: discord.Interaction) -> Scope:
     """Characters are private to a Discord server (guild); commands are guild-only, so it is always set."""
     if interaction.guild_id is None:
-        raise ValueError("soracast commands only run in a server")
+        raise MalformedRequest("soracast's commands only run in a server.", hint="Use it in a server channel.")
     return Scope(platform=Platform.DISCORD, id=str(interaction.guild_id))
 
 
@@ -44,7 +45,7 @@ def target_of(interaction: discord.Interaction, message_id: int | None = None) -
     A thread is a channel of its own on Discord, so `channel_id` is the thread's id when used in one.
     """
     if interaction.channel_id is None:
-        raise ValueError("this interaction has no channel to post a video to")
+        raise MalformedRequest("Discord did not say which channel this came from.", hint="Try again in a channel.")
     extra = {EXTRA_UPLOAD_LIMIT: str(interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT)}
     if interaction.guild_id is not None:
         extra[EXTRA_GUILD] = str(interaction.guild_id)

@@ -12,7 +12,7 @@ from typing import Any
 
 import discord
 
-from adapters.discord import render
+from adapters.discord import options, render
 from bot.acks import AckGate
 from bot.errors import SoracastError
 
@@ -142,6 +142,18 @@ async def guarded(interaction: discord.Interaction, what: str) -> AsyncIterator[
         await _tell(interaction, render.unexpected_embed(), what)
     finally:
         _acknowledged(interaction)  # a handler that answered without deferring (a modal, an early refusal)
+
+
+async def refuse_malformed(interaction: discord.Interaction, what: str, error: Exception) -> None:
+    """discord.py refused an interaction as ill-formed: one log line, and a private answer (an empty list for
+    autocomplete, which cannot take a message)."""
+    log.warning("discord %s refused: malformed interaction (%s)", what, type(error).__name__)
+    if interaction.type is discord.InteractionType.autocomplete:
+        if not interaction.response.is_done():
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.response.autocomplete([])
+        return
+    await _tell(interaction, render.error_embed(options.malformed()), what)
 
 
 async def _tell(interaction: discord.Interaction, embed: discord.Embed, what: str) -> None:

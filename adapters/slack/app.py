@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.background import Background
 from adapters.slack.commands import SlashCommands
+from adapters.slack.door import SlackDoor
+from adapters.slack.envelope import envelope_middleware, on_bolt_error
 from adapters.slack.files import FileFetcher, StillUploads
 from adapters.slack.interactions import Interactions
 from adapters.slack.notifier import SlackNotifier
@@ -26,6 +27,7 @@ from adapters.slack.services import Services
 from bot.app import Soracast, build_app, settle_after_start_up
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.http_door import app_runner, refusals, refusing
 from bot.models import Platform
 from bot.webhooks import webhook_route
 
@@ -64,7 +66,16 @@ def build_slack_adapter(core: Soracast, settings: Settings, client: AsyncWebClie
     client = client or AsyncWebClient(token=token)
     # Every listener acks and hands its work to `Background` before returning, so bolt may run listeners inline
     # (process_before_response) and answer when they return: no per-request polling for the ack.
-    app = AsyncApp(client=client, signing_secret=signing_secret, process_before_response=True, name="soracast")
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret,
+        process_before_response=True,
+        name="soracast",
+        # A request no listener takes goes to `on_bolt_error` (one log line) instead of bolt's multi-line hint.
+        raise_error_for_unhandled_request=True,
+    )
+    app.use(envelope_middleware)
+    app.error(on_bolt_error)
     replier = Replier(client)
     notifier = SlackNotifier(client, core.generations)
     services = Services(
@@ -92,24 +103,27 @@ def build_slack_app(core: Soracast, settings: Settings, client: AsyncWebClient |
 def create_web_app(
     core: Soracast, settings: Settings, adapter: SlackAdapter, extra_routes: Sequence[web.RouteDef] = ()
 ) -> web.Application:
-    """`POST /slack/events` (signature checked by bolt on every request), `GET /healthz`, plus `extra_routes`
-    (the Videos API webhook route is added there by the CLI)."""
-
-    bolt_app, gate = adapter.app, adapter.services.background.gate
-
-    async def slack_events(request: web.Request) -> web.Response:
-        # Counted until answered: work started by earlier requests waits, so a burst's acks go out first.
-        gate.arrived()
-        try:
-            return await to_aiohttp_response(await bolt_app.async_dispatch(await to_bolt_request(request)))
-        finally:
-            gate.acknowledged()
+    """What `soracast web` serves: `POST /slack/events` (see `adapters.slack.door` for what is checked, in
+    which order), `POST /webhooks/openai` (see `bot.webhooks`), `GET /healthz`, plus `extra_routes`. Every
+    refusal, aiohttp's own 404/405/413 included, is one 4xx and one log line."""
+    signing_secret = _secret(
+        settings.slack_signing_secret, "SLACK_SIGNING_SECRET", "HTTP mode checks every request with the signing secret."
+    )
+    door = SlackDoor(adapter.app, signing_secret, adapter.services.background.gate)
+    webhook_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret is not None else None
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "offline": settings.use_offline})
 
-    web_app = web.Application(client_max_size=1024 * 1024)
-    web_app.add_routes([web.post(EVENTS_PATH, slack_events), web.get("/healthz", healthz), *extra_routes])
+    web_app = web.Application(client_max_size=1024 * 1024, middlewares=[refusals])
+    web_app.add_routes(
+        [
+            web.post(EVENTS_PATH, refusing(door)),
+            webhook_route(webhook_secret, core.storage, core.generations),
+            web.get("/healthz", healthz),
+            *extra_routes,
+        ]
+    )
     web_app[CORE_KEY] = core
     return web_app
 
@@ -163,9 +177,7 @@ async def run_web(settings: Settings, extra_routes: Sequence[web.RouteDef] = ())
     core = await build_app(settings)
     http = aiohttp.ClientSession()
     adapter = build_slack_adapter(core, settings, _web_client(settings, http))
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret is not None else None
-    routes = [webhook_route(secret, core.storage, core.generations), *extra_routes]
-    runner = web.AppRunner(create_web_app(core, settings, adapter, routes), access_log=None)
+    runner = app_runner(create_web_app(core, settings, adapter, extra_routes))
     try:
         await core.generations.resume(Platform.SLACK)
         await runner.setup()

@@ -137,6 +137,12 @@ class SlashCommands:
             return
         if trigger_id is None:
             raise InvalidInput("Adding a character needs a clip.", hint="Use `/character add @handle`.")
+        # Everything that can be refused without the clip is refused before the form with the file picker opens.
+        actor = await self.s.actors.get(origin.user_id, origin.user_name)
+        if handle:
+            await self.s.core.registry.precheck(origin.scope, actor, handle, options.get("name"))
+        else:
+            await self.s.core.registry.check_can_register(origin.scope, actor)
         state = ModalState(origin=origin)
         view = render.character_modal(state.encode(), handle=handle, max_mb=self.s.core.registry.limits.max_mb)
         await self.s.client.views_open(trigger_id=trigger_id, view=view)
@@ -157,6 +163,9 @@ class SlashCommands:
 
     async def open_from_message(self, origin: Origin, message: dict[str, Any], trigger_id: str) -> None:
         """The shortcut: the character form, pre-filled with the message's MP4 (or the soracast video it shows)."""
+        # Who may not register is told before anything is asked of Slack about the file.
+        actor = await self.s.actors.get(origin.user_id, origin.user_name)
+        await self.s.core.registry.check_can_register(origin.scope, actor)
         video = first_video(message.get("files"))
         if video is not None:
             video = await self.s.files.describe(video)

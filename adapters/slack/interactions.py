@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -14,7 +13,7 @@ from adapters.slack import render
 from adapters.slack.files import SlackFile
 from adapters.slack.origin import ModalState, Origin, from_interaction, team_of
 from adapters.slack.services import Services
-from bot.actions import PREFIX, VideoAction, decode_action
+from bot.actions import ACTION_ID, VideoAction, decode_action
 from bot.commands import parse_start
 from bot.errors import SoracastError
 from bot.handles import validate_handle
@@ -31,6 +30,10 @@ def _value(values: dict[str, Any], block_id: str) -> dict[str, Any]:
     return (values.get(block_id) or {}).get(block_id) or {}
 
 
+def _values(view: dict[str, Any]) -> dict[str, Any]:
+    return (view.get("state") or {}).get("values") or {}
+
+
 def _text(values: dict[str, Any], block_id: str) -> str:
     return (_value(values, block_id).get("value") or "").strip()
 
@@ -42,7 +45,8 @@ class Interactions:
         self.s = services
 
     def register(self, app: AsyncApp) -> None:
-        app.action(re.compile(f"^{PREFIX}:"))(self.video_button)
+        # Only well-formed ids of ours: anything else finds no listener and is refused with a 404.
+        app.action(ACTION_ID)(self.video_button)
         app.view(render.CHARACTER_VIEW)(self.character_submitted)
         app.view(render.REMIX_VIEW)(self.remix_submitted)
         app.view(render.EXTEND_VIEW)(self.extend_submitted)
@@ -90,6 +94,9 @@ class Interactions:
             default = min(choices, key=lambda d: abs(d - int(generation.seconds)))
             view = render.extend_modal(metadata, generation, [str(c) for c in choices], str(default))
         else:
+            # Who may not register is told now, not after filling in the form.
+            actor = await self.s.actors.get(origin.user_id, origin.user_name)
+            await core.registry.check_can_register(origin.scope, actor)
             view = render.character_modal(metadata, generation_id=generation.id)
         await self.s.client.views_open(trigger_id=trigger_id, view=view)
 
@@ -118,7 +125,7 @@ class Interactions:
         self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
     ) -> None:
         state = self._modal_state(body, view, context)
-        values = (view.get("state") or {}).get("values") or {}
+        values = _values(view)
         errors: dict[str, str] = {}
 
         def field(block_id: str, check: Any, raw: str) -> Any:
@@ -173,9 +180,9 @@ class Interactions:
     async def remix_submitted(
         self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
     ) -> None:
-        await ack()
         state = self._modal_state(body, view, context)
-        prompt = render.unescape(_text(view["state"]["values"], render.PROMPT))
+        await ack()
+        prompt = render.unescape(_text(_values(view), render.PROMPT))
         self.s.background.run(state.origin, self._remix(state, prompt), "remix")
 
     async def _remix(self, state: ModalState, prompt: str) -> None:
@@ -189,9 +196,9 @@ class Interactions:
     async def extend_submitted(
         self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
     ) -> None:
-        await ack()
         state = self._modal_state(body, view, context)
-        values = view["state"]["values"]
+        await ack()
+        values = _values(view)
         prompt = render.unescape(_text(values, render.PROMPT))
         seconds = (_value(values, render.SECONDS).get("selected_option") or {}).get("value")
         self.s.background.run(state.origin, self._extend(state, prompt, seconds), "extend")

@@ -9,7 +9,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import render
 from adapters.slack.webapi import slack_error
-from bot import present
 from bot.generations import GenerationService
 from bot.models import DeliveryReceipt, Generation
 
@@ -70,7 +69,7 @@ class SlackNotifier:
                 upload = await self._client.files_upload_v2(
                     file=str(path),
                     filename=f"soracast-{generation.id}.mp4",
-                    title=present.headline(generation)[:250],
+                    title=render.upload_title(generation),
                     channel=self._channel(generation),
                     thread_ts=generation.target.thread_id,
                     initial_comment=render.ready_comment(generation),

@@ -6,6 +6,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, Field, ValidationError
+
+from bot.errors import MalformedRequest
 from bot.models import DeliveryTarget, Platform, Scope
 
 #: Slack's limit for a view's private_metadata.
@@ -104,15 +107,39 @@ class ModalState:
 
     @classmethod
     def decode(cls, text: str, *, team_id: str, user_id: str) -> ModalState:
-        """Read `private_metadata`; the submitting user and team always come from the signed payload itself."""
-        data = json.loads(text) if text else {}
-        raw = data.get("o") or {}
-        origin = Origin(
-            team_id=team_id,
-            user_id=user_id,
-            channel_id=raw.get("channel_id"),
-            thread_ts=raw.get("thread_ts"),
-            response_url=raw.get("response_url"),
-            user_name=raw.get("user_name", ""),
-        )
-        return cls(origin=origin, generation_id=data.get("g"), file=data.get("f"), extra=data.get("x") or {})
+        """Read `private_metadata`; the submitting user and team always come from the signed payload itself.
+
+        Raises `MalformedRequest` for metadata soracast did not write.
+        """
+        try:
+            data = _Metadata.model_validate_json(text or "{}")
+        except ValidationError:
+            raise MalformedRequest("the view's private_metadata is not soracast's") from None
+        origin = Origin(team_id=team_id, user_id=user_id, **data.o.model_dump())
+        file = data.f.model_dump() if data.f is not None else None
+        return cls(origin=origin, generation_id=data.g, file=file, extra=data.x)
+
+
+class _OriginFields(BaseModel):
+    channel_id: str | None = None
+    thread_ts: str | None = None
+    response_url: str | None = None
+    user_name: str = ""
+
+
+class _FileFields(BaseModel):
+    id: str
+    name: str
+    mimetype: str = ""
+    size: int | None = None
+    url: str | None = None
+    filetype: str = ""
+
+
+class _Metadata(BaseModel):
+    """`private_metadata` as `ModalState.encode` writes it (team and user ids in it are ignored)."""
+
+    o: _OriginFields = Field(default_factory=_OriginFields)
+    g: str | None = None
+    f: _FileFields | None = None
+    x: dict[str, str] = Field(default_factory=dict)

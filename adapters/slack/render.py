@@ -1,4 +1,9 @@
-"""Core results and errors as Slack messages and modals (Block Kit JSON); wording comes from `bot.present`."""
+"""Core results and errors as Slack messages and modals (Block Kit JSON); wording comes from `bot.present`.
+
+Slack turns `<!here>`, `<!channel>`, `<!everyone>` and `<!subteam^…>` into pings in a message's `text` as much
+as in its blocks: every piece of text that did not come from this module is escaped in both, and a `Message`
+defuses whatever mass mention is left (`bot.mass_mentions`), so none can reach a channel.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 from bot import present
 from bot.actions import VideoAction, decode_action, encode_action
 from bot.errors import SoracastError
+from bot.mass_mentions import defuse
 from bot.models import Character, Generation, GenerationStatus
 
 Block = dict[str, Any]
@@ -28,15 +34,36 @@ CLIP_FILETYPES = ["mp4", "mov"]
 
 @dataclass
 class Message:
-    """A chat message: `text` is the notification / fallback, `blocks` what Slack shows."""
+    """A chat message: `text` is the notification / fallback, `blocks` what Slack shows. No mass mention
+    survives in either, whoever built it."""
 
     text: str
     blocks: list[Block] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.text = defuse(self.text)
+        self.blocks = _defused(self.blocks)
+
+
+def _defused(node: Any) -> Any:
+    if isinstance(node, str):
+        return defuse(node)
+    if isinstance(node, list):
+        return [_defused(item) for item in node]
+    if isinstance(node, dict):
+        return {key: _defused(value) for key, value in node.items()}
+    return node
+
 
 def escape(text: str) -> str:
-    """Slack's three control characters, so user text never turns into mentions or links."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Slack's three control characters escaped and mass mentions defused, so text that is not ours never
+    turns into mentions or links."""
+    return defuse(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def plain(text: str) -> str:
+    """Text for fields Slack shows as typed (file titles): mass mentions defused, nothing escaped."""
+    return defuse(text)
 
 
 def unescape(text: str) -> str:
@@ -71,7 +98,7 @@ def generation_message(
         blocks.append(_context(f":warning: {escape(note)}"))
     if generation.status is GenerationStatus.COMPLETED:
         blocks.append(video_buttons(generation, actions))
-    return Message(text=f"{present.headline(generation)} — {status}"[:3000], blocks=blocks)
+    return Message(text=f"{headline} — {escape(status)}"[:3000], blocks=blocks)
 
 
 def video_buttons(generation: Generation, actions: Sequence[VideoAction] = tuple(VideoAction)) -> Block:
@@ -110,8 +137,13 @@ def generation_id_in(blocks: Sequence[Block]) -> str | None:
 
 
 def ready_comment(generation: Generation) -> str:
-    """The line posted with the uploaded video, so the requester is notified."""
-    return f"<@{generation.requester_id}> your video `{generation.id}` is ready."
+    """The line posted with the uploaded video, so the requester (and only they) is notified."""
+    return f"<@{escape(generation.requester_id)}> your video `{escape(generation.id)}` is ready."
+
+
+def upload_title(generation: Generation) -> str:
+    """The uploaded video's title: what was asked for."""
+    return plain(present.headline(generation))[:250]
 
 
 # --- errors and short answers --------------------------------------------------------------------------------
@@ -119,9 +151,9 @@ def ready_comment(generation: Generation) -> str:
 
 def error_message(error: SoracastError) -> Message:
     """A core failure: the core's title and text, shown only to the person who acted."""
-    title = present.error_title(error)
-    body = error.user_text()
-    return Message(text=f"{title}: {body}", blocks=[_section(f":warning: *{escape(title)}*\n{escape(body)}")])
+    title = escape(present.error_title(error))
+    body = escape(error.user_text())
+    return Message(text=f"{title}: {body}", blocks=[_section(f":warning: *{title}*\n{body}")])
 
 
 def unexpected_error_message() -> Message:
@@ -148,7 +180,7 @@ def characters_message(characters: Sequence[Character]) -> Message:
     lines = [escape(present.character_line(c)) for c in characters]
     header = f"*{len(characters)} character{'s' if len(characters) != 1 else ''} in this workspace*"
     return Message(
-        text=f"{len(characters)} characters: " + ", ".join(f"@{c.handle}" for c in characters),
+        text=f"{len(characters)} characters: " + ", ".join(f"@{escape(c.handle)}" for c in characters),
         blocks=[_section(header), _section("\n".join(lines))],
     )
 
@@ -166,7 +198,7 @@ def character_message(character: Character, still_ids: Sequence[str] = ()) -> Me
         blocks.append(
             {"type": "image", "slack_file": {"id": file_id}, "alt_text": f"@{character.handle}, still {index}"}
         )
-    return Message(text=present.character_line(character), blocks=blocks)
+    return Message(text=line, blocks=blocks)
 
 
 def registered_message(character: Character) -> Message:
