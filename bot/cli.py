@@ -31,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
         "--lost-answer-rate", type=float, default=0.0, help="share of those 5xx sent after the work was done"
     )
     emulate.add_argument("--rate-limit", type=float, default=0.0, help="requests per second before 429s (0: off)")
+    emulate.add_argument(
+        "--render",
+        choices=("full", "shared", "stub"),
+        default="full",
+        help="full: every video drawn; shared/stub: cheaper renders for load tests",
+    )
 
     sub.add_parser("discord", help="run the Discord bot (gateway; the Procfile's worker)")
     sub.add_parser("slack", help="run the Slack app in Socket Mode")
@@ -55,6 +61,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             time_scale=args.time_scale,
             fail_rate=args.fail_rate,
             rate_limit=args.rate_limit,
+            render=args.render,
         )
         return 0
     if args.command == "discord":

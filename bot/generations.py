@@ -340,7 +340,10 @@ class GenerationService:
         """This workspace's waiting videos with their places in their backends' lines (best first)."""
         entries: list[LineEntry] = []
         for backend in self._catalog.backends():
-            order = fair_order(await self._storage.waiting_generations(backend.name))
+            order = fair_order(
+                await self._storage.waiting_generations(backend.name),
+                await self._storage.in_flight_by_person(backend.name),
+            )
             found = places(order, slots=self.runner.limiter(backend.name).max_in_flight, job_seconds=60.0)
             for generation in order:
                 if generation.scope == scope:

@@ -123,6 +123,7 @@ class JobRunner:
         self._job_seconds: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._boards: dict[str, StatusBoard] = {}
+        self._direct: dict[str, asyncio.Lock] = {}
         self._closing = False
 
     # --- wiring -------------------------------------------------------------------------------------------
@@ -201,14 +202,21 @@ class JobRunner:
         Returns the outcome, or None when it stays in line. A refusal is raised (the caller tells the user and
         removes the request), as if the line were not there.
         """
-        waiting = await self._storage.waiting_generations(generation.backend)
-        if any(g.id != generation.id for g in waiting):
-            return None
-        limiter = self.limiter(generation.backend)
-        in_flight = await self._storage.count_in_flight(generation.backend)
-        if limiter.submit_wait(in_flight) != 0.0:
-            return None
-        return await self._send(generation.id, raise_refusal=True)
+        lock = self._direct.setdefault(generation.backend, asyncio.Lock())
+        if lock.locked():
+            return None  # another request is being sent directly right now: this one takes its turn in line
+        async with lock:
+            waiting = fair_order(
+                await self._storage.waiting_generations(generation.backend),
+                await self._storage.in_flight_by_person(generation.backend),
+            )
+            if not waiting or waiting[0].id != generation.id:
+                return None
+            limiter = self.limiter(generation.backend)
+            in_flight = await self._storage.count_in_flight(generation.backend)
+            if limiter.submit_wait(in_flight) != 0.0 or limiter.pause_left() > 0:
+                return None
+            return await self._send(generation.id, raise_refusal=True)
 
     async def _dispatch(self, backend_name: str) -> None:
         """Send the waiting generations of one backend in fair order, as fast as its limits allow."""
@@ -218,7 +226,7 @@ class JobRunner:
             wake.clear()
             try:
                 waiting = await self._storage.waiting_generations(backend_name)
-                order = fair_order(waiting)
+                order = fair_order(waiting, await self._storage.in_flight_by_person(backend_name))
                 await self._show_places(backend_name, order)
                 served = [g for g in order if g.platform in self._notifiers]
                 if not served:
@@ -246,7 +254,8 @@ class JobRunner:
             if generation.line_position == place.position:
                 continue
             generation.line_position, generation.line_eta = place.position, place.eta_seconds
-            await self._storage.save_generation(generation)
+            if not await self._storage.save_line_place(generation):
+                continue  # it left the line meanwhile (sent, cancelled)
             if generation.platform in self._notifiers:
                 await self._note_progress(generation)
 
@@ -272,7 +281,7 @@ class JobRunner:
             await limiter.gate(Priority.SUBMIT)
             job = await backend.submit(request, generation.api_prompt)
         except RateLimited as exc:
-            pause = limiter.rate_limited(exc.retry_after)
+            pause = limiter.rate_limited(exc.retry_after, create=True)
             log.info("%s rate limited %s's create: back in line, %.1fs pause", generation.backend, generation.id, pause)
             await self._requeue(generation)
             return Outcome.REQUEUED
@@ -291,6 +300,7 @@ class JobRunner:
             await self._refused(generation, exc, raise_refusal)
             return None
         limiter.succeeded()
+        limiter.request_succeeded()
         self.apply(generation, job)
         await self._storage.save_generation(generation)
         await self._budgets.spent(generation.id)
@@ -564,6 +574,7 @@ class JobRunner:
         except RateLimited as exc:
             limiter.rate_limited(exc.retry_after)
             raise
+        limiter.request_succeeded()
         return result
 
     async def _fetch_result(self, generation: Generation, backend: VideoBackend) -> None:

@@ -5,9 +5,10 @@ Three limits, all per backend:
 - creates per minute at most `submits_per_minute` (`SORACAST_SUBMITS_PER_MINUTE`), as a token bucket whose
   rate is also learnt: a 429 halves it and pauses every call to that backend for as long as the backend asked
   (`Retry-After`, `x-ratelimit-reset-*`, or a backoff when it did not say); each success earns back a little;
-- every request (polls and downloads too) goes through one gate that honours that pause and, when
-  `SORACAST_REQUESTS_PER_SECOND` is set, a per-second budget — where creates are served before polls, so
-  status checks never starve submits.
+- every request (polls and downloads too) goes through one gate that honours that pause and a per-second
+  budget — `SORACAST_REQUESTS_PER_SECOND` when set, and in any case the rate learnt from 429s: a 429 sets it
+  to a little under the rate that was being sent, and each success raises it a little again. Creates are
+  served before polls, so status checks never starve submits.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable
 from enum import IntEnum
 
@@ -25,7 +27,13 @@ MAX_BACKOFF = 120.0
 #: The learnt create rate never drops below this many per minute.
 MIN_SUBMIT_RATE = 0.5
 #: Without a configured rate, creates start this fast and only slow down when the backend says so.
-DEFAULT_SUBMIT_RATE = 60.0
+DEFAULT_SUBMIT_RATE = 120.0
+#: After a 429 requests go at this share of the rate that provoked it; each success adds a little back.
+BACKOFF_SHARE = 0.7
+RECOVERY_STEP = 1.02
+MIN_REQUEST_RATE = 0.2
+#: The window the sent rate is measured over.
+RATE_WINDOW = 2.0
 
 
 class Priority(IntEnum):
@@ -54,9 +62,11 @@ class BackendLimiter:
         self._refilled = clock()
         self._paused_until = 0.0
         self._backoff = FIRST_BACKOFF
+        self._ceiling_per_second = requests_per_second
         self._per_second = requests_per_second
         self._request_tokens = float(requests_per_second or 0)
         self._request_refilled = clock()
+        self._sent: deque[float] = deque()
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._gate_task: asyncio.Task[None] | None = None
@@ -90,23 +100,50 @@ class BackendLimiter:
         self._tokens = max(0.0, self._tokens - 1.0)
 
     def succeeded(self) -> None:
-        """A call went through: the learnt rate creeps back up, the backoff resets."""
+        """A create went through: the learnt create rate creeps back up, the backoff resets."""
         self._backoff = FIRST_BACKOFF
         self._rate = min(self._ceiling, self._rate + max(1.0, self._ceiling / 20))
 
-    def rate_limited(self, retry_after: float | None) -> float:
-        """The backend answered 429: pause every call for as long as it asked, and halve the create rate.
+    def request_succeeded(self) -> None:
+        """Any request went through: a learnt request rate creeps back up (never above a configured one)."""
+        if self._per_second is None:
+            return
+        raised = self._per_second * RECOVERY_STEP
+        self._per_second = min(raised, self._ceiling_per_second) if self._ceiling_per_second else raised
+
+    @property
+    def request_rate(self) -> float | None:
+        """Requests per second allowed now (learnt or configured); None while nothing limits them."""
+        return self._per_second
+
+    def rate_limited(self, retry_after: float | None, *, create: bool = False) -> float:
+        """The backend answered 429: pause every call for as long as it asked and slow every request down; a
+        429 on a create also halves the create rate.
 
         Returns the pause, in seconds.
         """
         self.rate_limited_count += 1
+        now = self._clock()
         pause = retry_after if retry_after is not None else self._backoff
         self._backoff = min(MAX_BACKOFF, self._backoff * 2)
-        self._paused_until = max(self._paused_until, self._clock() + pause)
-        self._rate = max(MIN_SUBMIT_RATE, self._rate / 2)
-        self._tokens = min(self._tokens, 0.0)
+        self._paused_until = max(self._paused_until, now + pause)
+        if create:
+            self._rate = max(MIN_SUBMIT_RATE, self._rate / 2)
+            self._tokens = min(self._tokens, 0.0)
+        # Every request slows down to a little under what provoked the 429, measured over the last moments.
+        self._forget_old(now)
+        sent_rate = len(self._sent) / RATE_WINDOW
+        current = self._per_second if self._per_second is not None else sent_rate
+        learnt = max(MIN_REQUEST_RATE, min(current, sent_rate or current) * BACKOFF_SHARE)
+        self._per_second = min(learnt, self._ceiling_per_second) if self._ceiling_per_second else learnt
+        self._request_tokens = 0.0
+        self._request_refilled = now
         self._wake_gate()
         return pause
+
+    def _forget_old(self, now: float) -> None:
+        while self._sent and now - self._sent[0] > RATE_WINDOW:
+            self._sent.popleft()
 
     def _refill(self) -> None:
         now = self._clock()
@@ -132,17 +169,22 @@ class BackendLimiter:
             raise
 
     def _take_request_token(self) -> bool:
-        if self._per_second is None:
-            return True
         now = self._clock()
-        self._request_tokens = min(
-            self._per_second, self._request_tokens + (now - self._request_refilled) * self._per_second
-        )
+        if self._per_second is None:
+            self._note_sent(now)
+            return True
+        burst = max(1.0, self._per_second)
+        self._request_tokens = min(burst, self._request_tokens + (now - self._request_refilled) * self._per_second)
         self._request_refilled = now
         if self._request_tokens >= 1.0:
             self._request_tokens -= 1.0
+            self._note_sent(now)
             return True
         return False
+
+    def _note_sent(self, now: float) -> None:
+        self._sent.append(now)
+        self._forget_old(now)
 
     def _wake_gate(self) -> None:
         if self._gate_task is None or self._gate_task.done():

@@ -9,31 +9,43 @@ waiting video keeps its place across a restart.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.models import Generation
 
 
-def _round_robin(queues: Iterable[list[Generation]]) -> list[Generation]:
-    pending = [list(q) for q in queues if q]
-    order: list[Generation] = []
-    while pending:
-        for queue in pending:
-            order.append(queue.pop(0))
-        pending = [q for q in pending if q]
-    return order
+def fair_order(waiting: Sequence[Generation], busy: Mapping[tuple[str, str], int] | None = None) -> list[Generation]:
+    """The order the waiting generations of one backend are sent in.
 
-
-def fair_order(waiting: Sequence[Generation]) -> list[Generation]:
-    """The order the waiting generations of one backend are sent in."""
+    `busy` counts, per (workspace key, person), the videos already sent and not finished: someone with three
+    videos rendering waits for their fourth until those with none have had their turn, so the line stays fair
+    while it moves (the order is computed afresh each time, from stored facts only).
+    """
+    busy = busy or {}
     by_scope: OrderedDict[str, OrderedDict[str, list[Generation]]] = OrderedDict()
     for generation in sorted(waiting, key=lambda g: (g.created_at, g.id)):
         people = by_scope.setdefault(generation.scope.key, OrderedDict())
         people.setdefault(generation.requester_id, []).append(generation)
-    # Within a workspace people take turns; workspaces take turns with each other's turns.
-    per_scope = [_round_robin(people.values()) for people in by_scope.values()]
-    return _round_robin(per_scope)
+    scope_busy: dict[str, int] = {}
+    for (scope_key, _), count in busy.items():
+        scope_busy[scope_key] = scope_busy.get(scope_key, 0) + count
+    # Within a workspace people take turns: a person's i-th waiting video comes in turn busy + i.
+    per_scope: list[tuple[str, list[Generation]]] = []
+    for scope_key, people in by_scope.items():
+        turns = [
+            (busy.get((scope_key, person), 0) + index, arrival, index, generation)
+            for arrival, (person, jobs) in enumerate(people.items())
+            for index, generation in enumerate(jobs)
+        ]
+        per_scope.append((scope_key, [t[3] for t in sorted(turns, key=lambda t: t[:3])]))
+    # Workspaces take turns the same way, counting what each already has rendering.
+    turns = [
+        (scope_busy.get(scope_key, 0) + index, arrival, index, generation)
+        for arrival, (scope_key, sequence) in enumerate(per_scope)
+        for index, generation in enumerate(sequence)
+    ]
+    return [t[3] for t in sorted(turns, key=lambda t: t[:3])]
 
 
 @dataclass(frozen=True)

@@ -92,12 +92,19 @@ class Storage(Protocol):
 
     async def count_waiting(self, scope: Scope, requester: str) -> int: ...
 
+    async def in_flight_by_person(self, backend: str) -> dict[tuple[str, str], int]:
+        """How many generations each (workspace key, person) has at this backend and not finished."""
+
     async def count_in_flight(self, backend: str) -> int:
         """Generations sent (or being sent) to this backend and not finished there."""
 
     async def claim_for_submit(self, generation_id: str, owner: str, until: datetime) -> Generation | None:
         """Atomically move a waiting generation to `submitting` under `owner`'s lease; None if it is not waiting
         any more (another process took it, or it was cancelled)."""
+
+    async def save_line_place(self, generation: Generation) -> bool:
+        """Save a waiting generation's place in line, only if it is still waiting (a cancel or a claim that
+        happened meanwhile is never overwritten); False otherwise."""
 
     async def cancel_waiting(self, generation_id: str) -> bool:
         """Atomically cancel a generation that is still waiting; False if it left the line already."""

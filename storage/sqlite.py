@@ -386,6 +386,28 @@ class SQLiteStorage:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
+    async def in_flight_by_person(self, backend: str) -> dict[tuple[str, str], int]:
+        statuses = [s.value for s in GenerationStatus if s.at_backend]
+        async with self.db.execute(
+            "SELECT scope, requester, count(*) FROM generations WHERE backend = ?"
+            f" AND status IN ({','.join('?' * len(statuses))}) GROUP BY scope, requester",
+            (backend, *statuses),
+        ) as cursor:
+            return {(row[0], row[1]): int(row[2]) async for row in cursor}
+
+    async def save_line_place(self, generation: Generation) -> bool:
+        async with self._write_lock:
+            cursor = await self.db.execute(
+                "UPDATE generations SET body = ? WHERE id = ? AND status = ?",
+                (
+                    generation.model_dump_json(exclude={"delivered_at", "target"}),
+                    generation.id,
+                    GenerationStatus.WAITING.value,
+                ),
+            )
+            await self.db.commit()
+        return cursor.rowcount == 1
+
     async def cancel_waiting(self, generation_id: str) -> bool:
         async with self._write_lock:
             await self.db.execute("BEGIN IMMEDIATE")

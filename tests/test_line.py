@@ -49,6 +49,9 @@ def test_people_and_workspaces_take_turns() -> None:
     # Alice asked first, but Bob's and Carol's first videos do not wait behind her other four.
     assert [g.prompt for g in order[:4]] == ["alice 0", "carol 7", "bob 6", "alice 1"]
     assert [g.prompt for g in order[4:]] == ["alice 2", "alice 3", "alice 4"]
+    # Someone with videos already rendering waits for their turn behind those with none.
+    busy_order = fair_order([*alice, bob, carol], {(CONSOLE_SCOPE.key, "alice"): 2})
+    assert [g.prompt for g in busy_order[:3]] == ["carol 7", "bob 6", "alice 0"]
     found = places(order, slots=2, job_seconds=60)
     assert [found[g.id].position for g in order] == list(range(1, 8))
     assert [found[g.id].eta_seconds for g in order[:4]] == [60, 60, 120, 120]
@@ -104,7 +107,7 @@ async def test_one_person_may_have_three_waiting_and_is_told_so(slow_core: Sorac
     bob = await core.generations.generate(CONSOLE_SCOPE, BOB, "mine", GenerationOptions(), TARGET)
     assert bob.status is GenerationStatus.WAITING
     [entry_bob] = [e for e in await core.generations.line(CONSOLE_SCOPE) if e.generation.id == bob.id]
-    assert entry_bob.place.position == 2  # after Alice's first waiting one: people take turns
+    assert entry_bob.place.position == 1  # Alice already has two rendering: Bob's first goes before her third
 
 
 async def test_a_waiting_video_survives_a_restart_and_keeps_its_place(tmp_path: Path) -> None:

@@ -391,6 +391,8 @@ def make_middleware(
 
     @web.middleware
     async def emulate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(STATS_PATH):
+            return await handler(request)  # the emulator's own report: no key, no faults, not recorded
         route = request.match_info.route.name
         subpath = request.path[len(prefix) :] if request.path.startswith(prefix) else request.path
         body_error: str | None = None
@@ -487,3 +489,23 @@ async def start_app(app: web.Application, host: str, port: int) -> tuple[web.App
     await site.start()
     bound_host, bound_port = runner.addresses[0][:2]
     return runner, f"http://{bound_host}:{bound_port}"
+
+
+#: Where an emulator reports what it received (`soracast emulate` users and the benchmarks read it).
+STATS_PATH = "/_emulator/stats"
+
+
+def add_stats_route(app: web.Application, faults: FaultPlan) -> None:
+    """`GET /_emulator/stats`: requests received per route and per answer status, and injected faults."""
+
+    async def stats(_: web.Request) -> web.Response:
+        by_route: dict[str, int] = {}
+        by_status: dict[str, int] = {}
+        faulted = 0
+        for record in faults.requests:
+            by_route[record.route or "?"] = by_route.get(record.route or "?", 0) + 1
+            by_status[str(record.status)] = by_status.get(str(record.status), 0) + 1
+            faulted += record.fault is not None
+        return web.json_response({"routes": by_route, "statuses": by_status, "faults": faulted})
+
+    app.router.add_get(STATS_PATH, stats)

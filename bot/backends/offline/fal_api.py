@@ -33,7 +33,13 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 
-from bot.backends.offline.emulation import MAX_BODY_BYTES, FaultPlan, make_middleware, request_body
+from bot.backends.offline.emulation import (
+    MAX_BODY_BYTES,
+    FaultPlan,
+    add_stats_route,
+    make_middleware,
+    request_body,
+)
 from bot.backends.offline.renderer import HUMAN_LIKENESS_MARKER, OfflineVideosAPI
 from bot.backends.openai.schemas import VideoStatus
 from bot.errors import APIRequestRejected, VideosAPIError
@@ -474,6 +480,7 @@ def create_fal_app(
     app.router.add_get(f"{requests}/status", status, name="status")
     app.router.add_put(f"{requests}/cancel", cancel, name="cancel")
     app.router.add_get(requests, result, name="result")
+    add_stats_route(app, faults)
     app.router.add_post("/{model:.+}", submit, name="submit")
     # Anything else (a status URL built with the model's sub-path, say) is not found, as at fal.
     app.router.add_route("*", "/{path:.*}", unknown)

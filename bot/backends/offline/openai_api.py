@@ -40,6 +40,7 @@ from bot.backends.offline.emulation import (
     Body,
     FaultPlan,
     UploadedFile,
+    add_stats_route,
     make_middleware,
     request_body,
 )
@@ -450,4 +451,5 @@ def create_emulator_app(
     app.router.add_delete(f"{p}/videos/{{video_id}}", delete_video, name="delete_video")
     app.router.add_get(f"{p}/videos/{{video_id}}/content", download_content, name="download_content")
     app.router.add_post(f"{p}/videos/{{video_id}}/remix", remix_video, name="remix_video")
+    add_stats_route(app, faults)
     return app

@@ -167,7 +167,8 @@ class OpenAIBackend:
         return await self.api.download_content(job_id, dest, ContentVariant.VIDEO)
 
     async def download_thumbnail(self, job_id: str, dest: Path) -> Path | None:
-        return await self.api.download_content(job_id, dest, ContentVariant.THUMBNAIL)
+        # The core cuts a thumbnail from the video itself: one request less per video under a rate limit.
+        return None
 
     async def cancel(self, job_id: str) -> None:
         # The API has no cancel route; deleting a job is how a client stops caring about it.

@@ -256,6 +256,7 @@ class HTTPVideosAPI:
         backoff_max: float = 20.0,
         max_retry_after: float = 60.0,
         retry_unsafe_posts: bool = False,
+        retry_rate_limits: bool = True,
         max_connections: int = 20,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
@@ -266,7 +267,9 @@ class HTTPVideosAPI:
         bytes keep coming); `max_retries` is the number of retries after the first attempt; `backoff_base` /
         `backoff_max` shape the jittered exponential waits; a server-requested wait above `max_retry_after`
         raises instead of sleeping. `retry_unsafe_posts` also retries POSTs after a 5xx or a read timeout,
-        for endpoints known to honour `Idempotency-Key`. `transport` and `rng` are for tests.
+        for endpoints known to honour `Idempotency-Key`. `retry_rate_limits=False` hands every 429 to the caller
+        at once (the core's limiter then pauses the whole backend instead of each request retrying on its own).
+        `transport` and `rng` are for tests.
         """
         if not api_key:
             raise ConfigError("OPENAI_API_KEY is empty: set the Videos API key.")
@@ -279,6 +282,7 @@ class HTTPVideosAPI:
         self.backoff_max = backoff_max
         self.max_retry_after = max_retry_after
         self.retry_unsafe_posts = retry_unsafe_posts
+        self.retry_rate_limits = retry_rate_limits
         self._rng = rng or random.Random()
         auth = {"Authorization": f"Bearer {api_key}"} if self.auth_style is AuthStyle.BEARER else {"api-key": api_key}
         self._slots = asyncio.Semaphore(max_connections)
@@ -545,6 +549,8 @@ class HTTPVideosAPI:
         self, error: VideosAPIError, response: httpx.Response, call: _Call, attempt: int, attempts: int
     ) -> float | None:
         if attempt >= attempts or not isinstance(error, RateLimited | APIUnavailable):
+            return None
+        if isinstance(error, RateLimited) and not self.retry_rate_limits:
             return None
         should_retry = response.headers.get("x-should-retry", "").lower()
         if should_retry == "false":
