@@ -70,12 +70,25 @@ class SQLiteStorage:
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self._path)
         self._db.row_factory = aiosqlite.Row
-        # The busy timeout first: another process may hold the lock while this one switches to WAL.
         await self._db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._use_wal()
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self.migrate()
+
+    async def _use_wal(self) -> None:
+        # Turning a new file to WAL needs it alone for a moment. Where another process is opening it too,
+        # SQLite answers "database is locked" at once instead of waiting (waiting could deadlock), so the
+        # waiting is done here, for as long as the busy timeout would have.
+        deadline = asyncio.get_running_loop().time() + _BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                await self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or asyncio.get_running_loop().time() > deadline:
+                    raise
+            await asyncio.sleep(0.02)
 
     async def close(self) -> None:
         if self._db is not None:
