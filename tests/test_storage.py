@@ -34,6 +34,7 @@ from storage.postgres import MIGRATION_LOCK_KEY, PostgresStorage
 from storage.schema import migrations
 from storage.sqlite import SQLiteStorage
 from tests.fixtures.core import fast_settings
+from tests.fixtures.postgres import with_url_parts
 
 GUILD = Scope(platform=Platform.DISCORD, id="1")
 OTHER_GUILD = Scope(platform=Platform.DISCORD, id="2")
@@ -442,3 +443,28 @@ async def test_scope_settings_are_kept_per_workspace(store: Storage) -> None:
     await store.save_scope_settings(ScopeSettings(scope=GUILD, register_role_id="r2"))
     assert (await store.get_scope_settings(GUILD)).register_role_id == "r2"
     assert (await store.get_scope_settings(OTHER_GUILD)).register_role_id is None
+
+
+# --- Postgres only -------------------------------------------------------------------------------------------
+
+
+async def test_a_postgres_storage_stays_within_its_pool_and_closes_every_connection(postgres_url: str) -> None:
+    name = f"soracast-pool-test-{id(postgres_url)}"
+    storage = PostgresStorage(with_url_parts(postgres_url, application_name=name), max_connections=3)
+    watcher = await asyncpg.connect(postgres_url)
+
+    async def connections() -> int:
+        return int(await watcher.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", name))
+
+    try:
+        await storage.open()
+        generation = _generation()
+        await storage.save_generation(generation)
+        # A burst of 30 reads opens the pool's three connections and no more; they stay for the next burst.
+        await asyncio.gather(*(storage.get_generation(generation.id) for _ in range(30)))
+        assert await connections() == 3
+        await storage.close()
+        assert await connections() == 0
+    finally:
+        await storage.close()
+        await watcher.close()
