@@ -179,10 +179,11 @@ async def track(args: argparse.Namespace, base_url: str) -> None:
     print(f"peak RSS                   {peak_rss_mb:.1f} MB   (target < 150 MB)")
     print(f"CPU seconds                {cpu:.2f} s")
     print(f"API calls per generation   {total_calls / args.jobs:.2f}  {dict(stats['routes'])}")
+    lists, singles = stats["routes"].get("list_videos", 0), stats["routes"].get("retrieve_video", 0)
     print(f"status calls per interval  {status_calls / intervals:.1f} for all {args.jobs} jobs "
-          f"({stats['routes'].get('list_videos', 0)} list pages + {stats['routes'].get('retrieve_video', 0)} "
-          f"single retrieves over {intervals:.0f} intervals)")
-    print(f"  single retrieves per job mean {statistics.mean(per_interval):.3f} per interval, max {max(per_interval):.2f}")
+          f"({lists} list pages + {singles} single retrieves over {intervals:.0f} intervals)")
+    print(f"  single retrieves per job mean {statistics.mean(per_interval):.3f} per interval, "
+          f"max {max(per_interval):.2f}")
     if delays:
         mean_delay = statistics.mean(delays)
         print(f"completed → emitted delay  mean {mean_delay * 1000:.0f} ms = {mean_delay / poll:.2f} poll intervals, "

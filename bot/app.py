@@ -49,13 +49,33 @@ class Soracast:
 
 
 def open_storage(settings: Settings) -> Storage:
-    """The storage the database URL names; SQLite is the embedded default."""
-    url = settings.resolved_database_url
-    if url.startswith("sqlite:///"):
+    """The storage the database URL names: SQLite (the embedded default) or Postgres."""
+    url, variable = settings.resolved_database_url, settings.database_url_variable
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "sqlite":
+        path = url.removeprefix("sqlite:///")
+        if path == url or not path:
+            raise ConfigError(f"{variable}: a SQLite URL is sqlite:///path/to/soracast.db")
         from storage.sqlite import SQLiteStorage
 
-        return SQLiteStorage(url.removeprefix("sqlite:///"))
-    raise ConfigError(f"SORACAST_DATABASE_URL: unsupported database {url.split(':', 1)[0]!r}; use sqlite:///path")
+        return SQLiteStorage(path)
+    if scheme in ("postgresql", "postgres"):
+        from storage.postgres import PostgresStorage
+
+        try:
+            return PostgresStorage(url, max_connections=settings.database_pool_size, setting=variable)
+        except ValueError as exc:
+            raise ConfigError(f"{variable}: {exc}") from None
+    raise ConfigError(
+        f"{variable}: unsupported database {scheme or url!r}; use sqlite:///path or postgresql://user@host/db"
+    )
+
+
+async def migrate(settings: Settings) -> None:
+    """Apply pending migrations and stop: `soracast migrate`, the Procfile's release step."""
+    store = open_storage(settings)
+    await store.open()
+    await store.close()
 
 
 def wrap_videos_api(api: VideosAPI, settings: Settings) -> dict[str, VideoBackend]:

@@ -1,4 +1,4 @@
-"""`soracast try | emulate | discord | slack | web` — the one place the app is started from."""
+"""`soracast try | emulate | discord | slack | web | migrate` — the one place the app is started from."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("discord", help="run the Discord bot (gateway; the Procfile's worker)")
     sub.add_parser("slack", help="run the Slack app in Socket Mode")
     sub.add_parser("web", help="serve Slack over HTTP and the Videos API webhooks (the Procfile's web)")
+    sub.add_parser("migrate", help="apply pending database migrations, then exit (the Procfile's release)")
     return parser
 
 
@@ -78,6 +79,12 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         from adapters.slack.app import run_web
 
         await run_web(settings)
+        return 0
+    if args.command == "migrate":
+        from bot.app import migrate
+
+        await migrate(settings)
+        print("soracast: the database schema is up to date")
         return 0
     raise AssertionError(args.command)
 

@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     #: Requests per second per backend (polls and downloads included); unset: only the backend's 429s limit.
     requests_per_second: float | None = Field(default=None, gt=0)
     #: Videos one person may have waiting in line at once.
-    max_queued_per_user: int = Field(default=3, ge=1, le=100)
+    max_queued_per_user: int = Field(default=3, ge=1, le=10_000)
     #: Default limits for every workspace (admins change them with /soracast limits); unset means none.
     monthly_budget_usd: float | None = Field(default=None, ge=0)
     daily_seconds_per_person: int | None = Field(default=None, ge=0)
@@ -134,7 +134,13 @@ class Settings(BaseSettings):
 
     # --- storage ---
     data_dir: Path = Path("data")
-    database_url: str | None = None
+    #: `sqlite:///path` (the embedded default, under data_dir) or `postgresql://…` / `postgres://…`; secret,
+    #: as a Postgres URL may carry a password.
+    database_url: SecretStr | None = None
+    #: The PaaS convention (`DATABASE_URL`), used where SORACAST_DATABASE_URL is unset.
+    paas_database_url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")
+    #: Most connections one process opens to Postgres.
+    database_pool_size: int = Field(default=10, ge=1, le=100)
     media_dir: Path | None = None
 
     # --- chat ---
@@ -213,7 +219,17 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'soracast.db'}"
+        for url in (self.database_url, self.paas_database_url):
+            if url is not None and url.get_secret_value():
+                return url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'soracast.db'}"
+
+    @property
+    def database_url_variable(self) -> str:
+        """The variable the database URL came from, to name it in messages about it."""
+        if (self.database_url is None or not self.database_url.get_secret_value()) and self.paas_database_url:
+            return "DATABASE_URL"
+        return "SORACAST_DATABASE_URL"
 
     @property
     def resolved_media_dir(self) -> Path:

@@ -152,6 +152,16 @@ class PermissionDenied(SoracastError):
     code = "permission_denied"
 
 
+# --- storage -----------------------------------------------------------------------------------------------
+
+
+class StorageUnavailable(SoracastError):
+    """The database cannot be reached or refused the connection (raised when storage opens)."""
+
+    code = "storage_unavailable"
+    retryable = True
+
+
 # --- the Videos API ----------------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from urllib.parse import urlsplit
 
 from bot.config import Settings
 
@@ -71,7 +72,14 @@ def configured_secrets(settings: Settings) -> list[str]:
         settings.slack_app_token,
         settings.webhook_secret,
     ]
-    return [v.get_secret_value() for v in values if v is not None]
+    secrets = [v.get_secret_value() for v in values if v is not None]
+    try:
+        database_password = urlsplit(settings.resolved_database_url).password
+    except ValueError:
+        database_password = None
+    if database_password:
+        secrets.append(database_password)
+    return secrets
 
 
 def setup_logging(settings: Settings) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,9 @@ def validate_name(name: str) -> str:
     cleaned = " ".join(name.split())
     if not cleaned:
         raise InvalidInput("The display name is empty.", hint="Give a name of 1–80 characters, or leave it out.")
+    if any(unicodedata.category(ch) == "Cc" for ch in cleaned):
+        # A NUL or bell in a name is never meant, and Postgres cannot store a NUL in text.
+        raise InvalidInput("The display name has a control character in it.", hint="Use letters, digits and spaces.")
     if len(cleaned) > NAME_MAX:
         raise InvalidInput(
             f"The display name is {len(cleaned)} characters long; the limit is {NAME_MAX}.",

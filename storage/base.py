@@ -23,11 +23,16 @@ from bot.models import (
 
 class Storage(Protocol):
     """Persistence for characters, generations and per-scope settings. Implementations must be safe to
-    call concurrently from one event loop."""
+    call concurrently from one event loop; Postgres also from many processes sharing one database."""
 
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Connect, then apply pending migrations (`migrate`)."""
 
     async def close(self) -> None: ...
+
+    async def migrate(self) -> list[str]:
+        """Apply the engine's pending numbered migrations under a lock, so processes starting together apply
+        each once; returns the names this call applied."""
 
     # characters ---------------------------------------------------------------------------------------
     async def add_character(self, character: Character, references: Sequence[ReferenceBlob] = ()) -> None:

@@ -8,7 +8,6 @@ import logging
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 
 import aiosqlite
@@ -30,20 +29,13 @@ from bot.models import (
     UsageRow,
     utcnow,
 )
+from storage.schema import migrations
 
 log = logging.getLogger(__name__)
 
 _FINISHED = tuple(s.value for s in GenerationStatus if s.finished)
-
-
-def migrations(engine: str) -> list[tuple[int, str, str]]:
-    """(version, name, sql) of every `NNN_name.sql` shipped in storage/migrations/<engine>, in order."""
-    found = []
-    for entry in resources.files("storage").joinpath("migrations", engine).iterdir():
-        name = entry.name
-        if name.endswith(".sql") and name[:3].isdigit():
-            found.append((int(name[:3]), name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+_BUSY_TIMEOUT_MS = 5_000
+_MIGRATION_WAIT_MS = 120_000
 
 
 def _statements(sql: str) -> list[str]:
@@ -82,41 +74,70 @@ class SQLiteStorage:
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self._path)
         self._db.row_factory = aiosqlite.Row
-        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        await self._use_wal()
         await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.execute("PRAGMA busy_timeout=5000")
         await self._db.execute("PRAGMA foreign_keys=ON")
-        await self._migrate()
+        await self.migrate()
+
+    async def _use_wal(self) -> None:
+        # Turning a new file to WAL needs it alone for a moment. Where another process is opening it too,
+        # SQLite answers "database is locked" at once instead of waiting (waiting could deadlock), so the
+        # waiting is done here, for as long as the busy timeout would have.
+        deadline = asyncio.get_running_loop().time() + _BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                await self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or asyncio.get_running_loop().time() > deadline:
+                    raise
+            await asyncio.sleep(0.02)
 
     async def close(self) -> None:
         if self._db is not None:
             await self._db.close()
             self._db = None
 
-    async def _migrate(self) -> None:
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations in one write transaction; returns the names applied.
+
+        `BEGIN IMMEDIATE` takes the database's write lock before reading what is applied, so two processes
+        starting together apply each migration once: the second waits, then finds nothing left to do.
+        """
         db = self.db
-        await db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)"
-        )
-        async with db.execute("SELECT version FROM schema_migrations") as cursor:
-            applied = {row[0] async for row in cursor}
-        for version, name, sql in migrations("sqlite"):
-            if version in applied:
-                continue
-            log.info("applying migration %s", name)
-            await db.execute("BEGIN")
+        applied: list[str] = []
+        async with self._write_lock:
+            # A long migration in another process may hold the lock for a while: wait for it rather than fail.
+            await db.execute(f"PRAGMA busy_timeout={_MIGRATION_WAIT_MS}")
             try:
-                for statement in _statements(sql):
-                    await db.execute(statement)
-                await db.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, name, utcnow().isoformat()),
-                )
-            except Exception:
-                # DDL is transactional in SQLite: a failed migration leaves no half-applied schema.
-                await db.rollback()
-                raise
-            await db.commit()
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    await db.execute(
+                        "CREATE TABLE IF NOT EXISTS schema_migrations"
+                        " (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)"
+                    )
+                    async with db.execute("SELECT version FROM schema_migrations") as cursor:
+                        done = {row[0] async for row in cursor}
+                    for migration in migrations("sqlite"):
+                        if migration.version in done:
+                            continue
+                        log.info("applying migration %s", migration.name)
+                        for statement in _statements(migration.sql):
+                            await db.execute(statement)
+                        await db.execute(
+                            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                            (migration.version, migration.name, utcnow().isoformat()),
+                        )
+                        applied.append(migration.name)
+                except BaseException:
+                    # DDL is transactional in SQLite: a failed migration leaves no half-applied schema.
+                    await db.rollback()
+                    raise
+                await db.commit()
+            finally:
+                await db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        return applied
 
     # --- characters ---------------------------------------------------------------------------------------
 
@@ -208,8 +229,10 @@ class SQLiteStorage:
         async with self._write_lock:
             await self.db.execute("BEGIN")
             try:
-                await self.db.execute("DELETE FROM character_references WHERE character_id = ?", (character_id,))
-                await self._insert_references(character_id, references)
+                # A character removed meanwhile keeps no orphaned references (Postgres refuses them by key).
+                if await self._exists(character_id):
+                    await self.db.execute("DELETE FROM character_references WHERE character_id = ?", (character_id,))
+                    await self._insert_references(character_id, references)
             except BaseException:
                 await self.db.rollback()
                 raise
@@ -217,8 +240,13 @@ class SQLiteStorage:
 
     async def save_native_id(self, character_id: str, account: str, native_id: str) -> None:
         async with self._write_lock:
-            await self._insert_native_id(character_id, account, native_id)
-            await self.db.commit()
+            if await self._exists(character_id):
+                await self._insert_native_id(character_id, account, native_id)
+                await self.db.commit()
+
+    async def _exists(self, character_id: str) -> bool:
+        async with self.db.execute("SELECT 1 FROM characters WHERE id = ?", (character_id,)) as cursor:
+            return await cursor.fetchone() is not None
 
     async def _insert_native_id(self, character_id: str, account: str, native_id: str) -> None:
         await self.db.execute(

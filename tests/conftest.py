@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.fixtures.media",
     "tests.fixtures.videos",
     "tests.fixtures.core",
+    "tests.fixtures.postgres",
     "tests.fixtures.discord",
     "tests.fixtures.slack",
     "tests.fixtures.console",

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import asyncpg
 import httpx
+
+from storage.schema import migrations
 
 
 def _free_port() -> int:
@@ -19,7 +24,10 @@ def _free_port() -> int:
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SORACAST_", "SLACK_", "DISCORD_", "OPENAI_"))}
+    env = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith(("SORACAST_", "SLACK_", "DISCORD_", "OPENAI_")) and k != "DATABASE_URL"
+    }
     env.update({"SORACAST_DATA_DIR": str(tmp_path / "data"), **extra})
     return env
 
@@ -78,3 +86,50 @@ def test_a_missing_token_is_named(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2 and "DISCORD_TOKEN" in result.stderr
+
+
+def _migrate(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "migrate"], cwd=tmp_path, env=_env(tmp_path, **extra),
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_soracast_migrate_applies_each_migration_once_and_starts_nothing_else(tmp_path: Path) -> None:
+    first = _migrate(tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "applying migration 001_initial.sql" in first.stderr and "002_" in first.stderr
+    assert "up to date" in first.stdout
+    with sqlite3.connect(tmp_path / "data" / "soracast.db") as db:
+        applied = [row[0] for row in db.execute("SELECT version FROM schema_migrations")]
+    assert applied == [m.version for m in migrations("sqlite")]
+    second = _migrate(tmp_path)
+    assert second.returncode == 0 and "applying migration" not in second.stderr
+    # Migrating opens no backend and makes no media folders: it is safe as a release step.
+    assert not (tmp_path / "data" / "media").exists()
+
+
+def test_soracast_migrate_migrates_the_postgres_database_url_names(tmp_path: Path, postgres_url: str) -> None:
+    result = _migrate(tmp_path, DATABASE_URL=postgres_url)
+    assert result.returncode == 0, result.stderr
+    assert "applying migration 002_character_references.sql" in result.stderr
+
+    async def tables() -> set[str]:
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            )
+        finally:
+            await conn.close()
+        return {row[0] for row in rows}
+
+    assert {"schema_migrations", "characters", "character_references", "generations"} <= asyncio.run(tables())
+    assert not (tmp_path / "data" / "soracast.db").exists()
+
+
+def test_a_bad_database_url_stops_migrate_with_one_line_naming_it(tmp_path: Path) -> None:
+    result = _migrate(tmp_path, DATABASE_URL="mysql://u:hunter2-secret@db/app")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "DATABASE_URL" in result.stderr
+    assert "hunter2" not in result.stderr

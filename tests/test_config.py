@@ -6,16 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import build_app
+from bot.app import build_app, open_storage
 from bot.config import AuthStyle, BackendChoice, load_settings
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StorageUnavailable
+from bot.logs import configured_secrets
+from storage.postgres import PostgresStorage
+from storage.sqlite import SQLiteStorage
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "DISCORD_TOKEN", "PORT", "GEMINI_API_KEY", "GOOGLE_API_KEY",
-                 "GOOGLE_GEMINI_BASE_URL", "FAL_KEY", "SORACAST_BACKEND"):
+                 "GOOGLE_GEMINI_BASE_URL", "FAL_KEY", "SORACAST_BACKEND", "SORACAST_DATABASE_URL", "DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -94,3 +97,61 @@ async def test_a_default_the_model_does_not_make_stops_start_up_naming_it(
         await build_app(load_settings(data_dir=tmp_path / "data"))
     assert "SORACAST_DEFAULT_SIZE" in caught.value.message and "1280x720" in caught.value.message
     assert "\n" not in caught.value.message
+
+
+# --- storage: SQLite or Postgres, chosen by the database URL -----------------------------------------------
+
+
+@pytest.mark.parametrize("variables, engine", [
+    ({}, SQLiteStorage),
+    ({"SORACAST_DATABASE_URL": "sqlite:///elsewhere/soracast.db"}, SQLiteStorage),
+    ({"SORACAST_DATABASE_URL": "postgresql://soracast@db.internal:5432/soracast"}, PostgresStorage),
+    ({"DATABASE_URL": "postgres://u:pw@db.internal/app?sslmode=require"}, PostgresStorage),
+    ({"SORACAST_DATABASE_URL": "sqlite:///mine.db", "DATABASE_URL": "postgres://db.internal/app"}, SQLiteStorage),
+])
+def test_the_database_url_picks_the_storage_engine(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], engine: type
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert isinstance(open_storage(load_settings()), engine)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("SORACAST_DATABASE_URL", "mysql://u:hunter2-secret@db/app"),
+    ("DATABASE_URL", "mysql://u:hunter2-secret@db/app"),
+    ("DATABASE_URL", "postgresql://u:hunter2-secret@db:fivefourthreetwo/app"),
+    ("SORACAST_DATABASE_URL", "sqlite://relative.db"),
+])
+def test_a_bad_database_url_stops_start_up_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        open_storage(load_settings())
+    assert caught.value.message.startswith(f"{name}: ")
+    assert "hunter2" not in caught.value.user_text() and "\n" not in caught.value.message
+
+
+async def test_a_postgres_url_the_driver_refuses_is_a_config_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://u@127.0.0.1:1/app?sslmode=sometimes")
+    with pytest.raises(ConfigError) as caught:
+        await open_storage(load_settings()).open()
+    assert caught.value.message.startswith("DATABASE_URL: ") and "sslmode" in caught.value.message
+
+
+async def test_an_unreachable_postgres_is_named_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Port 1 on this machine: nothing listens, so the connection is refused at once (no network involved).
+    monkeypatch.setenv("SORACAST_DATABASE_URL", "postgresql://soracast:hunter2-secret@127.0.0.1:1/app")
+    with pytest.raises(StorageUnavailable) as caught:
+        await open_storage(load_settings()).open()
+    text = caught.value.user_text()
+    assert "soracast@127.0.0.1:1/app" in text and "SORACAST_DATABASE_URL" in text
+    assert "hunter2" not in text
+
+
+def test_the_database_password_is_never_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://soracast:hunter2-secret@db.internal/app")
+    settings = load_settings()
+    assert "hunter2" not in repr(settings)
+    assert "hunter2-secret" in configured_secrets(settings)

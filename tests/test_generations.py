@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 
 import av
@@ -30,6 +31,7 @@ from bot.models import (
     Platform,
     Scope,
 )
+from storage.postgres import PostgresStorage
 from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier, fast_settings
 
 OTHER_SCOPE = Scope(platform=Platform.CONSOLE, id="someone-else")
@@ -293,3 +295,39 @@ async def test_a_fast_job_waits_for_the_adapters_first_message(core: Soracast, n
     final = await core.generations.wait_finished(generation.id, within=30)
     assert [g.target.message_id for g in notifier.deliveries] == ["first-message"]
     assert final.target.extra == {"channel": "c1"}
+
+
+async def test_the_whole_core_runs_on_postgres(
+    tmp_path: Path, postgres_url: str, clip_maker, offline_api: OfflineVideosAPI
+) -> None:
+    settings = fast_settings(tmp_path / "data", database_url=postgres_url)
+    first = await build_app(settings, videos=offline_api)
+    assert isinstance(first.storage, PostgresStorage)
+    delivered = RecordingNotifier()
+    first.generations.register_notifier(Platform.CONSOLE, delivered)
+    character = await first.registry.register(CONSOLE_SCOPE, TESTER, "mascot", clip_maker(), name="Captain Mascot")
+    generation = await first.generations.generate(
+        CONSOLE_SCOPE, TESTER, "@mascot surfing at sunset", GenerationOptions(), TARGET
+    )
+    final = await first.generations.wait_finished(generation.id, within=30)
+    await first.aclose()
+    assert final.status is GenerationStatus.COMPLETED and final.api_prompt == "Captain Mascot surfing at sunset"
+    assert [g.id for g in delivered.deliveries] == [generation.id]
+
+    # Another process on the same database: the character's clip comes back byte for byte, the video is
+    # delivered already, and nothing is posted twice.
+    second = await build_app(settings, videos=offline_api)
+    again = RecordingNotifier()
+    second.generations.register_notifier(Platform.CONSOLE, again)
+    try:
+        assert await second.generations.resume(Platform.CONSOLE) == 0
+        stored = await second.registry.get(CONSOLE_SCOPE, "mascot")
+        assert stored.id == character.id and stored.native_ids == character.native_ids
+        blobs = await second.storage.load_references(character.id)
+        assert [b.reference for b in blobs] == character.references
+        assert all(hashlib.sha256(b.data).hexdigest() == b.reference.sha256 for b in blobs)
+        loaded = await second.generations.get(CONSOLE_SCOPE, generation.id)
+        assert loaded.delivered_at is not None and loaded.target.message_id == f"msg-{generation.id}"
+    finally:
+        await second.aclose()
+    assert again.deliveries == []

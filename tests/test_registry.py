@@ -69,7 +69,9 @@ async def test_the_same_handle_lives_separately_in_two_workspaces(core: Soracast
     assert await core.registry.get(GUILD, "mascot") == first
 
 
-@pytest.mark.parametrize("name, fragment", [("x" * 81, "limit is 80"), ("   ", "empty")])
+@pytest.mark.parametrize("name, fragment", [
+    ("x" * 81, "limit is 80"), ("   ", "empty"), ("Cap\x00tain", "control character"),
+])
 async def test_a_bad_display_name_is_refused(core: Soracast, clip_maker, name: str, fragment: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         await core.registry.register(GUILD, OWNER, "mascot", clip_maker(), name=name)

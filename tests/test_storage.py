@@ -1,31 +1,112 @@
-"""SQLite storage: migrations, per-workspace isolation, delivery claims."""
+"""The storage contract, run against SQLite and a real Postgres: migrations, workspace isolation, characters
+with their references and native ids, generations and exactly-once delivery claims."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
+import aiosqlite
+import asyncpg
 import pytest
 
+from bot.app import open_storage
 from bot.errors import HandleTaken, UnknownHandle
-from bot.models import Character, DeliveryTarget, Generation, GenerationStatus, Platform, Scope, utcnow
-from storage.sqlite import SQLiteStorage, migrations
+from bot.models import (
+    Character,
+    CharacterReference,
+    DeliveryTarget,
+    Generation,
+    GenerationStatus,
+    Platform,
+    ReferenceBlob,
+    ReferenceKind,
+    Scope,
+    ScopeSettings,
+    SpendEntry,
+    SpendState,
+    utcnow,
+)
+from storage.base import Storage
+from storage.postgres import MIGRATION_LOCK_KEY, PostgresStorage
+from storage.schema import migrations
+from storage.sqlite import SQLiteStorage
+from tests.fixtures.core import fast_settings
+from tests.fixtures.postgres import with_url_parts
 
 GUILD = Scope(platform=Platform.DISCORD, id="1")
 OTHER_GUILD = Scope(platform=Platform.DISCORD, id="2")
 TEAM = Scope(platform=Platform.SLACK, id="1")
 
+StorageFactory = Callable[[], Storage]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStorage]:
-    storage = SQLiteStorage(tmp_path / "db" / "soracast.db")
+def database_url(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database of the engine under test: a new SQLite file, or a new Postgres schema."""
+    if engine == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'soracast.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def new_storage(database_url: str, tmp_path: Path) -> StorageFactory:
+    """Makes another, unopened storage on the same database, as a second process would (chosen by URL)."""
+    settings = fast_settings(tmp_path / "data", database_url=database_url)
+    return lambda: open_storage(settings)
+
+
+@pytest.fixture
+async def store(new_storage: StorageFactory) -> AsyncIterator[Storage]:
+    storage = new_storage()
     await storage.open()
     yield storage
     await storage.close()
 
 
-def _character(scope: Scope, handle: str = "mascot") -> Character:
-    return Character(scope=scope, handle=handle, name="Mascot", api_character_id="char_1", owner_id="u1")
+def _character(scope: Scope, handle: str = "mascot", **fields: object) -> Character:
+    return Character(scope=scope, handle=handle, name="Mascot", owner_id="u1", **fields)  # type: ignore[arg-type]
+
+
+def _blob(kind: ReferenceKind, position: int = 0, payload: bytes = b"") -> ReferenceBlob:
+    # Every byte value, so an engine that stored the bytes as text would be caught.
+    data = bytes(range(256)) + payload + kind.value.encode() + bytes([position])
+    return ReferenceBlob(
+        reference=CharacterReference(
+            kind=kind,
+            position=position,
+            mime_type="video/mp4" if kind is ReferenceKind.CLIP else "image/jpeg",
+            sha256=hashlib.sha256(data).hexdigest(),
+            size_bytes=len(data),
+            width=1280,
+            height=720,
+            seconds=2.5 if kind is ReferenceKind.CLIP else None,
+        ),
+        data=data,
+    )
+
+
+def _with_references(
+    scope: Scope, handle: str = "mascot", payload: bytes = b""
+) -> tuple[Character, list[ReferenceBlob]]:
+    # Stills given out of order: storage returns the clip first, then stills by position.
+    blobs = [_blob(ReferenceKind.STILL, 1, payload), _blob(ReferenceKind.CLIP, 0, payload),
+             _blob(ReferenceKind.STILL, 0, payload)]
+    character = _character(scope, handle, references=[b.reference for b in blobs], native_ids={"openai:abc": "char_1"})
+    return character, blobs
+
+
+def _in_stored_order(blobs: list[ReferenceBlob]) -> list[ReferenceBlob]:
+    return sorted(blobs, key=lambda b: (b.reference.kind.value, b.reference.position))
 
 
 def _generation(scope: Scope = GUILD, **fields: object) -> Generation:
@@ -37,19 +118,103 @@ def _generation(scope: Scope = GUILD, **fields: object) -> Generation:
     return Generation(**base)  # type: ignore[arg-type]
 
 
-async def test_migrations_run_once_and_the_database_uses_wal(tmp_path: Path) -> None:
-    path = tmp_path / "again.db"
+async def _applied_versions(storage: Storage) -> list[int]:
+    if isinstance(storage, SQLiteStorage):
+        async with storage.db.execute("SELECT version FROM schema_migrations ORDER BY version") as cursor:
+            return [row[0] async for row in cursor]
+    assert isinstance(storage, PostgresStorage)
+    return [row[0] for row in await storage.pool.fetch("SELECT version FROM schema_migrations ORDER BY version")]
+
+
+# --- migrations ----------------------------------------------------------------------------------------------
+
+
+async def test_migrations_are_applied_once_across_restarts(engine: str, new_storage: StorageFactory) -> None:
+    expected = [m.version for m in migrations(engine)]
     for _ in range(2):
-        storage = SQLiteStorage(path)
+        storage = new_storage()
         await storage.open()
-        async with storage.db.execute("SELECT count(*) FROM schema_migrations") as cursor:
-            assert (await cursor.fetchone())[0] == len(migrations("sqlite"))
+        try:
+            assert await _applied_versions(storage) == expected
+            assert await storage.migrate() == []
+        finally:
+            await storage.close()
+
+
+async def test_processes_starting_together_apply_one_set_of_migrations(
+    engine: str, new_storage: StorageFactory
+) -> None:
+    first, second, *more = [new_storage() for _ in range(4)]
+    try:
+        await asyncio.gather(*(s.open() for s in (first, second, *more)))
+        # Each opened; between them every migration was applied exactly once.
+        assert await _applied_versions(first) == [m.version for m in migrations(engine)]
+        await first.add_character(_character(GUILD))
+        assert await second.get_character(GUILD, "mascot") is not None
+    finally:
+        await asyncio.gather(*(s.close() for s in (first, second, *more)))
+
+
+@asynccontextmanager
+async def _migration_lock_held(engine: str, database_url: str) -> AsyncIterator[None]:
+    """Another process in the middle of migrating: it holds the lock every process migrates under."""
+    if engine == "sqlite":
+        path = Path(database_url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        async with aiosqlite.connect(path) as db:
+            await db.execute("PRAGMA journal_mode=WAL")
+            # The bookkeeping table exists but records nothing yet: whoever reads it before taking the lock
+            # would think every migration is still to do.
+            await db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")
+            await db.commit()
+            await db.execute("BEGIN IMMEDIATE")
+            yield
+            await db.rollback()
+        return
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        yield
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    finally:
+        await conn.close()
+
+
+async def test_processes_starting_while_another_migrates_wait_then_apply_nothing_twice(
+    engine: str, database_url: str, new_storage: StorageFactory
+) -> None:
+    storages = [new_storage() for _ in range(3)]
+    try:
+        async with _migration_lock_held(engine, database_url):
+            opening = asyncio.gather(*(s.open() for s in storages), return_exceptions=True)
+            await asyncio.sleep(0.3)  # time for each to reach the lock
+            waited = not opening.done()
+        assert await opening == [None, None, None]
+        assert waited, "a storage finished opening while another process held the migration lock"
+        assert await _applied_versions(storages[0]) == [m.version for m in migrations(engine)]
+    finally:
+        await asyncio.gather(*(s.close() for s in storages))
+
+
+def test_both_engines_ship_the_same_migration_numbers() -> None:
+    sqlite, postgres = migrations("sqlite"), migrations("postgres")
+    assert [(m.version, m.name) for m in sqlite] == [(m.version, m.name) for m in postgres]
+
+
+async def test_the_sqlite_database_uses_wal(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "wal.db")
+    await storage.open()
+    try:
         async with storage.db.execute("PRAGMA journal_mode") as cursor:
             assert (await cursor.fetchone())[0] == "wal"
+    finally:
         await storage.close()
 
 
-async def test_a_handle_is_unique_per_workspace_only(store: SQLiteStorage) -> None:
+# --- characters ----------------------------------------------------------------------------------------------
+
+
+async def test_a_handle_is_unique_per_workspace_only(store: Storage) -> None:
     await store.add_character(_character(GUILD))
     with pytest.raises(HandleTaken):
         await store.add_character(_character(GUILD))
@@ -59,16 +224,92 @@ async def test_a_handle_is_unique_per_workspace_only(store: SQLiteStorage) -> No
     assert await store.get_character(OTHER_GUILD, "mascot") is not None
 
 
-async def test_one_workspace_never_sees_anothers_characters(store: SQLiteStorage) -> None:
-    await store.add_character(_character(GUILD, "secret"))
+async def test_one_workspace_never_sees_anothers_characters(store: Storage) -> None:
+    secret, blobs = _with_references(GUILD, "secret")
+    await store.add_character(secret, blobs)
     assert await store.get_character(OTHER_GUILD, "secret") is None
     assert await store.list_characters(TEAM) == []
     assert not await store.remove_character(OTHER_GUILD, "secret")
-    assert await store.get_character(GUILD, "secret") is not None
+    with pytest.raises(UnknownHandle):
+        await store.rename_character(OTHER_GUILD, "secret", "mine")
+    kept = await store.get_character(GUILD, "secret")
+    assert kept is not None and kept.id == secret.id and kept.native_ids == secret.native_ids
+    assert await store.load_references(secret.id) == _in_stored_order(blobs)
 
 
-async def test_rename_refuses_a_taken_handle_and_an_unknown_one(store: SQLiteStorage) -> None:
-    await store.add_character(_character(GUILD, "one"))
+async def test_a_character_comes_back_with_its_references_and_native_ids(store: Storage) -> None:
+    character, blobs = _with_references(GUILD)
+    await store.add_character(character, blobs)
+    stored = await store.get_character(GUILD, "mascot")
+    assert stored is not None
+    assert [r.kind for r in stored.references] == [ReferenceKind.CLIP, ReferenceKind.STILL, ReferenceKind.STILL]
+    assert stored.references == [b.reference for b in _in_stored_order(blobs)]
+    assert stored.native_ids == {"openai:abc": "char_1"}
+    assert stored.model_copy(update={"references": character.references}) == character
+    assert await store.get_character_by_id(character.id) == stored
+    assert await store.load_references(character.id) == _in_stored_order(blobs)
+
+
+async def test_a_character_is_found_by_id_in_any_workspace_and_only_by_its_own(store: Storage) -> None:
+    mine, theirs = _character(GUILD), _character(TEAM)
+    await store.add_character(mine)
+    await store.add_character(theirs)
+    assert await store.get_character_by_id(theirs.id) == theirs
+    assert await store.get_character_by_id("c000000000000") is None
+
+
+async def test_every_workspaces_characters_are_listed_for_maintenance(store: Storage) -> None:
+    for scope, handle in ((GUILD, "b"), (TEAM, "a_b"), (OTHER_GUILD, "ab"), (GUILD, "a1")):
+        await store.add_character(_character(scope, handle))
+    everyone = await store.all_characters()
+    # Byte order, whatever the database's locale: digits, then `_`, then letters.
+    assert [c.handle for c in everyone] == ["a1", "a_b", "ab", "b"]
+    assert {c.scope for c in everyone} == {GUILD, TEAM, OTHER_GUILD}
+    assert [c.handle for c in await store.list_characters(GUILD)] == ["a1", "b"]
+
+
+async def test_a_refused_character_stores_none_of_its_references(store: Storage) -> None:
+    first, blobs = _with_references(GUILD)
+    await store.add_character(first, blobs)
+    second, other_blobs = _with_references(GUILD, payload=b"second")
+    with pytest.raises(HandleTaken):
+        await store.add_character(second, other_blobs)
+    assert await store.load_references(second.id) == []
+    assert await store.get_character_by_id(second.id) is None
+    assert await store.load_references(first.id) == _in_stored_order(blobs)
+
+
+async def test_references_are_replaced_whole_and_only_for_that_character(store: Storage) -> None:
+    character, blobs = _with_references(GUILD)
+    neighbour, neighbour_blobs = _with_references(GUILD, "neighbour", payload=b"n")
+    await store.add_character(character, blobs)
+    await store.add_character(neighbour, neighbour_blobs)
+
+    fresh = [_blob(ReferenceKind.CLIP, 0, b"new"), _blob(ReferenceKind.STILL, 0, b"new")]
+    await store.replace_references(character.id, fresh)
+    assert await store.load_references(character.id) == fresh
+    stored = await store.get_character_by_id(character.id)
+    assert stored is not None and stored.references == [b.reference for b in fresh]
+    assert await store.load_references(neighbour.id) == _in_stored_order(neighbour_blobs)
+
+    await store.replace_references(character.id, [])
+    assert await store.load_references(character.id) == []
+    assert (await store.get_character(GUILD, "mascot")).has_references is False  # type: ignore[union-attr]
+
+
+async def test_a_native_id_is_remembered_per_account_and_replaced(store: Storage) -> None:
+    character = _character(GUILD)
+    await store.add_character(character)
+    await store.save_native_id(character.id, "openai:abc", "char_1")
+    await store.save_native_id(character.id, "offline", "char_off")
+    await store.save_native_id(character.id, "openai:abc", "char_2")
+    stored = await store.get_character_by_id(character.id)
+    assert stored is not None and stored.native_ids == {"openai:abc": "char_2", "offline": "char_off"}
+
+
+async def test_rename_refuses_a_taken_handle_and_an_unknown_one(store: Storage) -> None:
+    one, blobs = _with_references(GUILD, "one")
+    await store.add_character(one, blobs)
     await store.add_character(_character(GUILD, "two"))
     with pytest.raises(HandleTaken):
         await store.rename_character(GUILD, "one", "two")
@@ -76,16 +317,73 @@ async def test_rename_refuses_a_taken_handle_and_an_unknown_one(store: SQLiteSto
         await store.rename_character(GUILD, "nope", "three")
     renamed = await store.rename_character(GUILD, "one", "uno")
     assert renamed.handle == "uno" and await store.get_character(GUILD, "one") is None
+    # The id, references and native ids stay with the character through a rename.
+    assert renamed.id == one.id and renamed.native_ids == one.native_ids
+    assert await store.load_references(one.id) == _in_stored_order(blobs)
 
 
-async def test_a_generation_round_trips_with_its_target(store: SQLiteStorage) -> None:
-    generation = _generation(target=DeliveryTarget(channel_id="c9", thread_id="t1", extra={"app_id": "42"}))
+async def test_removing_a_character_takes_its_references_and_native_ids_with_it(store: Storage) -> None:
+    character, blobs = _with_references(GUILD)
+    await store.add_character(character, blobs)
+    assert await store.remove_character(GUILD, "mascot")
+    assert not await store.remove_character(GUILD, "mascot")
+    assert await store.get_character(GUILD, "mascot") is None
+    assert await store.get_character_by_id(character.id) is None
+    assert await store.load_references(character.id) == []
+
+    # Late writes for the removed character (a backend answering after the removal) keep nothing...
+    await store.save_native_id(character.id, "openai:abc", "char_late")
+    await store.replace_references(character.id, blobs)
+    assert await store.load_references(character.id) == []
+    # ...and the handle registered again starts clean.
+    again = _character(GUILD)
+    await store.add_character(again)
+    stored = await store.get_character(GUILD, "mascot")
+    assert stored is not None and stored.id == again.id
+    assert stored.references == [] and stored.native_ids == {}
+
+
+# --- generations ---------------------------------------------------------------------------------------------
+
+
+async def test_a_generation_round_trips_with_its_target(store: Storage) -> None:
+    generation = _generation(target=DeliveryTarget(channel_id="c9", thread_id="t1", extra={"app_id": "42"}),
+                             prompt="a \u0000 cat 🐈", api_video_id="video_1")
     await store.save_generation(generation)
+    assert await store.get_generation(generation.id) == generation
+    assert await store.find_generation_by_video("video_1") == generation
+    assert await store.find_generation_by_video("video_2") is None
+    assert await store.get_generation("gnope") is None
+
+
+async def test_saving_a_generation_again_updates_it_but_keeps_its_target(store: Storage) -> None:
+    generation = _generation()
+    await store.save_generation(generation)
+    await store.update_target(generation.id, DeliveryTarget(channel_id="c1", message_id="m1"))
+    await store.save_generation(generation.model_copy(update={"status": GenerationStatus.IN_PROGRESS, "progress": 40}))
     loaded = await store.get_generation(generation.id)
-    assert loaded == generation
+    assert loaded is not None
+    assert (loaded.status, loaded.progress, loaded.target.message_id) == (GenerationStatus.IN_PROGRESS, 40, "m1")
 
 
-async def test_a_delivery_can_be_claimed_once(store: SQLiteStorage) -> None:
+async def test_a_deleted_generation_is_forgotten(store: Storage) -> None:
+    generation = _generation()
+    await store.save_generation(generation)
+    await store.delete_generation(generation.id)
+    assert await store.get_generation(generation.id) is None
+    assert await store.recent_generations(GUILD) == []
+
+
+async def test_recent_generations_are_the_workspaces_newest_first(store: Storage) -> None:
+    start = utcnow()
+    mine = [_generation(created_at=start + timedelta(seconds=i)) for i in range(4)]
+    for generation in [*mine, _generation(scope=OTHER_GUILD)]:
+        await store.save_generation(generation)
+    recent = await store.recent_generations(GUILD, limit=3)
+    assert [g.id for g in recent] == [g.id for g in reversed(mine)][:3]
+
+
+async def test_a_delivery_can_be_claimed_once(store: Storage) -> None:
     generation = _generation(status=GenerationStatus.COMPLETED)
     await store.save_generation(generation)
     assert await store.claim_delivery(generation.id, utcnow())
@@ -102,7 +400,25 @@ async def test_a_delivery_can_be_claimed_once(store: SQLiteStorage) -> None:
     assert (await store.get_generation(generation.id)).delivered_at is not None  # type: ignore[union-attr]
 
 
-async def test_unfinished_generations_are_those_not_delivered(store: SQLiteStorage) -> None:
+async def test_of_many_claims_at_once_from_two_processes_exactly_one_wins(
+    store: Storage, new_storage: StorageFactory
+) -> None:
+    other = new_storage()
+    await other.open()
+    try:
+        generation = _generation(status=GenerationStatus.COMPLETED)
+        await store.save_generation(generation)
+        claims = [s.claim_delivery(generation.id, utcnow()) for _ in range(10) for s in (store, other)]
+        assert sorted(await asyncio.gather(*claims)) == [False] * 19 + [True]
+    finally:
+        await other.close()
+
+
+async def test_a_claim_on_an_unknown_generation_fails(store: Storage) -> None:
+    assert not await store.claim_delivery("gnope", utcnow())
+
+
+async def test_unfinished_generations_are_those_not_delivered(store: Storage) -> None:
     running = _generation(status=GenerationStatus.IN_PROGRESS)
     done = _generation(status=GenerationStatus.COMPLETED)
     deleted = _generation(status=GenerationStatus.DELETED)
@@ -114,6 +430,174 @@ async def test_unfinished_generations_are_those_not_delivered(store: SQLiteStora
     assert {g.id for g in await store.unfinished_generations()} == {running.id, slack.id}
 
 
-async def test_webhook_ids_are_remembered(store: SQLiteStorage) -> None:
+# --- the line, leases and spending -----------------------------------------------------------------------------
+
+
+async def test_waiting_generations_are_counted_per_person_and_in_flight_per_backend(store: Storage) -> None:
+    alice_waits = [_generation(requester_id="alice", status=GenerationStatus.WAITING) for _ in range(2)]
+    bob_sent = _generation(requester_id="bob", status=GenerationStatus.QUEUED)
+    other_backend = _generation(requester_id="bob", status=GenerationStatus.IN_PROGRESS, backend="gemini")
+    for g in (*alice_waits, bob_sent, other_backend):
+        await store.save_generation(g)
+    assert [g.id for g in await store.waiting_generations("openai")] == [g.id for g in alice_waits]
+    assert await store.count_waiting(GUILD, "alice") == 2 and await store.count_waiting(GUILD, "bob") == 0
+    assert await store.count_in_flight("openai") == 1
+    assert await store.in_flight_by_person("gemini") == {(GUILD.key, "bob"): 1}
+
+
+async def test_of_many_processes_claiming_a_waiting_generation_exactly_one_sends_it(
+    store: Storage, new_storage: StorageFactory
+) -> None:
+    other = new_storage()
+    await other.open()
+    try:
+        generation = _generation(status=GenerationStatus.WAITING)
+        await store.save_generation(generation)
+        until = utcnow() + timedelta(minutes=1)
+        claims = [s.claim_for_submit(generation.id, f"p{i}", until) for i in range(6) for s in (store, other)]
+        won = [c for c in await asyncio.gather(*claims) if c is not None]
+        assert len(won) == 1 and won[0].status is GenerationStatus.SUBMITTING
+        assert not await store.cancel_waiting(generation.id), "a claimed generation is no longer waiting"
+        assert not await store.save_line_place(generation), "its place is not written over the claim"
+        assert (await store.get_generation(generation.id)).status is GenerationStatus.SUBMITTING  # type: ignore[union-attr]
+    finally:
+        await other.close()
+
+
+async def test_a_waiting_generation_can_be_cancelled_once_and_then_never_claimed(store: Storage) -> None:
+    generation = _generation(status=GenerationStatus.WAITING)
+    await store.save_generation(generation)
+    assert await store.cancel_waiting(generation.id) and not await store.cancel_waiting(generation.id)
+    assert await store.claim_for_submit(generation.id, "p1", utcnow() + timedelta(minutes=1)) is None
+    assert (await store.get_generation(generation.id)).status is GenerationStatus.CANCELLED  # type: ignore[union-attr]
+
+
+async def test_leases_are_taken_by_one_process_renewed_and_taken_over_when_they_expire(
+    store: Storage, new_storage: StorageFactory
+) -> None:
+    other = new_storage()
+    await other.open()
+    try:
+        running = [_generation(status=GenerationStatus.IN_PROGRESS) for _ in range(20)]
+        waiting = _generation(status=GenerationStatus.WAITING)
+        slack = _generation(scope=TEAM, status=GenerationStatus.IN_PROGRESS)
+        for g in (*running, waiting, slack):
+            await store.save_generation(g)
+        now = utcnow()
+        soon = now + timedelta(seconds=30)
+        first, second = await asyncio.gather(
+            store.lease_generations("one", [Platform.DISCORD], now, soon),
+            other.lease_generations("two", [Platform.DISCORD], now, soon),
+        )
+        # Every running Discord generation is held by exactly one of them; waiting ones are the line's.
+        ids_one, ids_two = {g.id for g in first}, {g.id for g in second}
+        assert not ids_one & ids_two and ids_one | ids_two == {g.id for g in running}
+        holder, held = ("one", ids_one) if ids_one else ("two", ids_two)
+        assert await store.renew_leases(holder, sorted(held), soon + timedelta(seconds=30)) == held
+        assert await store.renew_leases("intruder", sorted(held), soon) == set()
+        # Nothing is free before the leases expire; after, another process takes them over.
+        assert await store.lease_generations("three", [Platform.DISCORD], now, soon) == []
+        later = soon + timedelta(minutes=5)
+        taken = await store.lease_generations("three", [Platform.DISCORD], later, later + timedelta(seconds=30))
+        assert {g.id for g in taken} == {g.id for g in running}
+        assert await store.renew_leases(holder, sorted(held), later) == set(), "the old holder lost them"
+        # A released lease is free at once; only its holder can release it.
+        target = running[0].id
+        await store.release_lease("nobody", target)
+        assert await store.lease_generations("four", [Platform.DISCORD], later, later) == []
+        await store.release_lease("three", target)
+        assert [g.id for g in await store.lease_generations("four", [Platform.DISCORD], later, later)] == [target]
+        # Delivery under the lease: only the holder may claim it.
+        assert not await store.claim_delivery(target, utcnow(), "three")
+        assert await store.claim_delivery(target, utcnow(), "four")
+    finally:
+        await other.close()
+
+
+async def test_spending_is_reserved_within_the_limits_only_and_follows_the_video(store: Storage) -> None:
+    def entry(generation_id: str, person: str, usd: float | None, seconds: int = 8) -> SpendEntry:
+        return SpendEntry(
+            generation_id=generation_id, scope=GUILD, person=person, backend="openai", model="sora-2",
+            seconds=seconds, usd=usd,
+        )
+
+    first = entry("g1", "alice", 1.0)
+    assert await store.reserve_spend(first, monthly_usd=2.0, daily_seconds=None) is None
+    assert await store.reserve_spend(entry("g2", "bob", 0.8), monthly_usd=2.0, daily_seconds=None) is None
+    over = await store.reserve_spend(entry("g3", "bob", 0.5), monthly_usd=2.0, daily_seconds=None)
+    assert over is not None and over.month_usd == pytest.approx(1.8)
+    await store.set_spend_state("g2", SpendState.REFUNDED)
+    assert await store.reserve_spend(entry("g3", "bob", 0.5), monthly_usd=2.0, daily_seconds=None) is None
+    day_over = await store.reserve_spend(entry("g4", "alice", None, 4), monthly_usd=None, daily_seconds=10)
+    assert day_over is not None and day_over.person_day_seconds == 8
+    totals = await store.spend_totals(GUILD, "alice", first.month, first.day)
+    assert (totals.month_usd, totals.person_day_seconds) == (pytest.approx(1.5), 8)
+    await store.set_spend_state("g1", SpendState.SPENT)
+    await store.set_spend_state("g3", SpendState.SPENT)
+    usage = {(r.person, r.model): (r.videos, r.seconds, r.usd) for r in await store.usage(GUILD, first.month)}
+    assert usage == {("alice", "sora-2"): (1, 8, pytest.approx(1.0)), ("bob", "sora-2"): (1, 8, pytest.approx(0.5))}
+    assert await store.usage(OTHER_GUILD, first.month) == []
+
+
+async def test_of_many_reservations_at_once_from_two_processes_none_overspends(
+    store: Storage, new_storage: StorageFactory
+) -> None:
+    other = new_storage()
+    await other.open()
+    try:
+        attempts = [
+            s.reserve_spend(
+                SpendEntry(generation_id=f"g{i}-{n}", scope=GUILD, person="p", backend="openai", model="m",
+                           seconds=1, usd=1.0),
+                monthly_usd=5.0,
+                daily_seconds=None,
+            )
+            for i in range(6)
+            for n, s in enumerate((store, other))
+        ]
+        results = await asyncio.gather(*attempts)
+        assert sum(r is None for r in results) == 5
+    finally:
+        await other.close()
+
+
+# --- webhooks and settings -----------------------------------------------------------------------------------
+
+
+async def test_webhook_ids_are_remembered(store: Storage) -> None:
     assert await store.remember_webhook("msg_1")
     assert not await store.remember_webhook("msg_1")
+    assert await store.remember_webhook("msg_2")
+
+
+async def test_scope_settings_are_kept_per_workspace(store: Storage) -> None:
+    assert await store.get_scope_settings(GUILD) == ScopeSettings(scope=GUILD)
+    await store.save_scope_settings(ScopeSettings(scope=GUILD, register_role_id="r1"))
+    await store.save_scope_settings(ScopeSettings(scope=GUILD, register_role_id="r2"))
+    assert (await store.get_scope_settings(GUILD)).register_role_id == "r2"
+    assert (await store.get_scope_settings(OTHER_GUILD)).register_role_id is None
+
+
+# --- Postgres only -------------------------------------------------------------------------------------------
+
+
+async def test_a_postgres_storage_stays_within_its_pool_and_closes_every_connection(postgres_url: str) -> None:
+    name = f"soracast-pool-test-{id(postgres_url)}"
+    storage = PostgresStorage(with_url_parts(postgres_url, application_name=name), max_connections=3)
+    watcher = await asyncpg.connect(postgres_url)
+
+    async def connections() -> int:
+        return int(await watcher.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", name))
+
+    try:
+        await storage.open()
+        generation = _generation()
+        await storage.save_generation(generation)
+        # A burst of 30 reads opens the pool's three connections and no more; they stay for the next burst.
+        await asyncio.gather(*(storage.get_generation(generation.id) for _ in range(30)))
+        assert await connections() == 3
+        await storage.close()
+        assert await connections() == 0
+    finally:
+        await storage.close()
+        await watcher.close()

@@ -1,0 +1,663 @@
+"""Postgres storage on asyncpg: one pool per process, migrations under an advisory lock, parameterised SQL only.
+
+Every process of a deployment (web, worker, more machines) shares the one database, so everything that must
+happen once — applying a migration, claiming a delivery — is decided by Postgres, not by a lock in Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from bot.errors import ConfigError, HandleTaken, StorageUnavailable, UnknownHandle
+from bot.models import (
+    Character,
+    CharacterReference,
+    DeliveryTarget,
+    Generation,
+    GenerationStatus,
+    Platform,
+    ReferenceBlob,
+    Scope,
+    ScopeSettings,
+    SpendEntry,
+    SpendState,
+    SpendTotals,
+    UsageRow,
+    utcnow,
+)
+from storage.schema import migrations
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("postgresql", "postgres")
+
+#: The advisory lock every soracast process takes to migrate: a fixed 64-bit number, the same in all of them.
+MIGRATION_LOCK_KEY = int.from_bytes(hashlib.sha256(b"soracast/migrations").digest()[:8], "big", signed=True)
+#: The first half of the two-key advisory lock that serialises one workspace's budget check and reservation.
+SPEND_LOCK_KEY = int.from_bytes(hashlib.sha256(b"soracast/spend").digest()[:4], "big", signed=True)
+
+_AT_BACKEND = [s.value for s in GenerationStatus if s.at_backend]
+
+_CHARACTER_COLUMNS = "id, scope, handle, name, owner_id, source, source_ref, created_at"
+_REFERENCE_COLUMNS = "character_id, kind, position, mime_type, sha256, size_bytes, width, height, seconds"
+#: Byte order, as SQLite sorts: the database's own collation would order handles differently per locale.
+_BY_HANDLE = 'handle COLLATE "C"'
+_BY_REFERENCE = 'kind COLLATE "C", position'
+
+
+def check_url(url: str) -> None:
+    """Raise ValueError saying what is wrong with a `postgresql://` URL (before any connection is tried)."""
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise ValueError(f"unsupported scheme {parts.scheme!r}; use postgresql://user@host:5432/database")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise ValueError("the port is not a number from 1 to 65535") from None
+
+
+def describe_url(url: str) -> str:
+    """Where a URL points, without its password: `user@host:port/database`."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{user}{parts.hostname or 'localhost'}{port}{parts.path or '/'}"
+
+
+def _count(status: str) -> int:
+    """Rows a command touched, from its status tag (`UPDATE 1`, `INSERT 0 1`)."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresStorage:
+    """The shared store for deployments that outgrow one machine: every process opens its own pool."""
+
+    def __init__(self, url: str, *, max_connections: int = 10, setting: str = "the database URL") -> None:
+        check_url(url)
+        self._url = url
+        #: What the URL is called where the operator set it, for messages about it.
+        self._setting = setting
+        self._max_connections = max_connections
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("storage is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        try:
+            # One connection kept warm; the rest are opened when a burst needs them and closed when idle.
+            self._pool = await asyncpg.create_pool(
+                self._url, min_size=1, max_size=self._max_connections, max_inactive_connection_lifetime=300
+            )
+        except asyncpg.ClientConfigurationError as exc:
+            raise ConfigError(f"{self._setting}: {exc}") from None
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            reason = exc.args[0] if isinstance(exc, asyncpg.PostgresError) and exc.args else type(exc).__name__
+            raise StorageUnavailable(
+                f"The database at {describe_url(self._url)} cannot be reached ({reason}).",
+                hint=f"Check {self._setting}, and that Postgres is running and accepts connections from here.",
+            ) from None
+        try:
+            await self.migrate()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations in one transaction under an advisory lock; returns the names applied.
+
+        The lock is held until the transaction ends, so a second process starting at the same moment waits,
+        then finds every migration recorded and applies nothing.
+        """
+        applied: list[str] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+            )
+            done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+            for migration in migrations("postgres"):
+                if migration.version in done:
+                    continue
+                log.info("applying migration %s", migration.name)
+                # No arguments: asyncpg sends the file as one simple query, every statement in order.
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                    migration.version, migration.name, utcnow(),
+                )
+                applied.append(migration.name)
+        return applied
+
+    # --- characters ---------------------------------------------------------------------------------------
+
+    async def add_character(self, character: Character, references: Sequence[ReferenceBlob] = ()) -> None:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO characters (id, scope, handle, name, api_character_id, owner_id, source,"
+                    " source_ref, created_at) VALUES ($1, $2, $3, $4, '', $5, $6, $7, $8)",
+                    character.id,
+                    character.scope.key,
+                    character.handle,
+                    character.name,
+                    character.owner_id,
+                    character.source.value,
+                    character.source_ref,
+                    character.created_at,
+                )
+                await _insert_references(conn, character.id, references)
+                for account, native_id in character.native_ids.items():
+                    await _upsert_native_id(conn, character.id, account, native_id)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "characters_scope_handle":
+                raise
+            raise HandleTaken(
+                f"@{character.handle} is already registered in this workspace.", hint="Pick another handle."
+            ) from None
+
+    async def get_character(self, scope: Scope, handle: str) -> Character | None:
+        found = await self._characters("scope = $1 AND handle = $2", scope.key, handle)
+        return found[0] if found else None
+
+    async def get_character_by_id(self, character_id: str) -> Character | None:
+        found = await self._characters("id = $1", character_id)
+        return found[0] if found else None
+
+    async def list_characters(self, scope: Scope) -> list[Character]:
+        return await self._characters("scope = $1", scope.key)
+
+    async def all_characters(self) -> list[Character]:
+        return await self._characters("TRUE")
+
+    async def rename_character(self, scope: Scope, handle: str, new_handle: str) -> Character:
+        try:
+            status = await self.pool.execute(
+                "UPDATE characters SET handle = $1 WHERE scope = $2 AND handle = $3", new_handle, scope.key, handle
+            )
+        except asyncpg.UniqueViolationError:
+            raise HandleTaken(f"@{new_handle} is already registered in this workspace.", hint="Pick another.") from None
+        if _count(status) == 0:
+            raise UnknownHandle(handle, [])
+        renamed = await self.get_character(scope, new_handle)
+        assert renamed is not None
+        return renamed
+
+    async def remove_character(self, scope: Scope, handle: str) -> bool:
+        # References and native ids go with it: their foreign keys cascade.
+        status = await self.pool.execute("DELETE FROM characters WHERE scope = $1 AND handle = $2", scope.key, handle)
+        return _count(status) == 1
+
+    async def load_references(self, character_id: str) -> list[ReferenceBlob]:
+        rows = await self.pool.fetch(
+            f"SELECT {_REFERENCE_COLUMNS}, data FROM character_references WHERE character_id = $1"
+            f" ORDER BY {_BY_REFERENCE}",
+            character_id,
+        )
+        return [ReferenceBlob(reference=_reference(row), data=bytes(row["data"])) for row in rows]
+
+    async def replace_references(self, character_id: str, references: Sequence[ReferenceBlob]) -> None:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute("DELETE FROM character_references WHERE character_id = $1", character_id)
+                await _insert_references(conn, character_id, references)
+        except asyncpg.ForeignKeyViolationError:
+            # The character was removed meanwhile (by any process): there is nothing left to keep them for.
+            log.info("references for removed character %s not stored", character_id)
+
+    async def save_native_id(self, character_id: str, account: str, native_id: str) -> None:
+        try:
+            async with self.pool.acquire() as conn:
+                await _upsert_native_id(conn, character_id, account, native_id)
+        except asyncpg.ForeignKeyViolationError:
+            log.info("native id for removed character %s not stored", character_id)
+
+    async def _characters(self, where: str, *params: object) -> list[Character]:
+        # `where` is one of the fixed clauses above, never user text; values are always bound parameters.
+        # One snapshot for the three reads, so a character never comes back with another moment's references.
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            rows = await conn.fetch(
+                f"SELECT {_CHARACTER_COLUMNS} FROM characters WHERE {where} ORDER BY {_BY_HANDLE}", *params
+            )
+            if not rows:
+                return []
+            ids = [row["id"] for row in rows]
+            reference_rows = await conn.fetch(
+                f"SELECT {_REFERENCE_COLUMNS} FROM character_references WHERE character_id = ANY($1::text[])"
+                f" ORDER BY {_BY_REFERENCE}",
+                ids,
+            )
+            native_rows = await conn.fetch(
+                "SELECT character_id, account, native_id FROM character_native_ids"
+                " WHERE character_id = ANY($1::text[])",
+                ids,
+            )
+        references: dict[str, list[CharacterReference]] = {i: [] for i in ids}
+        for row in reference_rows:
+            references[row["character_id"]].append(_reference(row))
+        native: dict[str, dict[str, str]] = {i: {} for i in ids}
+        for row in native_rows:
+            native[row["character_id"]][row["account"]] = row["native_id"]
+        return [_character(row, references[row["id"]], native[row["id"]]) for row in rows]
+
+    # --- generations --------------------------------------------------------------------------------------
+
+    async def save_generation(self, generation: Generation) -> None:
+        # delivered_at, delivering_at and target are owned by their own methods: never overwritten here.
+        await self.pool.execute(
+            "INSERT INTO generations (id, scope, platform, status, api_video_id, created_at, target, body,"
+            " backend, requester) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " ON CONFLICT (id) DO UPDATE SET status = excluded.status, api_video_id = excluded.api_video_id,"
+            " body = excluded.body",
+            generation.id,
+            generation.scope.key,
+            generation.platform.value,
+            generation.status.value,
+            generation.api_video_id,
+            generation.created_at,
+            generation.target.model_dump_json(),
+            _body(generation),
+            generation.backend,
+            generation.requester_id,
+        )
+
+    async def get_generation(self, generation_id: str) -> Generation | None:
+        row = await self.pool.fetchrow(
+            "SELECT body, delivered_at, target FROM generations WHERE id = $1", generation_id
+        )
+        return _generation(row) if row else None
+
+    async def delete_generation(self, generation_id: str) -> None:
+        await self.pool.execute("DELETE FROM generations WHERE id = $1", generation_id)
+
+    async def find_generation_by_video(self, api_video_id: str) -> Generation | None:
+        row = await self.pool.fetchrow(
+            "SELECT body, delivered_at, target FROM generations WHERE api_video_id = $1", api_video_id
+        )
+        return _generation(row) if row else None
+
+    async def unfinished_generations(self, platform: Platform | None = None) -> list[Generation]:
+        sql = "SELECT body, delivered_at, target FROM generations WHERE delivered_at IS NULL AND status <> $1"
+        params: list[str] = [GenerationStatus.DELETED.value]
+        if platform is not None:
+            sql += " AND platform = $2"
+            params.append(platform.value)
+        rows = await self.pool.fetch(sql + " ORDER BY created_at", *params)
+        return [_generation(row) for row in rows]
+
+    async def claim_delivery(self, generation_id: str, claimed_at: datetime, owner: str | None = None) -> bool:
+        # One statement: Postgres re-checks the conditions on the locked row, so of two processes only one wins.
+        # With an owner the lease decides (its holder may deliver again after a crash).
+        if owner is not None:
+            status = await self.pool.execute(
+                "UPDATE generations SET delivering_at = $1 WHERE id = $2 AND delivered_at IS NULL"
+                " AND lease_owner = $3",
+                claimed_at,
+                generation_id,
+                owner,
+            )
+        else:
+            status = await self.pool.execute(
+                "UPDATE generations SET delivering_at = $1 WHERE id = $2 AND delivered_at IS NULL"
+                " AND delivering_at IS NULL",
+                claimed_at,
+                generation_id,
+            )
+        return _count(status) == 1
+
+    async def release_delivery(self, generation_id: str) -> None:
+        await self.pool.execute(
+            "UPDATE generations SET delivering_at = NULL WHERE id = $1 AND delivered_at IS NULL", generation_id
+        )
+
+    async def mark_delivered(self, generation_id: str, delivered_at: datetime, message_id: str | None) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The UPDATE locks the row, so recording the message id cannot lose a concurrent target change.
+            row = await conn.fetchrow(
+                "UPDATE generations SET delivered_at = $1 WHERE id = $2 RETURNING target", delivered_at, generation_id
+            )
+            if row is None or not message_id:
+                return
+            target = DeliveryTarget.model_validate_json(row["target"])
+            if target.message_id != message_id:
+                await conn.execute(
+                    "UPDATE generations SET target = $1 WHERE id = $2",
+                    target.model_copy(update={"message_id": message_id}).model_dump_json(),
+                    generation_id,
+                )
+
+    async def update_target(self, generation_id: str, target: DeliveryTarget) -> None:
+        await self.pool.execute(
+            "UPDATE generations SET target = $1 WHERE id = $2", target.model_dump_json(), generation_id
+        )
+
+    async def recent_generations(self, scope: Scope, limit: int = 20) -> Sequence[Generation]:
+        rows = await self.pool.fetch(
+            "SELECT body, delivered_at, target FROM generations WHERE scope = $1 ORDER BY created_at DESC LIMIT $2",
+            scope.key,
+            limit,
+        )
+        return [_generation(row) for row in rows]
+
+    # --- the line and leases -------------------------------------------------------------------------------
+
+    async def waiting_generations(self, backend: str) -> list[Generation]:
+        rows = await self.pool.fetch(
+            "SELECT body, delivered_at, target FROM generations WHERE backend = $1 AND status = $2"
+            " ORDER BY created_at",
+            backend,
+            GenerationStatus.WAITING.value,
+        )
+        return [_generation(row) for row in rows]
+
+    async def count_waiting(self, scope: Scope, requester: str) -> int:
+        return int(
+            await self.pool.fetchval(
+                "SELECT count(*) FROM generations WHERE scope = $1 AND requester = $2 AND status = $3",
+                scope.key,
+                requester,
+                GenerationStatus.WAITING.value,
+            )
+        )
+
+    async def in_flight_by_person(self, backend: str) -> dict[tuple[str, str], int]:
+        rows = await self.pool.fetch(
+            "SELECT scope, requester, count(*) AS n FROM generations WHERE backend = $1 AND status = ANY($2::text[])"
+            " GROUP BY scope, requester",
+            backend,
+            _AT_BACKEND,
+        )
+        return {(row["scope"], row["requester"]): int(row["n"]) for row in rows}
+
+    async def count_in_flight(self, backend: str) -> int:
+        return int(
+            await self.pool.fetchval(
+                "SELECT count(*) FROM generations WHERE backend = $1 AND status = ANY($2::text[])",
+                backend,
+                _AT_BACKEND,
+            )
+        )
+
+    async def claim_for_submit(self, generation_id: str, owner: str, until: datetime) -> Generation | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The row lock makes the claim atomic across processes: a second claimer waits, then finds it taken.
+            row = await conn.fetchrow(
+                "SELECT body, delivered_at, target FROM generations WHERE id = $1 AND status = $2 FOR UPDATE",
+                generation_id,
+                GenerationStatus.WAITING.value,
+            )
+            if row is None:
+                return None
+            generation = _generation(row)
+            generation.status = GenerationStatus.SUBMITTING
+            generation.line_position = generation.line_eta = None
+            await conn.execute(
+                "UPDATE generations SET status = $1, body = $2, lease_owner = $3, lease_until = $4 WHERE id = $5",
+                generation.status.value,
+                _body(generation),
+                owner,
+                until,
+                generation_id,
+            )
+        return generation
+
+    async def save_line_place(self, generation: Generation) -> bool:
+        status = await self.pool.execute(
+            "UPDATE generations SET body = $1 WHERE id = $2 AND status = $3",
+            _body(generation),
+            generation.id,
+            GenerationStatus.WAITING.value,
+        )
+        return _count(status) == 1
+
+    async def cancel_waiting(self, generation_id: str) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT body, delivered_at, target FROM generations WHERE id = $1 AND status = $2 FOR UPDATE",
+                generation_id,
+                GenerationStatus.WAITING.value,
+            )
+            if row is None:
+                return False
+            generation = _generation(row)
+            generation.status = GenerationStatus.CANCELLED
+            generation.line_position = generation.line_eta = None
+            generation.updated_at = utcnow()
+            await conn.execute(
+                "UPDATE generations SET status = $1, body = $2 WHERE id = $3",
+                generation.status.value,
+                _body(generation),
+                generation_id,
+            )
+        return True
+
+    async def lease_generations(
+        self, owner: str, platforms: Sequence[Platform], now: datetime, until: datetime, limit: int = 500
+    ) -> list[Generation]:
+        if not platforms:
+            return []
+        # SKIP LOCKED: processes leasing at the same moment each take different rows and never wait on each other.
+        rows = await self.pool.fetch(
+            "UPDATE generations SET lease_owner = $1, lease_until = $2 WHERE id IN ("
+            " SELECT id FROM generations WHERE delivered_at IS NULL AND status <> ALL($3::text[])"
+            " AND platform = ANY($4::text[]) AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $5)"
+            " ORDER BY created_at LIMIT $6 FOR UPDATE SKIP LOCKED"
+            ") RETURNING body, delivered_at, target",
+            owner,
+            until,
+            [GenerationStatus.WAITING.value, GenerationStatus.DELETED.value],
+            [p.value for p in platforms],
+            now,
+            limit,
+        )
+        return [_generation(row) for row in rows]
+
+    async def renew_leases(self, owner: str, generation_ids: Sequence[str], until: datetime) -> set[str]:
+        if not generation_ids:
+            return set()
+        rows = await self.pool.fetch(
+            "UPDATE generations SET lease_until = $1 WHERE lease_owner = $2 AND id = ANY($3::text[]) RETURNING id",
+            until,
+            owner,
+            list(generation_ids),
+        )
+        return {row["id"] for row in rows}
+
+    async def release_lease(self, owner: str, generation_id: str) -> None:
+        await self.pool.execute(
+            "UPDATE generations SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+            generation_id,
+            owner,
+        )
+
+    # --- spending ---------------------------------------------------------------------------------------------
+
+    async def reserve_spend(
+        self, entry: SpendEntry, *, monthly_usd: float | None, daily_seconds: float | None
+    ) -> SpendTotals | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # One workspace's check-and-reserve at a time, across every process (the lock ends with the transaction).
+            await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", SPEND_LOCK_KEY, entry.scope.key)
+            totals = await _totals(conn, entry.scope, entry.person, entry.month, entry.day)
+            over_month = monthly_usd is not None and totals.month_usd + (entry.usd or 0.0) > monthly_usd + 1e-9
+            over_day = daily_seconds is not None and totals.person_day_seconds + entry.seconds > daily_seconds
+            if over_month or over_day:
+                return totals
+            await conn.execute(
+                "INSERT INTO spend (generation_id, scope, person, backend, model, seconds, usd, state, month, day,"
+                " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                entry.generation_id,
+                entry.scope.key,
+                entry.person,
+                entry.backend,
+                entry.model,
+                entry.seconds,
+                entry.usd,
+                entry.state.value,
+                entry.month,
+                entry.day,
+                entry.created_at,
+            )
+        return None
+
+    async def set_spend_state(self, generation_id: str, state: SpendState) -> None:
+        await self.pool.execute("UPDATE spend SET state = $1 WHERE generation_id = $2", state.value, generation_id)
+
+    async def spend_totals(self, scope: Scope, person: str, month: str, day: str) -> SpendTotals:
+        async with self.pool.acquire() as conn:
+            return await _totals(conn, scope, person, month, day)
+
+    async def usage(self, scope: Scope, month: str) -> list[UsageRow]:
+        rows = await self.pool.fetch(
+            "SELECT person, model, count(*) AS videos, sum(seconds) AS seconds, sum(usd) AS usd, count(usd) AS priced"
+            " FROM spend WHERE scope = $1 AND month = $2 AND state = $3 GROUP BY person, model"
+            " ORDER BY sum(usd) DESC NULLS LAST, person",
+            scope.key,
+            month,
+            SpendState.SPENT.value,
+        )
+        return [
+            UsageRow(
+                person=row["person"],
+                model=row["model"],
+                videos=int(row["videos"]),
+                seconds=int(row["seconds"] or 0),
+                usd=float(row["usd"]) if row["priced"] else None,
+            )
+            for row in rows
+        ]
+
+    # --- webhooks and settings -----------------------------------------------------------------------------
+
+    async def remember_webhook(self, webhook_id: str) -> bool:
+        status = await self.pool.execute(
+            "INSERT INTO webhook_deliveries (webhook_id, received_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            webhook_id,
+            utcnow(),
+        )
+        return _count(status) == 1
+
+    async def get_scope_settings(self, scope: Scope) -> ScopeSettings:
+        body = await self.pool.fetchval("SELECT body FROM scope_settings WHERE scope = $1", scope.key)
+        return ScopeSettings.model_validate_json(body) if body else ScopeSettings(scope=scope)
+
+    async def save_scope_settings(self, settings: ScopeSettings) -> None:
+        await self.pool.execute(
+            "INSERT INTO scope_settings (scope, body) VALUES ($1, $2)"
+            " ON CONFLICT (scope) DO UPDATE SET body = excluded.body",
+            settings.scope.key,
+            settings.model_dump_json(),
+        )
+
+
+async def _insert_references(
+    conn: asyncpg.Connection, character_id: str, references: Sequence[ReferenceBlob]
+) -> None:
+    if not references:
+        return
+    await conn.executemany(
+        "INSERT INTO character_references (character_id, kind, position, mime_type, sha256, size_bytes,"
+        " width, height, seconds, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        [
+            (
+                character_id,
+                blob.reference.kind.value,
+                blob.reference.position,
+                blob.reference.mime_type,
+                blob.reference.sha256,
+                blob.reference.size_bytes,
+                blob.reference.width,
+                blob.reference.height,
+                blob.reference.seconds,
+                blob.data,
+            )
+            for blob in references
+        ],
+    )
+
+
+async def _upsert_native_id(conn: asyncpg.Connection, character_id: str, account: str, native_id: str) -> None:
+    await conn.execute(
+        "INSERT INTO character_native_ids (character_id, account, native_id, created_at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (character_id, account) DO UPDATE SET native_id = excluded.native_id,"
+        " created_at = excluded.created_at",
+        character_id,
+        account,
+        native_id,
+        utcnow(),
+    )
+
+
+def _character(row: asyncpg.Record, references: list[CharacterReference], native_ids: dict[str, str]) -> Character:
+    return Character(
+        id=row["id"],
+        scope=Scope.from_key(row["scope"]),
+        handle=row["handle"],
+        name=row["name"],
+        owner_id=row["owner_id"],
+        source=row["source"],
+        source_ref=row["source_ref"],
+        created_at=row["created_at"],
+        references=references,
+        native_ids=native_ids,
+    )
+
+
+def _reference(row: asyncpg.Record) -> CharacterReference:
+    return CharacterReference(
+        kind=row["kind"],
+        position=row["position"],
+        mime_type=row["mime_type"],
+        sha256=row["sha256"],
+        size_bytes=row["size_bytes"],
+        width=row["width"],
+        height=row["height"],
+        seconds=row["seconds"],
+    )
+
+
+def _body(generation: Generation) -> str:
+    return generation.model_dump_json(exclude={"delivered_at", "target"})
+
+
+async def _totals(conn: asyncpg.Connection, scope: Scope, person: str, month: str, day: str) -> SpendTotals:
+    counting = [s.value for s in SpendState if s.counts]
+    month_usd = await conn.fetchval(
+        "SELECT coalesce(sum(usd), 0) FROM spend WHERE scope = $1 AND month = $2 AND state = ANY($3::text[])",
+        scope.key,
+        month,
+        counting,
+    )
+    day_seconds = await conn.fetchval(
+        "SELECT coalesce(sum(seconds), 0) FROM spend WHERE scope = $1 AND person = $2 AND day = $3"
+        " AND state = ANY($4::text[])",
+        scope.key,
+        person,
+        day,
+        counting,
+    )
+    return SpendTotals(month_usd=float(month_usd or 0), person_day_seconds=int(day_seconds or 0))
+
+
+def _generation(row: asyncpg.Record) -> Generation:
+    fields = json.loads(row["body"])
+    fields["target"] = json.loads(row["target"])
+    generation = Generation.model_validate(fields)
+    generation.delivered_at = row["delivered_at"]
+    return generation
