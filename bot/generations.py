@@ -451,15 +451,15 @@ class GenerationService:
         return final
 
     async def on_video_event(self, api_video_id: str) -> bool:
-        """Handle a backend's webhook about a job: wake the generation's tracker here, or take it up if free."""
+        """Handle a backend's webhook about a job: wake its tracker, here or in whichever process holds it."""
         generation = await self._storage.find_generation_by_video(api_video_id)
         if generation is None:
-            return False
-        if generation.platform not in self.runner.platforms:
-            # Another process (the Discord worker, say) serves it; this one could not post it anyway.
             return False
         if self.runner.wake(generation.id):
             return True
         if generation.delivered_at is None:
-            await self.runner.start()
-        return self.runner.is_tracking(generation.id)
+            # Another process holds it (the Discord worker, say, for a webhook received by `web`): wake it there.
+            self.runner.tell_holder(generation.id)
+            if generation.platform in self.runner.platforms:
+                await self.runner.start()  # …and take it up here if nobody holds it any more
+        return True

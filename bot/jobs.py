@@ -73,6 +73,9 @@ OFFLINE_FIRST_WAIT = 1.0
 #: Rough job length used for "about N min" until jobs have been timed.
 DEFAULT_JOB_SECONDS = 60.0
 MAX_BACKOFF = 300.0
+#: Wake-ups between processes: "track:<generation id>" for its lease holder, "line:<backend>" for every dispatcher.
+TRACK_MESSAGE = "track:"
+LINE_MESSAGE = "line:"
 #: Creates sent for one generation at most, when a backend keeps failing to answer them.
 MAX_SUBMIT_ATTEMPTS = 4
 
@@ -124,6 +127,7 @@ class JobRunner:
         self._background: set[asyncio.Task[None]] = set()
         self._boards: dict[str, StatusBoard] = {}
         self._direct: dict[str, asyncio.Lock] = {}
+        self._listening = False
         self._closing = False
 
     # --- wiring -------------------------------------------------------------------------------------------
@@ -140,6 +144,12 @@ class JobRunner:
 
         Returns how many generations this process took over now.
         """
+        if not self._listening:
+            self._listening = True
+            try:
+                await self._storage.listen(self._on_message)
+            except Exception as exc:  # without wake-ups, processes still meet at their next poll
+                log.warning("cannot listen for other processes' wake-ups: %s", type(exc).__name__)
         taken = await self._lease_more()
         if self._lease_task is None:
             self._lease_task = asyncio.create_task(self._keep_leases(), name="soracast-leases")
@@ -193,8 +203,39 @@ class JobRunner:
             event.set()
 
     def wake_line(self, backend: str) -> None:
+        """The line of a backend changed (a video joined or left, a slot freed): every process looks again."""
+        self._wake_line_here(backend)
+        self._tell_others(f"{LINE_MESSAGE}{backend}")
+
+    def _wake_line_here(self, backend: str) -> None:
         self._ensure_dispatcher(backend)
         self._line_wake.setdefault(backend, asyncio.Event()).set()
+
+    def tell_holder(self, generation_id: str) -> None:
+        """Ask whichever process holds this generation to look at it now (a webhook said it changed)."""
+        self._tell_others(f"{TRACK_MESSAGE}{generation_id}")
+
+    def _tell_others(self, message: str) -> None:
+        if self._closing:
+            return
+        task = asyncio.create_task(self._notify(message), name="soracast-notify")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _notify(self, message: str) -> None:
+        try:
+            await self._storage.notify(message)
+        except Exception as exc:  # a lost wake-up only costs a poll interval
+            log.warning("could not tell other processes (%s): %s", message[:40], type(exc).__name__)
+
+    def _on_message(self, message: str) -> None:
+        """A wake-up from any process sharing the storage."""
+        if message.startswith(TRACK_MESSAGE):
+            self.wake(message.removeprefix(TRACK_MESSAGE))
+        elif message.startswith(LINE_MESSAGE):
+            backend = message.removeprefix(LINE_MESSAGE)
+            if self._catalog.backend(backend) is not None and not self._closing:
+                self._wake_line_here(backend)
 
     async def send_now_if_free(self, generation: Generation) -> str | None:
         """Send a just-stored request at once when nobody is ahead of it and the backend has room.

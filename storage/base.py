@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -138,6 +138,14 @@ class Storage(Protocol):
 
     async def usage(self, scope: Scope, month: str) -> list[UsageRow]:
         """Spent entries of a month, per person and model."""
+
+    # wake-ups between processes ---------------------------------------------------------------------
+    async def notify(self, message: str) -> None:
+        """Tell every process sharing this storage something changed (Postgres NOTIFY; SQLite: nothing —
+        its processes find out at their next poll)."""
+
+    async def listen(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(message)` for every `notify` from any process (the same one included)."""
 
     # webhook de-duplication ---------------------------------------------------------------------------
     async def remember_webhook(self, webhook_id: str) -> bool:

@@ -6,10 +6,11 @@ happen once — applying a migration, claiming a delivery — is decided by Post
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -40,6 +41,8 @@ SCHEMES = ("postgresql", "postgres")
 
 #: The advisory lock every soracast process takes to migrate: a fixed 64-bit number, the same in all of them.
 MIGRATION_LOCK_KEY = int.from_bytes(hashlib.sha256(b"soracast/migrations").digest()[:8], "big", signed=True)
+#: The NOTIFY channel soracast processes wake each other on.
+WAKE_CHANNEL = "soracast_wake"
 #: The first half of the two-key advisory lock that serialises one workspace's budget check and reservation.
 SPEND_LOCK_KEY = int.from_bytes(hashlib.sha256(b"soracast/spend").digest()[:4], "big", signed=True)
 
@@ -86,6 +89,8 @@ class PostgresStorage:
         self._setting = setting
         self._max_connections = max_connections
         self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._callbacks: list[Callable[[str], None]] = []
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -114,6 +119,11 @@ class PostgresStorage:
             raise
 
     async def close(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            self._callbacks.clear()
+            with contextlib.suppress(Exception):
+                await listener.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -542,6 +552,25 @@ class PostgresStorage:
             )
             for row in rows
         ]
+
+    # --- wake-ups -------------------------------------------------------------------------------------------
+
+    async def notify(self, message: str) -> None:
+        await self.pool.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, message[:7000])
+
+    async def listen(self, callback: Callable[[str], None]) -> None:
+        """LISTEN on a connection of its own (a pooled one would be handed to others and lose the listener)."""
+        if self._listener is None:
+            self._listener = await asyncpg.connect(self._url)
+            await self._listener.add_listener(WAKE_CHANNEL, self._dispatch_notification)
+        self._callbacks.append(callback)
+
+    def _dispatch_notification(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        for callback in self._callbacks:
+            try:
+                callback(payload)
+            except Exception:  # one bad listener must not silence the others
+                log.exception("a wake-up listener failed")
 
     # --- webhooks and settings -----------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -62,6 +62,7 @@ class SQLiteStorage:
         self._db: aiosqlite.Connection | None = None
         # One connection, so writes that read-then-write (claims) are serialised here, not by retry loops.
         self._write_lock = asyncio.Lock()
+        self._listeners: list[Callable[[str], None]] = []
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -635,6 +636,16 @@ class SQLiteStorage:
                 )
                 async for row in cursor
             ]
+
+    # --- wake-ups -------------------------------------------------------------------------------------------
+
+    async def notify(self, message: str) -> None:
+        # Processes on one SQLite file have no channel to each other: they find out at their next poll.
+        for callback in self._listeners:
+            callback(message)
+
+    async def listen(self, callback: Callable[[str], None]) -> None:
+        self._listeners.append(callback)
 
     # --- webhooks and settings -----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from bot.app import build_app
 from bot.errors import CharacterNeedsClip
 from bot.models import GenerationOptions, GenerationStatus, Platform
 from bot.present import references_line
-from storage.sqlite import migrations
+from storage.schema import migrations
 from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier, fast_settings
 from tests.fixtures.gemini import GeminiEmulator, gemini_settings, open_gemini_core
 from tests.fixtures.videos import fast_offline_api
@@ -24,7 +24,8 @@ WITHIN = 60
 def _old_database(path: Path, characters: list[tuple[str, str, str]]) -> None:
     """A database as soracast left it before references existed: migration 001 only, ids at the API."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    version, name, sql = migrations("sqlite")[0]
+    first = migrations("sqlite")[0]
+    version, name, sql = first.version, first.name, first.sql
     with sqlite3.connect(path) as db:
         db.executescript(sql)
         db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")
