@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     progress_interval: float = Field(default=3.0, ge=0)
     discord_token: SecretStr | None = Field(default=None, validation_alias="DISCORD_TOKEN")
     discord_guild_id: int | None = Field(default=None, validation_alias="DISCORD_GUILD_ID")
+    #: Sharding for big bots: the total number of shards, and the ones this process runs (unset: all).
+    discord_shard_count: int | None = Field(default=None, ge=1, validation_alias="DISCORD_SHARD_COUNT")
+    discord_shard_ids: Annotated[list[int] | None, NoDecode] = Field(
+        default=None, validation_alias="DISCORD_SHARD_IDS"
+    )
     slack_bot_token: SecretStr | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(default=None, validation_alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
@@ -156,6 +161,13 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=3000, validation_alias="PORT", ge=1, le=65535)
     log_level: str = "INFO"
+
+    @field_validator("discord_shard_ids", mode="before")
+    @classmethod
+    def _split_ints(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in _csv(value) or []]  # type: ignore[union-attr]
+        return value
 
     @field_validator(
         "allowed_models", "allowed_seconds", "allowed_sizes", "gemini_models", "fal_models", mode="before"

@@ -53,9 +53,21 @@ class SoracastClient(discord.Client):
         await self.soracast.on_interaction(interaction)
 
 
+class ShardedSoracastClient(SoracastClient, discord.AutoShardedClient):
+    """The same client running some of the bot's shards (`DISCORD_SHARD_COUNT`, `DISCORD_SHARD_IDS`)."""
+
+
 def build_discord_bot(core: Soracast, settings: Settings, **options: object) -> SoracastClient:
-    """The client with every command and button registered, and its notifier registered with the core."""
-    client = SoracastClient(core, settings, **options)
+    """The client with every command and button registered, and its notifier registered with the core.
+
+    With `DISCORD_SHARD_COUNT` set it runs the shards `DISCORD_SHARD_IDS` names (all of them if unset): big bots
+    split their servers across processes, each process one part of the shards.
+    """
+    if settings.discord_shard_count:
+        options = {"shard_count": settings.discord_shard_count, "shard_ids": settings.discord_shard_ids, **options}
+        client: SoracastClient = ShardedSoracastClient(core, settings, **options)
+    else:
+        client = SoracastClient(core, settings, **options)
     core.generations.register_notifier(Platform.DISCORD, client.notifier)
     return client
 
@@ -79,7 +91,10 @@ async def prepare_bot(client: SoracastClient, token: str) -> int:
     before the gateway is connected.
     """
     await client.login(token)
-    await sync_commands(client, client.settings.discord_guild_id)
+    shards = client.settings.discord_shard_ids
+    if not shards or 0 in shards:
+        # Commands belong to the application, not a shard: one process publishes them.
+        await sync_commands(client, client.settings.discord_guild_id)
     resumed = await client.core.generations.resume(Platform.DISCORD)
     if resumed:
         log.info("picked up %d unfinished video(s)", resumed)
