@@ -102,6 +102,10 @@ class Storage(Protocol):
     async def cancel_waiting(self, generation_id: str) -> bool:
         """Atomically cancel a generation that is still waiting; False if it left the line already."""
 
+    async def place_in_line(self, generation_id: str, position: int, eta_seconds: float) -> bool:
+        """Atomically record where a generation that is still waiting stands; False (nothing written) if it left
+        the line already (sent or cancelled)."""
+
     async def lease_generations(
         self, owner: str, platforms: Sequence[Platform], now: datetime, until: datetime, limit: int = 500
     ) -> list[Generation]:

@@ -413,6 +413,30 @@ class SQLiteStorage:
             await self.db.commit()
         return True
 
+    async def place_in_line(self, generation_id: str, position: int, eta_seconds: float) -> bool:
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                async with self.db.execute(
+                    "SELECT body, delivered_at, target FROM generations WHERE id = ? AND status = ?",
+                    (generation_id, GenerationStatus.WAITING.value),
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is None:
+                    await self.db.rollback()
+                    return False
+                generation = _generation(row)
+                generation.line_position, generation.line_eta = position, eta_seconds
+                await self.db.execute(
+                    "UPDATE generations SET body = ? WHERE id = ?",
+                    (generation.model_dump_json(exclude={"delivered_at", "target"}), generation_id),
+                )
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
+        return True
+
     async def count_in_flight(self, backend: str) -> int:
         statuses = [s.value for s in GenerationStatus if s.at_backend]
         async with self.db.execute(

@@ -117,3 +117,19 @@ async def test_unfinished_generations_are_those_not_delivered(store: SQLiteStora
 async def test_webhook_ids_are_remembered(store: SQLiteStorage) -> None:
     assert await store.remember_webhook("msg_1")
     assert not await store.remember_webhook("msg_1")
+
+
+async def test_a_place_in_line_is_written_only_while_the_generation_waits(store: SQLiteStorage) -> None:
+    waiting, cancelled = _generation(), _generation()
+    for generation in (waiting, cancelled):
+        await store.save_generation(generation)
+    assert await store.cancel_waiting(cancelled.id)
+
+    assert await store.place_in_line(waiting.id, 2, 120.0)
+    assert not await store.place_in_line(cancelled.id, 1, 60.0)
+
+    placed = await store.get_generation(waiting.id)
+    assert placed is not None and (placed.status, placed.line_position, placed.line_eta) == (
+        GenerationStatus.WAITING, 2, 120.0
+    )
+    assert (await store.get_generation(cancelled.id)).status is GenerationStatus.CANCELLED  # type: ignore[union-attr]
