@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot import present
+from bot.actions import FINISHED_ACTIONS, VideoAction
 from bot.app import Soracast, build_app
 from bot.errors import LineFull, PermissionDenied
 from bot.line import fair_order, places
@@ -172,6 +173,7 @@ async def test_a_video_that_leaves_the_line_is_reported_even_when_its_backend_sa
         core.generations.register_notifier(Platform.CONSOLE, recorder)
         first = await core.generations.generate(CONSOLE_SCOPE, BOB, "first", GenerationOptions(), TARGET)
         second = await core.generations.generate(CONSOLE_SCOPE, ALICE, "second", GenerationOptions(), TARGET)
+        assert core.generations.offered_actions(second) == [VideoAction.CANCEL]
         await eventually(lambda: [g for g in recorder.progress_generations if g.id == second.id])
 
         await finish(core, api, first.id)
@@ -182,7 +184,9 @@ async def test_a_video_that_leaves_the_line_is_reported_even_when_its_backend_sa
         )
         assert notes[0].status is GenerationStatus.QUEUED and notes[0].progress == 0
         assert present.status_line(notes[0]).startswith("Queued")
-        await finish(core, api, second.id)
+        assert core.generations.offered_actions(notes[0]) == [], "no Cancel once it has left the line"
+        done = await finish(core, api, second.id)
+        assert core.generations.offered_actions(done) == list(FINISHED_ACTIONS)
     finally:
         await core.aclose()
 
