@@ -1,4 +1,4 @@
-"""Buttons on a posted video, as ids that survive restarts: `soracast:<action>:<generation id>`."""
+"""Buttons on a video's message, as ids that survive restarts: `soracast:<action>:<generation id>`."""
 
 from __future__ import annotations
 
@@ -9,16 +9,28 @@ PREFIX = "soracast"
 
 
 class VideoAction(StrEnum):
-    """What a button under a finished video does; each opens a form or acts at once (delete)."""
+    """What a button under a video does: Cancel while it waits in line; once finished, the others (each opens a
+    form or acts at once, like Delete)."""
 
     REMIX = "remix"
     EXTEND = "extend"
     CHARACTER = "character"
     DELETE = "delete"
+    CANCEL = "cancel"
 
     @property
     def label(self) -> str:
-        return {"remix": "Remix", "extend": "Extend", "character": "Make character", "delete": "Delete"}[self.value]
+        return {
+            "remix": "Remix",
+            "extend": "Extend",
+            "character": "Make character",
+            "delete": "Delete",
+            "cancel": "Cancel",
+        }[self.value]
+
+
+#: The buttons a finished video may carry, in order (`GenerationService.offered_actions` says which apply).
+FINISHED_ACTIONS = (VideoAction.REMIX, VideoAction.EXTEND, VideoAction.CHARACTER, VideoAction.DELETE)
 
 
 def encode_action(action: VideoAction, generation_id: str) -> str:

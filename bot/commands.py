@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from enum import StrEnum
 
 from bot.errors import InvalidInput
 from bot.models import GenerationOptions
@@ -65,6 +67,49 @@ def parse_start(value: str | None) -> float:
     if result < 0 or result != result:
         raise InvalidInput("The start time cannot be negative.", hint="Give seconds from 0, e.g. 1.5.")
     return result
+
+
+class LineVerb(StrEnum):
+    """What `/sora queue` and `/sora cancel <video id>` ask of the line instead of making a video."""
+
+    QUEUE = "queue"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True)
+class LineCommand:
+    """A `/sora` text that is a line command: the verb and, for cancel, the video id."""
+
+    verb: LineVerb
+    generation_id: str | None = None
+
+
+# Shaped like a video id (`g` and 8 letters or digits), loosely, so a mistyped id is answered "no such video"
+# rather than made into a video; copied ids may keep their backticks.
+_VIDEO_ID = re.compile(r"^`?(g[a-z0-9]{8})`?$", re.IGNORECASE)
+
+
+def parse_line_command(text: str) -> LineCommand | None:
+    """`queue` alone, or `cancel` followed by exactly one word shaped like a video id; None for a prompt.
+
+    So `/sora cancel culture` and `/sora queue of people at dawn` stay prompts: no prompt is a bare video id.
+    """
+    words = text.split()
+    if len(words) == 1 and words[0].lower() == LineVerb.QUEUE:
+        return LineCommand(LineVerb.QUEUE)
+    if len(words) == 2 and words[0].lower() == LineVerb.CANCEL:
+        found = _VIDEO_ID.match(words[1])
+        if found:
+            return LineCommand(LineVerb.CANCEL, found.group(1).lower())
+    return None
+
+
+def video_id_arg(text: str, usage: str) -> str:
+    """The one video id a command takes (`/cancel gabc12345`), without backticks; a clear error otherwise."""
+    words = text.split()
+    if len(words) != 1:
+        raise InvalidInput("Give one video id.", hint=f"Usage: {usage}")
+    return words[0].strip("`")
 
 
 def _unquote(value: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from bot.actions import VideoAction
+from bot.actions import FINISHED_ACTIONS, VideoAction
 from bot.backends.base import ModelCapabilities, VideoBackend
 from bot.budgets import Budgets
 from bot.catalog import Choice, ModelCatalog
@@ -275,12 +275,17 @@ class GenerationService:
         return True
 
     def offered_actions(self, generation: Generation) -> list[VideoAction]:
-        """The buttons a finished video gets: Remix and Extend only where its backend can do them."""
+        """The buttons a video's message carries now: Cancel while it waits in line; once it is done, Remix and
+        Extend (only where its backend can do them), Make character and Delete; none otherwise."""
+        if generation.status is GenerationStatus.WAITING:
+            return [VideoAction.CANCEL]
+        if generation.status is not GenerationStatus.COMPLETED:
+            return []
         wanted = {
             VideoAction.REMIX: self.can_derive(generation, GenerationKind.REMIX),
             VideoAction.EXTEND: self.can_derive(generation, GenerationKind.EXTEND),
         }
-        return [action for action in VideoAction if wanted.get(action, True)]
+        return [action for action in FINISHED_ACTIONS if wanted.get(action, True)]
 
     def extend_choices(self, generation: Generation) -> list[int]:
         """The lengths an extension of `generation` may add (empty when it cannot be extended)."""
@@ -300,7 +305,8 @@ class GenerationService:
 
     async def get(self, scope: Scope, generation_id: str) -> Generation:
         """A generation of this scope; another scope's id is reported as unknown, never shown."""
-        generation = await self._storage.get_generation(generation_id.strip().lower())
+        # Ids are shown in backticks; a copied id may keep them.
+        generation = await self._storage.get_generation(generation_id.strip().strip("`").lower())
         if generation is None or generation.scope != scope:
             raise UnknownGeneration(
                 f"There is no video {generation_id!r} in this workspace.",
@@ -350,6 +356,10 @@ class GenerationService:
                     entries.append(LineEntry(generation, found[generation.id], len(order)))
         return sorted(entries, key=lambda e: e.place.position)
 
+    async def cancellable(self, scope: Scope, actor: Actor) -> list[LineEntry]:
+        """The waiting videos of this workspace `actor` may cancel: their own, or every one for an admin."""
+        return [e for e in await self.line(scope) if actor.is_admin or e.generation.requester_id == actor.id]
+
     async def cancel(self, scope: Scope, actor: Actor, generation_id: str) -> Generation:
         """Take a video out of the line (or out of the backend's own queue, where it can still be stopped);
         its requester or an admin only. Its reserved cost is given back."""
@@ -372,8 +382,11 @@ class GenerationService:
             await self._storage.save_generation(generation)
             await self._budgets.refund(generation.id)
         elif generation.status.finished:
+            # There is no /delete command: a posted video's Delete button is the way.
+            done = generation.status is GenerationStatus.COMPLETED
             raise GenerationNotReady(
-                f"Video {generation.id} is already {generation.status.value}.", hint="Delete it with /delete instead."
+                f"Video {generation.id} is already {generation.status.value}.",
+                hint="Use the Delete button under it instead." if done else None,
             )
         else:
             raise GenerationNotReady(

@@ -119,6 +119,8 @@ class JobRunner:
         self._finished: dict[str, asyncio.Event] = {}
         self._announcing: dict[str, asyncio.Event] = {}
         self._last_progress_note: dict[str, float] = {}
+        #: Sent from the line: their messages still show a place in line until the tracker reports them.
+        self._left_line: set[str] = set()
         self._limiters: dict[str, BackendLimiter] = {}
         self._line_wake: dict[str, asyncio.Event] = {}
         self._dispatchers: dict[str, asyncio.Task[None]] = {}
@@ -294,9 +296,10 @@ class JobRunner:
             place = found[generation.id]
             if generation.line_position == place.position:
                 continue
+            # Only where it still waits: saving the whole row would undo a cancel (or a send) made meanwhile.
+            if not await self._storage.place_in_line(generation.id, place.position, place.eta_seconds):
+                continue
             generation.line_position, generation.line_eta = place.position, place.eta_seconds
-            if not await self._storage.save_line_place(generation):
-                continue  # it left the line meanwhile (sent, cancelled)
             if generation.platform in self._notifiers:
                 await self._note_progress(generation)
 
@@ -306,6 +309,8 @@ class JobRunner:
         generation = await self._storage.claim_for_submit(generation_id, self.owner, until)
         if generation is None:
             return None  # cancelled, or another process took it
+        if not raise_refusal:
+            self._left_line.add(generation.id)  # from the line, where its message shows a place
         backend = self._catalog.backend(generation.backend)
         limiter = self.limiter(generation.backend)
         limiter.take_submit()
@@ -476,6 +481,7 @@ class JobRunner:
         self._trackers.pop(generation_id, None)
         self._wakeups.pop(generation_id, None)
         self._last_progress_note.pop(generation_id, None)
+        self._left_line.discard(generation_id)
         self._announcing.pop(generation_id, None)
 
     async def _track(self, generation_id: str, first_wait: float) -> None:
@@ -540,9 +546,13 @@ class JobRunner:
                 await self._storage.save_generation(generation)
                 await self._budgets.refund(generation.id)
                 continue
-            if (generation.status, generation.progress, generation.queue_position) != before:
+            left_line = generation_id in self._left_line
+            if (generation.status, generation.progress, generation.queue_position) != before or left_line:
+                # A backend may report nothing new for minutes after a create (Gemini); a video that came from
+                # the line is reported once anyway, or its message would keep its place and Cancel button.
+                self._left_line.discard(generation_id)
                 await self._storage.save_generation(generation)
-                await self._note_progress(generation)
+                await self._note_progress(generation, surely=left_line)
             await self._sleep(generation_id, polled.poll_after or self._settings.poll_interval)
 
     async def _settle_create(self, generation: Generation, backend: VideoBackend) -> None:
@@ -717,14 +727,19 @@ class JobRunner:
             self.wake_line(generation.backend)
             return
 
-    async def _note_progress(self, generation: Generation) -> None:
+    async def _note_progress(self, generation: Generation, *, surely: bool = False) -> None:
+        """Tell the adapter, at most once per progress interval; `surely` waits out the interval instead of
+        dropping the note (for a change no later poll would report again)."""
         notifier = self._notifiers.get(generation.platform)
         if notifier is None:
             return
         now = time.monotonic()
         last = self._last_progress_note.get(generation.id)
         if last is not None and now - last < self._settings.progress_interval:
-            return
+            if not surely:
+                return
+            await asyncio.sleep(self._settings.progress_interval - (now - last))
+            now = time.monotonic()
         self._last_progress_note[generation.id] = now
         await self.fresh_target(generation)
         try:

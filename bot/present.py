@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -191,13 +191,39 @@ def error_title(error: SoracastError) -> str:
     return "That didn't work"
 
 
-def line_lines(entries: Sequence[LineEntry]) -> list[str]:
-    """`/sora queue`: one line per waiting video of the workspace, next first; empty means nothing waits."""
+def _as_typed(text: str) -> str:
+    return text
+
+
+def line_summary(entries: Sequence[LineEntry]) -> str:
+    """The heading of `/sora queue`: how many of this workspace's videos wait."""
+    if not entries:
+        return "No video of this workspace is waiting in line: new ones go out as soon as there is room."
+    count = len(entries)
+    return f"{count} video{'s' if count != 1 else ''} of this workspace waiting in line, next first:"
+
+
+def line_lines(
+    entries: Sequence[LineEntry],
+    *,
+    person: Callable[[str], str] | None = None,
+    quote: Callable[[str], str] = _as_typed,
+) -> list[str]:
+    """`/sora queue`: one line per waiting video of the workspace, next first; empty means nothing waits.
+
+    `person` shows a requester (a chat mention by default); `quote` makes the prompt, which a user typed, safe
+    for the platform (Slack escapes it)."""
+    who = person or mention
     return [
-        f"{ordinal(e.place.position)} of {e.ahead_total} · `{e.generation.id}` by {mention(e.generation.requester_id)}"
-        f" · {about(e.place.eta_seconds)} · {e.generation.prompt[:80]}"
+        f"{ordinal(e.place.position)} of {e.ahead_total} · `{e.generation.id}` by {who(e.generation.requester_id)}"
+        f" · {about(e.place.eta_seconds)} · {quote(' '.join(e.generation.prompt.split())[:80])}"
         for e in entries
     ]
+
+
+def cancelled_text(generation: Generation) -> str:
+    """The private answer to whoever cancelled a video."""
+    return f"Cancelled video `{generation.id}`: it will not be made, and nothing is charged for it."
 
 
 def mention(user_id: str) -> str:
@@ -217,15 +243,26 @@ def limits_line(limits: Mapping[BudgetKind, float | None]) -> str:
     return " · ".join(parts) if parts else "no limits"
 
 
-def usage_lines(usage: Usage) -> list[str]:
+def limits_lines(limits: Mapping[BudgetKind, float | None], how: str) -> list[str]:
+    """`/soracast limits`: the limits that apply here, then how an admin changes them (`how`: the platform's
+    command, e.g. `/soracast limits monthly_usd:50`)."""
+    return [
+        f"Limits here: {limits_line(limits)}.",
+        f"Admins change them with {how}: a number sets a limit, `none` lifts it, `default` goes back to the bot's "
+        "default. The monthly budget resets on the 1st and daily seconds at midnight (UTC).",
+    ]
+
+
+def usage_lines(usage: Usage, *, person: Callable[[str], str] | None = None) -> list[str]:
     """`/soracast usage`: the month's total against its limit, then one line per person and model."""
+    who = person or mention
     monthly = usage.limits.get(BudgetKind.MONTHLY_USD)
     total = f"${usage.total_usd:,.2f}" + (f" of ${monthly:,.2f}" if monthly is not None else "")
     videos = sum(r.videos for r in usage.rows)
     lines = [f"{usage.month}: {total} spent on {videos} video(s) ({limits_line(usage.limits)})"]
     for row in usage.rows:
         cost = "price unknown" if row.usd is None else f"${row.usd:,.2f}"
-        lines.append(f"{mention(row.person)} · {row.model} · {row.videos} video(s), {row.seconds} s · {cost}")
+        lines.append(f"{who(row.person)} · {row.model} · {row.videos} video(s), {row.seconds} s · {cost}")
     if usage.unpriced_videos:
         lines.append(f"{usage.unpriced_videos} video(s) used a model with no known price (set SORACAST_PRICES).")
     return lines

@@ -280,7 +280,9 @@ class CharacterRegistry:
                 "Only workspace admins can change soracast's settings.",
                 hint="Ask someone with Manage Server (Discord) or an admin (Slack).",
             )
-        settings = ScopeSettings(scope=scope, register_role_id=register_role_id)
+        current = await self._storage.get_scope_settings(scope)
+        # The same record holds the workspace's budget limits: they stay as they are.
+        settings = ScopeSettings(scope=scope, register_role_id=register_role_id, budget=current.budget)
         await self._storage.save_scope_settings(settings)
         return settings
 

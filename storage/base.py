@@ -107,12 +107,12 @@ class Storage(Protocol):
         """Atomically move a waiting generation to `submitting` under `owner`'s lease; None if it is not waiting
         any more (another process took it, or it was cancelled)."""
 
-    async def save_line_place(self, generation: Generation) -> bool:
-        """Save a waiting generation's place in line, only if it is still waiting (a cancel or a claim that
-        happened meanwhile is never overwritten); False otherwise."""
-
     async def cancel_waiting(self, generation_id: str) -> bool:
         """Atomically cancel a generation that is still waiting; False if it left the line already."""
+
+    async def place_in_line(self, generation_id: str, position: int, eta_seconds: float) -> bool:
+        """Atomically record where a generation that is still waiting stands; False (nothing written) if it left
+        the line already (sent or cancelled)."""
 
     async def lease_generations(
         self, owner: str, platforms: Sequence[Platform], now: datetime, until: datetime, limit: int = 500

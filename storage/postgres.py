@@ -427,14 +427,19 @@ class PostgresStorage:
             )
         return generation
 
-    async def save_line_place(self, generation: Generation) -> bool:
-        status = await self.pool.execute(
-            "UPDATE generations SET body = $1 WHERE id = $2 AND status = $3",
-            _body(generation),
-            generation.id,
-            GenerationStatus.WAITING.value,
-        )
-        return _count(status) == 1
+    async def place_in_line(self, generation_id: str, position: int, eta_seconds: float) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT body, delivered_at, target FROM generations WHERE id = $1 AND status = $2 FOR UPDATE",
+                generation_id,
+                GenerationStatus.WAITING.value,
+            )
+            if row is None:
+                return False
+            generation = _generation(row)
+            generation.line_position, generation.line_eta = position, eta_seconds
+            await conn.execute("UPDATE generations SET body = $1 WHERE id = $2", _body(generation), generation_id)
+        return True
 
     async def cancel_waiting(self, generation_id: str) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():

@@ -424,19 +424,6 @@ class SQLiteStorage:
         ) as cursor:
             return {(row[0], row[1]): int(row[2]) async for row in cursor}
 
-    async def save_line_place(self, generation: Generation) -> bool:
-        async with self._write_lock:
-            cursor = await self.db.execute(
-                "UPDATE generations SET body = ? WHERE id = ? AND status = ?",
-                (
-                    generation.model_dump_json(exclude={"delivered_at", "target"}),
-                    generation.id,
-                    GenerationStatus.WAITING.value,
-                ),
-            )
-            await self.db.commit()
-        return cursor.rowcount == 1
-
     async def cancel_waiting(self, generation_id: str) -> bool:
         async with self._write_lock:
             await self.db.execute("BEGIN IMMEDIATE")
@@ -457,6 +444,30 @@ class SQLiteStorage:
                 await self.db.execute(
                     "UPDATE generations SET status = ?, body = ? WHERE id = ?",
                     (generation.status.value, body, generation_id),
+                )
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
+        return True
+
+    async def place_in_line(self, generation_id: str, position: int, eta_seconds: float) -> bool:
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                async with self.db.execute(
+                    "SELECT body, delivered_at, target FROM generations WHERE id = ? AND status = ?",
+                    (generation_id, GenerationStatus.WAITING.value),
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is None:
+                    await self.db.rollback()
+                    return False
+                generation = _generation(row)
+                generation.line_position, generation.line_eta = position, eta_seconds
+                await self.db.execute(
+                    "UPDATE generations SET body = ? WHERE id = ?",
+                    (generation.model_dump_json(exclude={"delivered_at", "target"}), generation_id),
                 )
             except BaseException:
                 await self.db.rollback()

@@ -125,3 +125,11 @@ async def test_only_admins_set_limits_and_see_usage_per_person_and_model(priced:
     # Lifting a limit and resetting to the operator's default are different things.
     lifted = await priced.budgets.set_limits(CONSOLE_SCOPE, ADMIN, {BudgetKind.MONTHLY_USD: None})
     assert lifted[BudgetKind.MONTHLY_USD] is None
+
+
+async def test_changing_who_may_register_leaves_the_limits_alone(priced: Soracast) -> None:
+    await priced.budgets.set_limits(CONSOLE_SCOPE, ADMIN, {BudgetKind.MONTHLY_USD: 5.0})
+    await priced.registry.configure(CONSOLE_SCOPE, ADMIN, register_role_id="artists")
+
+    assert (await priced.budgets.limits(CONSOLE_SCOPE))[BudgetKind.MONTHLY_USD] == 5.0
+    assert (await priced.registry.scope_settings(CONSOLE_SCOPE)).register_role_id == "artists"

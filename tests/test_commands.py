@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.commands import parse_generation_command, parse_start, split_options
+from bot.commands import LineCommand, LineVerb, parse_generation_command, parse_line_command, parse_start, split_options
 from bot.errors import InvalidInput
 
 
@@ -42,3 +42,33 @@ def test_start_times(raw: str | None, expected: float) -> None:
 def test_bad_start_times(raw: str) -> None:
     with pytest.raises(InvalidInput):
         parse_start(raw)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("queue", LineCommand(LineVerb.QUEUE)),
+        ("  Queue ", LineCommand(LineVerb.QUEUE)),
+        ("cancel gabc23def", LineCommand(LineVerb.CANCEL, "gabc23def")),
+        ("CANCEL `GABC23DEF`", LineCommand(LineVerb.CANCEL, "gabc23def")),
+        ("cancel gnothere9", LineCommand(LineVerb.CANCEL, "gnothere9")),  # mistyped ids are "no such video"
+    ],
+)
+def test_queue_and_cancel_with_a_video_id_are_line_commands(text: str, expected: LineCommand) -> None:
+    assert parse_line_command(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cancel culture",
+        "cancel",
+        "cancel gabc23def please",
+        "cancel gabc23de",
+        "queue of people at dawn",
+        "a queue",
+        "@mascot cancel gabc23def",
+    ],
+)
+def test_anything_else_is_a_prompt(text: str) -> None:
+    assert parse_line_command(text) is None

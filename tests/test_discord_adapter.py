@@ -14,7 +14,7 @@ import pytest
 
 from adapters.discord.app import prepare_bot
 from bot import media, present
-from bot.actions import VideoAction, encode_action
+from bot.actions import FINISHED_ACTIONS, VideoAction, encode_action
 from bot.backends.openai.client import HTTPVideosAPI
 from bot.errors import (
     ClipWrongLength,
@@ -338,7 +338,7 @@ async def test_sora_posts_one_public_message_that_ends_with_the_mp4_and_its_butt
     width, height, duration = video_stream(uploaded_video(h, message))
     assert (width, height) == tuple(int(x) for x in done.size.split("x")) and duration > 3.0
     assert message["attachments"][0]["filename"] == f"soracast-{done.id}.mp4"
-    assert custom_ids(message) == [encode_action(a, done.id) for a in VideoAction]
+    assert custom_ids(message) == [encode_action(a, done.id) for a in FINISHED_ACTIONS]
     assert message["embeds"][0]["fields"][0]["value"] == present.status_line(done)
 
 
@@ -353,7 +353,7 @@ async def test_a_video_done_before_its_first_message_is_shown_still_ends_as_the_
 
     message = result_message(h, done)
     assert message["embeds"][0]["fields"][0]["value"] == "Done"
-    assert message["attachments"] and custom_ids(message) == [encode_action(a, done.id) for a in VideoAction]
+    assert message["attachments"] and custom_ids(message) == [encode_action(a, done.id) for a in FINISHED_ACTIONS]
     first_edit = h.api.calls("PATCH", "/messages/@original")[0]
     upload = next(r for r in h.api.requests if r.files)
     assert upload.at > first_edit.at
@@ -513,7 +513,7 @@ async def test_a_video_that_cannot_fit_is_posted_with_the_reason(discord_bot: Di
     assert message["attachments"] == []
     note = message["embeds"][0]["fields"][1]
     assert note["name"] == "Video" and "upload limit" in note["value"]
-    assert custom_ids(message) == [encode_action(a, done.id) for a in VideoAction]
+    assert custom_ids(message) == [encode_action(a, done.id) for a in FINISHED_ACTIONS]
 
 
 # --- buttons and forms ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot import present
+from bot.actions import FINISHED_ACTIONS, VideoAction
 from bot.app import Soracast, build_app
 from bot.errors import LineFull, PermissionDenied
 from bot.line import fair_order, places
@@ -25,9 +26,11 @@ from bot.models import (
     utcnow,
 )
 from tests.fixtures.core import CONSOLE_SCOPE, TARGET, RecordingNotifier, fast_settings
+from tests.fixtures.line import eventually, finish, sent, slow_offline_api
 from tests.fixtures.videos import fast_offline_api
 
 WITHIN = 60
+WAITING = GenerationStatus.WAITING
 ALICE, BOB, CAROL = Actor(id="alice"), Actor(id="bob"), Actor(id="carol")
 OTHER = Scope(platform=Platform.CONSOLE, id="other-team")
 
@@ -160,3 +163,82 @@ async def test_the_requester_or_an_admin_can_cancel_a_waiting_video(slow_core: S
     ) as cursor:
         assert (await cursor.fetchone())[0] == SpendState.RELEASED.value
     await asyncio.sleep(0)
+
+
+async def test_a_video_that_leaves_the_line_is_reported_even_when_its_backend_says_nothing_new(
+    tmp_path: Path,
+) -> None:
+    # Jobs stay "queued, 0 %" at the backend for a long time: only leaving the line changes anything to show.
+    api = slow_offline_api(tmp_path / "slow")
+    core = await build_app(fast_settings(tmp_path / "data", max_in_flight=1), videos=api)
+    try:
+        recorder = RecordingNotifier()
+        core.generations.register_notifier(Platform.CONSOLE, recorder)
+        first = await core.generations.generate(CONSOLE_SCOPE, BOB, "first", GenerationOptions(), TARGET)
+        second = await core.generations.generate(CONSOLE_SCOPE, ALICE, "second", GenerationOptions(), TARGET)
+        assert core.generations.offered_actions(second) == [VideoAction.CANCEL]
+        await eventually(lambda: [g for g in recorder.progress_generations if g.id == second.id])
+
+        await finish(core, api, first.id)
+        await sent(core, second.id)
+
+        notes = await eventually(
+            lambda: [g for g in recorder.progress_generations if g.id == second.id and g.status is not WAITING]
+        )
+        assert notes[0].status is GenerationStatus.QUEUED and notes[0].progress == 0
+        assert present.status_line(notes[0]).startswith("Queued")
+        assert core.generations.offered_actions(notes[0]) == [], "no Cancel once it has left the line"
+        done = await finish(core, api, second.id)
+        assert core.generations.offered_actions(done) == list(FINISHED_ACTIONS)
+    finally:
+        await core.aclose()
+
+
+class _HeldNotifier(RecordingNotifier):
+    """Holds every progress note while `hold` is clear (a slow chat platform)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = asyncio.Event()
+        self.hold.set()
+        self.held = asyncio.Event()
+
+    async def progress(self, generation: Generation) -> None:
+        if not self.hold.is_set():
+            self.held.set()
+            await self.hold.wait()
+        await super().progress(generation)
+
+
+async def test_a_video_cancelled_while_the_line_is_being_shown_stays_cancelled(tmp_path: Path) -> None:
+    api = slow_offline_api(tmp_path / "slow")
+    core = await build_app(fast_settings(tmp_path / "data", max_in_flight=1), videos=api)
+    try:
+        notifier = _HeldNotifier()
+        core.generations.register_notifier(Platform.CONSOLE, notifier)
+        first = await core.generations.generate(CONSOLE_SCOPE, BOB, "in flight", GenerationOptions(), TARGET)
+        dave = Actor(id="dave")
+        b, c, d = [
+            await core.generations.generate(CONSOLE_SCOPE, who, f"{who.id}'s", GenerationOptions(), TARGET)
+            for who in (ALICE, CAROL, dave)
+        ]
+
+        async def third_in_line() -> bool:
+            stored = await core.storage.get_generation(d.id)
+            return stored is not None and stored.line_position == 3
+
+        await eventually(third_in_line)
+        # The line moves (b leaves it) while the chat is slow to take the new places: d is cancelled meanwhile.
+        notifier.hold.clear()
+        await core.generations.cancel(CONSOLE_SCOPE, ALICE, b.id)
+        await asyncio.wait_for(notifier.held.wait(), WITHIN)
+        await core.generations.cancel(CONSOLE_SCOPE, dave, d.id)
+        notifier.hold.set()
+
+        await finish(core, api, first.id)
+        await finish(core, api, c.id)
+        final = await core.generations.wait_finished(d.id, within=WITHIN)
+        assert final.status is GenerationStatus.CANCELLED and final.api_video_id is None
+        assert [e.generation.id for e in await core.generations.line(CONSOLE_SCOPE)] == []
+    finally:
+        await core.aclose()

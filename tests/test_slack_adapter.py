@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -486,7 +487,8 @@ async def test_run_modes_refuse_to_start_without_their_tokens(tmp_path: Path):
 def test_the_manifest_declares_what_the_listeners_answer():
     manifest = (Path(render.__file__).parent / "manifest.yml").read_text(encoding="utf-8")
     assert f"callback_id: {render.MAKE_CHARACTER_SHORTCUT}" in manifest
-    for line in ("command: /sora", "command: /character", "- app_mention", "socket_mode_enabled: true"):
+    assert re.findall(r"- command: (/\S+)", manifest) == ["/sora", "/character", "/soracast"]
+    for line in ("- app_mention", "socket_mode_enabled: true"):
         assert line in manifest
     for scope in ("commands", "chat:write", "files:read", "files:write", "app_mentions:read", "users:read"):
         assert f"- {scope} " in manifest or manifest.rstrip().endswith(f"- {scope}")

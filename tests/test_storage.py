@@ -458,7 +458,7 @@ async def test_of_many_processes_claiming_a_waiting_generation_exactly_one_sends
         won = [c for c in await asyncio.gather(*claims) if c is not None]
         assert len(won) == 1 and won[0].status is GenerationStatus.SUBMITTING
         assert not await store.cancel_waiting(generation.id), "a claimed generation is no longer waiting"
-        assert not await store.save_line_place(generation), "its place is not written over the claim"
+        assert not await store.place_in_line(generation.id, 1, 60.0), "its place is not written over the claim"
         assert (await store.get_generation(generation.id)).status is GenerationStatus.SUBMITTING  # type: ignore[union-attr]
     finally:
         await other.close()
@@ -601,3 +601,19 @@ async def test_a_postgres_storage_stays_within_its_pool_and_closes_every_connect
     finally:
         await storage.close()
         await watcher.close()
+
+
+async def test_a_place_in_line_is_written_only_while_the_generation_waits(store: Storage) -> None:
+    waiting, cancelled = _generation(), _generation()
+    for generation in (waiting, cancelled):
+        await store.save_generation(generation)
+    assert await store.cancel_waiting(cancelled.id)
+
+    assert await store.place_in_line(waiting.id, 2, 120.0)
+    assert not await store.place_in_line(cancelled.id, 1, 60.0)
+
+    placed = await store.get_generation(waiting.id)
+    assert placed is not None and (placed.status, placed.line_position, placed.line_eta) == (
+        GenerationStatus.WAITING, 2, 120.0
+    )
+    assert (await store.get_generation(cancelled.id)).status is GenerationStatus.CANCELLED  # type: ignore[union-attr]

@@ -11,10 +11,18 @@ from pathlib import Path
 
 from adapters.console.render import ConsoleView
 from adapters.console.sample import SAMPLE_SECONDS, make_sample_clip
-from bot import media
+from bot import media, present
 from bot.app import Soracast
-from bot.commands import parse_generation_command, parse_start, split_options
+from bot.commands import (
+    LineVerb,
+    parse_generation_command,
+    parse_line_command,
+    parse_start,
+    split_options,
+    video_id_arg,
+)
 from bot.errors import InvalidInput, SoracastError, UnknownHandle
+from bot.limits import change_limits, parse_limit_flags
 from bot.models import Actor, DeliveryTarget, Generation, GenerationStatus, Scope
 
 #: Console results have no chat channel; the core only needs some target to store.
@@ -52,13 +60,23 @@ HELP = (
     CommandHelp("/remix <video id> <prompt>", "a new video from a finished one"),
     CommandHelp("/extend <video id> <prompt> [--seconds 4]", "continue a finished video"),
     CommandHelp("/videos", "recent videos and their files"),
+    CommandHelp("/queue", "this workspace's videos waiting in line (also /sora queue)"),
+    CommandHelp("/cancel <video id>", "take a waiting video out of the line (also /sora cancel <video id>)"),
+    CommandHelp("/usage", "what this workspace spent this month, per person and model"),
+    CommandHelp(
+        "/limits [--monthly-usd <USD|none|default>] [--daily-seconds <s|none|default>]",
+        "show or change this workspace's budget limits",
+    ),
     CommandHelp("/demo", "make a sample clip, register @mascot and render a video with it"),
     CommandHelp("/help", "this list"),
     CommandHelp("/quit", "leave (unfinished videos resume next time)"),
 )
 
 #: Top-level command words, for dispatch, suggestions and tab completion.
-COMMANDS = ("character", "sora", "remix", "extend", "videos", "demo", "help", "quit", "exit")
+COMMANDS = (
+    "character", "sora", "remix", "extend", "videos", "queue", "cancel", "usage", "limits", "demo", "help", "quit",
+    "exit",
+)
 CHARACTER_SUBCOMMANDS = ("add", "list", "info", "remove", "rename", "from")
 
 
@@ -129,6 +147,10 @@ class ConsoleCommands:
             "remix": self._remix,
             "extend": self._extend,
             "videos": self._videos,
+            "queue": self._queue,
+            "cancel": self._cancel,
+            "usage": self._spending,
+            "limits": self._limits,
             "demo": self._demo,
             "help": self._help,
         }.get(word)
@@ -225,8 +247,15 @@ class ConsoleCommands:
     # --- videos ----------------------------------------------------------------------------------------------
 
     async def _sora(self, rest: str) -> Outcome:
+        line_command = parse_line_command(rest)
+        if line_command is not None:
+            if line_command.verb is LineVerb.QUEUE:
+                return await self._queue("")
+            return await self._cancel(line_command.generation_id or "")
         prompt, options = parse_generation_command(rest)
-        generation = await self.core.generations.generate(self.scope, self.actor, prompt, options, console_target())
+        generation = await self.core.generations.generate(
+            self.scope, self.actor, prompt, options, console_target(), announce=True
+        )
         return await self._follow(generation)
 
     async def _remix(self, rest: str) -> Outcome:
@@ -240,7 +269,9 @@ class ConsoleCommands:
                 "A remix keeps the original video's model, length and size.",
                 hint="Leave out --seconds/--size/--model, or make a new video with /sora.",
             )
-        generation = await self.core.generations.remix(self.scope, self.actor, generation_id, prompt, console_target())
+        generation = await self.core.generations.remix(
+            self.scope, self.actor, generation_id, prompt, console_target(), announce=True
+        )
         return await self._follow(generation)
 
     async def _extend(self, rest: str) -> Outcome:
@@ -249,7 +280,13 @@ class ConsoleCommands:
         if not generation_id or not prompt:
             raise _usage("/extend <video id> <prompt> [--seconds 4]")
         generation = await self.core.generations.extend(
-            self.scope, self.actor, generation_id, prompt, console_target(), seconds=options.get("seconds")
+            self.scope,
+            self.actor,
+            generation_id,
+            prompt,
+            console_target(),
+            seconds=options.get("seconds"),
+            announce=True,
         )
         return await self._follow(generation)
 
@@ -257,6 +294,8 @@ class ConsoleCommands:
         """Show a submitted job until the Notifier has reported its end; FAILED if the video failed."""
         self.view.submitted(generation)
         self.view.watch(generation)
+        # Submitted with `announce`: the core held its reports until the lines above were printed.
+        await self.core.generations.attach_message(generation.id, None)
         try:
             final = await self.core.generations.wait_finished(generation.id)
         finally:
@@ -268,6 +307,31 @@ class ConsoleCommands:
         if rest:
             raise _usage("/videos")
         self.view.videos(await self.core.generations.recent(self.scope))
+        return Outcome.OK
+
+    # --- the line and budgets ----------------------------------------------------------------------------------
+
+    async def _queue(self, rest: str) -> Outcome:
+        if rest:
+            raise _usage("/queue")
+        self.view.queue(await self.core.generations.line(self.scope))
+        return Outcome.OK
+
+    async def _cancel(self, rest: str) -> Outcome:
+        generation_id = video_id_arg(rest, "/cancel <video id>")
+        generation = await self.core.generations.cancel(self.scope, self.actor, generation_id)
+        self.view.success(present.cancelled_text(generation))
+        return Outcome.OK
+
+    async def _spending(self, rest: str) -> Outcome:
+        if rest:
+            raise _usage("/usage")
+        self.view.usage(await self.core.budgets.usage(self.scope, self.actor))
+        return Outcome.OK
+
+    async def _limits(self, rest: str) -> Outcome:
+        limits = await change_limits(self.core.budgets, self.scope, self.actor, parse_limit_flags(rest))
+        self.view.limits(limits)
         return Outcome.OK
 
     # --- newcomers -------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ gets plain lines that read well in a log, with progress printed at most every 10
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,9 +19,10 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from bot import present
+from bot.budgets import Usage
 from bot.errors import SoracastError
-from bot.generations import GenerationService
-from bot.models import Character, DeliveryReceipt, Generation, GenerationKind, GenerationStatus
+from bot.generations import GenerationService, LineEntry
+from bot.models import BudgetKind, Character, DeliveryReceipt, Generation, GenerationKind, GenerationStatus
 from bot.references import ReferenceFiles
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class ConsoleView:
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
         self._plain_marks: dict[str, int] = {}
+        #: The last "Waiting — 2nd in line" printed per generation: plain output prints each change once.
+        self._plain_waiting: dict[str, str] = {}
 
     # --- output that may arrive while the prompt is on screen -----------------------------------------------
 
@@ -189,6 +192,9 @@ class ConsoleView:
         if self._progress is not None and task is not None:
             self._progress.update(task, completed=generation.progress, description=self._describe(generation))
             return
+        if generation.status is GenerationStatus.WAITING:
+            self._print_waiting(generation)
+            return
         mark = self._plain_marks.get(generation.id)
         if mark is not None and generation.progress < mark + PLAIN_PROGRESS_STEP:
             return
@@ -196,9 +202,17 @@ class ConsoleView:
         self._plain_marks[generation.id] = generation.progress - generation.progress % PLAIN_PROGRESS_STEP
         self.line(f"  {generation.id}: {present.status_line(generation)}", style="dim")
 
+    def _print_waiting(self, generation: Generation) -> None:
+        text = present.status_line(generation)
+        if self._plain_waiting.get(generation.id) == text:
+            return
+        self._plain_waiting[generation.id] = text
+        self.line(f"  {generation.id}: {text}", style="dim")
+
     def unwatch(self, generation_id: str) -> None:
         """Stop a generation's bar; the live display closes once no bar is left."""
         self._plain_marks.pop(generation_id, None)
+        self._plain_waiting.pop(generation_id, None)
         task = self._tasks.pop(generation_id, None)
         if self._progress is None:
             return
@@ -215,6 +229,7 @@ class ConsoleView:
             self.line(f"Video {generation.id} finished, but its file is missing.", style="yellow")
             return DeliveryReceipt(message_id=None, attached=False, note="file missing")
         self.success(f"Video {generation.id} is ready: {video.resolve()}")
+        self.info(f"  {present.details_line(generation)}")
         if generation.thumbnail_path is not None:
             self.info(f"  thumbnail: {generation.thumbnail_path.resolve()}")
         self.info("  next: " + " · ".join(next_steps))
@@ -222,12 +237,37 @@ class ConsoleView:
 
     def failed(self, generation: Generation) -> None:
         self.unwatch(generation.id)
+        if generation.status is GenerationStatus.CANCELLED:
+            self.line(f"Video {generation.id}: {present.status_line(generation)}", style="yellow")
+            return
         self._error_box(f"Video {generation.id} failed", present.failure_text(generation))
 
     @staticmethod
     def _describe(generation: Generation) -> str:
+        if generation.status is GenerationStatus.WAITING:
+            return f"{generation.id} {present.status_line(generation).lower()}"
         label = "queued" if generation.status is GenerationStatus.QUEUED else "rendering"
         return f"{generation.id} {label}"
+
+    # --- the line and budgets ---------------------------------------------------------------------------------
+
+    def queue(self, entries: Sequence[LineEntry]) -> None:
+        """`/queue`: this workspace's waiting videos, next first."""
+        self.info(present.line_summary(entries))
+        for text in present.line_lines(entries, person=str):
+            self.line(f"  {text}")
+
+    def usage(self, usage: Usage) -> None:
+        """`/usage`: the month's spending, per person and model."""
+        first, *rest = present.usage_lines(usage, person=str)
+        self.line(first, style="bold")
+        for text in rest:
+            self.line(f"  {text}")
+
+    def limits(self, limits: Mapping[BudgetKind, float | None]) -> None:
+        """`/limits`: what applies here, and how to change it."""
+        for text in present.limits_lines(limits, "/limits --monthly-usd <USD> --daily-seconds <seconds>"):
+            self.line(text)
 
     # --- help -------------------------------------------------------------------------------------------------
 

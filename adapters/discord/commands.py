@@ -26,11 +26,13 @@ from adapters.discord.replies import (
     refuse_malformed,
     reply_private,
 )
+from bot import present
 from bot.actions import VideoAction, decode_action, encode_action
 from bot.app import Soracast
 from bot.commands import parse_start
 from bot.config import Settings
-from bot.models import GenerationOptions
+from bot.limits import change_limits, parse_limit_changes
+from bot.models import BudgetKind, GenerationOptions
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def _choices(values: list[tuple[str, str]]) -> list[app_commands.Choice[str]]:
 
 
 class Commands:
-    """The handlers behind `/character …`, `/sora`, `/soracast config` and the message menu."""
+    """The handlers behind `/character …`, `/sora`, `/soracast …` and the message menu."""
 
     def __init__(
         self,
@@ -194,6 +196,58 @@ class Commands:
             )
             await reply_private(interaction, render.settings_embed(settings))
 
+    # --- /soracast queue | cancel | limits | usage ------------------------------------------------------------
+
+    async def queue(self, interaction: discord.Interaction) -> None:
+        async with guarded(interaction, "soracast queue"):
+            await defer_private(interaction)
+            entries = await self._core.generations.line(scope_of(interaction))
+            await reply_private(interaction, render.line_embed(entries))
+
+    async def cancel(self, interaction: discord.Interaction, video: str) -> None:
+        async with guarded(interaction, "soracast cancel"):
+            video = options.text(video, "video")
+            await defer_private(interaction)
+            generation = await self._core.generations.cancel(scope_of(interaction), actor_of(interaction), video)
+            await reply_private(interaction, render.cancelled_embed(generation))
+
+    async def complete_cancellable(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        """The waiting videos this member may cancel (their own; every one for an admin), matching what is typed."""
+        if interaction.guild_id is None or not isinstance(current, str):
+            return []
+        typed = current.strip().strip("`").lower()
+        entries = await self._core.generations.cancellable(scope_of(interaction), actor_of(interaction))
+        found = [(e.generation, present.ordinal(e.place.position)) for e in entries]
+        return _choices(
+            [
+                (f"{g.id} · {place} in line · {g.prompt}", g.id)
+                for g, place in found
+                if typed in g.id or typed in g.prompt.lower()
+            ]
+        )
+
+    async def limits(
+        self, interaction: discord.Interaction, monthly_usd: str | None, daily_seconds: str | None
+    ) -> None:
+        async with guarded(interaction, "soracast limits"):
+            monthly_usd = options.optional_text(monthly_usd, "monthly_usd")
+            daily_seconds = options.optional_text(daily_seconds, "daily_seconds")
+            # A value that is not a limit is refused before anything is acknowledged or changed.
+            changes = parse_limit_changes(
+                {BudgetKind.MONTHLY_USD: monthly_usd, BudgetKind.DAILY_SECONDS: daily_seconds}
+            )
+            await defer_private(interaction)
+            limits = await change_limits(self._core.budgets, scope_of(interaction), actor_of(interaction), changes)
+            await reply_private(interaction, render.limits_embed(limits, changed=not changes.empty))
+
+    async def usage(self, interaction: discord.Interaction) -> None:
+        async with guarded(interaction, "soracast usage"):
+            await defer_private(interaction)
+            usage = await self._core.budgets.usage(scope_of(interaction), actor_of(interaction))
+            await reply_private(interaction, render.usage_embed(usage))
+
     # --- "Make character" on a message ---------------------------------------------------------------------
 
     async def make_character_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
@@ -318,17 +372,39 @@ class Commands:
         return make_character
 
     def _soracast_group(self) -> app_commands.Group:
+        # Everyone sees the group (queue and cancel are for everyone); the core refuses what is for admins only.
         group = app_commands.Group(
-            name="soracast",
-            description="soracast settings for this server",
-            guild_only=True,
-            default_permissions=discord.Permissions(manage_guild=True),
+            name="soracast", description="The line, budgets and settings of soracast in this server", guild_only=True
         )
 
         @group.command(name="config", description="Limit who may register characters (admins only)")
         @app_commands.describe(register_role="Only this role (and admins) may register; leave out to allow everyone")
         async def config(interaction: discord.Interaction, register_role: discord.Role | None = None) -> None:
             await self.configure(interaction, register_role)
+
+        @group.command(name="queue", description="The videos of this server waiting in line")
+        async def queue(interaction: discord.Interaction) -> None:
+            await self.queue(interaction)
+
+        @group.command(name="cancel", description="Take a waiting video out of the line (yours; admins: any)")
+        @app_commands.describe(video="The video's id, e.g. gabc23def")
+        @app_commands.autocomplete(video=self.complete_cancellable)
+        async def cancel(interaction: discord.Interaction, video: str) -> None:
+            await self.cancel(interaction, video)
+
+        @group.command(name="limits", description="This server's budget limits; admins change them")
+        @app_commands.describe(
+            monthly_usd="USD a month for the server; none lifts the limit, default restores the bot's",
+            daily_seconds="Seconds of video per person a day; none lifts it, default restores the bot's",
+        )
+        async def limits(
+            interaction: discord.Interaction, monthly_usd: str | None = None, daily_seconds: str | None = None
+        ) -> None:
+            await self.limits(interaction, monthly_usd, daily_seconds)
+
+        @group.command(name="usage", description="What this server spent this month, per person and model (admins)")
+        async def usage(interaction: discord.Interaction) -> None:
+            await self.usage(interaction)
 
         return group
 

@@ -96,6 +96,8 @@ class Components:
                 await interaction.response.send_modal(views.character_modal(custom_id, ask_name=False))
             elif action is VideoAction.DELETE:
                 await self._delete(interaction, generation_id)
+            elif action is VideoAction.CANCEL:
+                await self._cancel(interaction, generation_id)
 
     async def list_page(self, interaction: discord.Interaction, page: int) -> None:
         """Prev / Next on a character list: re-read the list and show the asked page."""
@@ -115,6 +117,13 @@ class Components:
             with contextlib.suppress(discord.NotFound):
                 await interaction.message.delete()
         await reply_private(interaction, render.deleted_embed(generation))
+
+    async def _cancel(self, interaction: discord.Interaction, generation_id: str) -> None:
+        """Cancel under a waiting video: answered privately; its message becomes "Cancelled" (without the button)
+        when the core reports it, as any other change of a video."""
+        await defer_private(interaction)
+        generation = await self._core.generations.cancel(scope_of(interaction), actor_of(interaction), generation_id)
+        await reply_private(interaction, render.cancelled_embed(generation))
 
     # --- modal submits (routed here from Client.on_interaction) -------------------------------------------
 

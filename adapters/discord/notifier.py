@@ -45,7 +45,10 @@ class DiscordNotifier:
         message_id: str | None = None
         try:
             message = await interaction.edit_original_response(
-                content=None, embed=render.generation_embed(generation), allowed_mentions=NO_MENTIONS
+                content=None,
+                embed=render.generation_embed(generation),
+                view=self._buttons(generation),
+                allowed_mentions=NO_MENTIONS,
             )
             mark_answered(interaction)
             message_id = str(message.id)
@@ -55,10 +58,13 @@ class DiscordNotifier:
     # --- Notifier ----------------------------------------------------------------------------------------
 
     async def progress(self, generation: Generation) -> None:
-        """Edit the progress bar; the core already spaces these calls out."""
+        """Edit the progress bar (with Cancel while the video waits in line); the core already spaces these calls
+        out."""
         if generation.target.message_id is None:
             return
-        await self._message(generation).edit(embed=render.generation_embed(generation), allowed_mentions=NO_MENTIONS)
+        await self._message(generation).edit(
+            embed=render.generation_embed(generation), view=self._buttons(generation), allowed_mentions=NO_MENTIONS
+        )
 
     async def completed(self, generation: Generation) -> DeliveryReceipt:
         """Attach the MP4 to the generation's message (shrunk to the server's limit if needed) with its buttons."""
@@ -84,6 +90,11 @@ class DiscordNotifier:
         await self._show(generation, render.generation_embed(generation), None, None)
 
     # --- helpers -----------------------------------------------------------------------------------------
+
+    def _buttons(self, generation: Generation) -> discord.ui.View | None:
+        """The buttons the core offers for the video's state now (Cancel while it waits); None clears them."""
+        actions = self._generations.offered_actions(generation)
+        return views.video_view(generation.id, actions) if actions else None
 
     def _channel(self, generation: Generation) -> discord.PartialMessageable:
         guild = generation.target.extra.get(EXTRA_GUILD) or generation.scope.id

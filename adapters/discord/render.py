@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import discord
 
 from bot import present
+from bot.budgets import Usage
 from bot.errors import SoracastError
-from bot.models import Character, Generation, GenerationStatus, ScopeSettings
+from bot.generations import LineEntry
+from bot.models import BudgetKind, Character, Generation, GenerationStatus, ScopeSettings
 
 #: Characters per page of `/character list`.
 PAGE_SIZE = 10
@@ -23,7 +25,11 @@ _COLOURS = {
     GenerationStatus.COMPLETED: discord.Colour.green(),
     GenerationStatus.FAILED: discord.Colour.red(),
     GenerationStatus.DELETED: discord.Colour.dark_grey(),
+    GenerationStatus.CANCELLED: discord.Colour.dark_grey(),
 }
+
+#: How `/soracast limits` is typed here, for the help under the limits.
+LIMITS_HOW = "`/soracast limits monthly_usd:<USD> daily_seconds:<seconds>`"
 
 
 def clip(text: str, limit: int) -> str:
@@ -74,6 +80,38 @@ def _megabytes(size: int) -> str:
 
 def deleted_embed(generation: Generation) -> discord.Embed:
     return discord.Embed(description=f"Deleted video `{generation.id}`.", colour=discord.Colour.dark_grey())
+
+
+# --- the line and budgets --------------------------------------------------------------------------------
+
+
+def line_embed(entries: Sequence[LineEntry]) -> discord.Embed:
+    """`/soracast queue`: this server's waiting videos, next first."""
+    text = "\n".join([present.line_summary(entries), *present.line_lines(entries)])
+    return discord.Embed(title="The line", description=clip(text, _DESCRIPTION_MAX), colour=discord.Colour.blurple())
+
+
+def cancelled_embed(generation: Generation) -> discord.Embed:
+    return discord.Embed(description=present.cancelled_text(generation), colour=discord.Colour.dark_grey())
+
+
+def limits_embed(limits: Mapping[BudgetKind, float | None], *, changed: bool) -> discord.Embed:
+    """`/soracast limits`: what applies in this server (just set, or as it was), and how to change it."""
+    return discord.Embed(
+        title="Limits changed" if changed else "Limits",
+        description=clip("\n".join(present.limits_lines(limits, LIMITS_HOW)), _DESCRIPTION_MAX),
+        colour=discord.Colour.green() if changed else discord.Colour.blurple(),
+    )
+
+
+def usage_embed(usage: Usage) -> discord.Embed:
+    """`/soracast usage`: the month's spending, per person and model (admins only)."""
+    first, *rest = present.usage_lines(usage)
+    return discord.Embed(
+        title=clip(first, _TITLE_MAX),
+        description=clip("\n".join(rest), _DESCRIPTION_MAX) if rest else "No videos this month yet.",
+        colour=discord.Colour.blurple(),
+    )
 
 
 # --- characters ------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import discord
 from discord import ui
 
-from bot.actions import PREFIX, VideoAction, decode_action, encode_action
+from bot.actions import FINISHED_ACTIONS, PREFIX, VideoAction, decode_action, encode_action
 
 #: Field ids inside the modals.
 PROMPT, SECONDS, HANDLE, NAME, START = "prompt", "seconds", "handle", "name", "start"
@@ -41,7 +41,8 @@ def handlers_of(interaction: discord.Interaction) -> ComponentHandlers:
 
 
 class VideoButton(ui.DynamicItem[ui.Button], template=rf"{PREFIX}:(?P<action>{_ACTIONS}):(?P<generation>[a-z0-9]+)"):
-    """Remix / Extend / Make character / Delete under a posted video; the custom id is `bot.actions`'."""
+    """Remix / Extend / Make character / Delete under a posted video, Cancel under a waiting one; the custom id is
+    `bot.actions`'."""
 
     def __init__(self, action: VideoAction, generation_id: str) -> None:
         super().__init__(
@@ -91,8 +92,9 @@ class ListPageButton(ui.DynamicItem[ui.Button], template=r"soracast-list:(?P<dir
         await handlers_of(interaction).list_page(interaction, self.page)
 
 
-def video_view(generation_id: str, actions: Sequence[VideoAction] = tuple(VideoAction)) -> ui.View:
-    """The buttons under a finished video (the core says which: no Remix where the backend cannot remix)."""
+def video_view(generation_id: str, actions: Sequence[VideoAction] = FINISHED_ACTIONS) -> ui.View:
+    """The buttons under a video (the core says which: Cancel while it waits, no Remix where the backend cannot
+    remix)."""
     view = ui.View(timeout=None)
     for action in actions:
         view.add_item(VideoButton(action, generation_id))

@@ -13,8 +13,17 @@ from adapters.slack import render
 from adapters.slack.files import first_video
 from adapters.slack.origin import ModalState, Origin, from_command, from_event, from_interaction
 from adapters.slack.services import Services
-from bot.commands import parse_generation_command, parse_start, split_options
+from bot.commands import (
+    LineCommand,
+    LineVerb,
+    parse_generation_command,
+    parse_line_command,
+    parse_start,
+    split_options,
+    video_id_arg,
+)
 from bot.errors import InvalidInput
+from bot.limits import change_limits, parse_limit_flags
 
 #: A user mention as Slack writes it in message text: `<@U123>` or `<@U123|name>`.
 _USER_MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
@@ -30,7 +39,7 @@ def _arg(words: list[str], index: int) -> str:
 
 
 class SlashCommands:
-    """`/sora`, `/character …`, `@soracast …` mentions and the "Make Sora character" shortcut."""
+    """`/sora`, `/character …`, `/soracast …`, `@soracast …` mentions and the "Make Sora character" shortcut."""
 
     def __init__(self, services: Services) -> None:
         self.s = services
@@ -38,6 +47,7 @@ class SlashCommands:
     def register(self, app: AsyncApp) -> None:
         app.command("/sora")(self.sora)
         app.command("/character")(self.character)
+        app.command("/soracast")(self.soracast)
         app.event("app_mention")(self.mention)
         app.shortcut(render.MAKE_CHARACTER_SHORTCUT)(self.make_character)
 
@@ -55,6 +65,11 @@ class SlashCommands:
             origin, render.unescape(command.get("text", "")), trigger_id=command.get("trigger_id")
         )
         self.s.background.run(origin, work, "character")
+
+    async def soracast(self, ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext) -> None:
+        await ack()
+        origin = from_command(command, context.team_id)
+        self.s.background.run(origin, self.run_soracast(origin, render.unescape(command.get("text", ""))), "soracast")
 
     async def mention(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
         # bolt acks the event when this returns, which is at once: the work runs in the background.
@@ -78,13 +93,53 @@ class SlashCommands:
     # --- the work ---------------------------------------------------------------------------------------------
 
     async def generate(self, origin: Origin, text: str) -> None:
-        """`/sora <prompt> [--seconds 8 --size 1280x720]` (already unescaped) in the origin's channel and thread."""
+        """`/sora <prompt> [--seconds 8 --size 1280x720]` (already unescaped) in the origin's channel and thread;
+        `/sora queue` and `/sora cancel <video id>` ask about the line instead (`bot.commands.parse_line_command`)."""
+        line_command = parse_line_command(text)
+        if line_command is not None:
+            await self.run_line_command(origin, line_command)
+            return
         prompt, options = parse_generation_command(text)
         actor = await self.s.actors.get(origin.user_id, origin.user_name)
         generation = await self.s.core.generations.generate(
             origin.scope, actor, prompt, options, origin.target(), announce=True
         )
         await self.s.post_generation(generation)
+
+    async def run_line_command(self, origin: Origin, command: LineCommand) -> None:
+        """`queue`: the waiting videos of this workspace; `cancel <id>`: take one out of the line. Both private."""
+        if command.verb is LineVerb.QUEUE:
+            entries = await self.s.core.generations.line(origin.scope)
+            await self.s.replier.ephemeral(origin, render.line_message(entries))
+            return
+        actor = await self.s.actors.get(origin.user_id, origin.user_name)
+        generation = await self.s.core.generations.cancel(origin.scope, actor, command.generation_id or "")
+        await self.s.replier.ephemeral(origin, render.cancelled_message(generation))
+
+    async def run_soracast(self, origin: Origin, text: str) -> None:
+        """The `/soracast` grammar: queue | cancel <id> | limits [--monthly-usd …] [--daily-seconds …] | usage."""
+        sub, _, rest = text.strip().partition(" ")
+        sub = sub.lower() or "help"
+        core = self.s.core
+        if sub == "queue" and not rest.strip():
+            await self.run_line_command(origin, LineCommand(LineVerb.QUEUE))
+        elif sub == "cancel":
+            generation_id = video_id_arg(rest, "/soracast cancel <video id>")
+            await self.run_line_command(origin, LineCommand(LineVerb.CANCEL, generation_id))
+        elif sub == "limits":
+            changes = parse_limit_flags(rest)  # bad input is refused before anything is asked of Slack
+            actor = await self.s.actors.get(origin.user_id, origin.user_name)
+            limits = await change_limits(core.budgets, origin.scope, actor, changes)
+            await self.s.replier.ephemeral(origin, render.limits_message(limits, changed=not changes.empty))
+        elif sub == "usage" and not rest.strip():
+            actor = await self.s.actors.get(origin.user_id, origin.user_name)
+            usage = await core.budgets.usage(origin.scope, actor)
+            await self.s.replier.ephemeral(origin, render.usage_message(usage))
+        elif sub == "help":
+            await self.s.replier.ephemeral(origin, render.help_message())
+        else:
+            prefix = f"There is no `/soracast {render.escape(text.strip()[:60])}`."
+            await self.s.replier.ephemeral(origin, render.help_message(prefix))
 
     async def run_character(
         self, origin: Origin, text: str, *, trigger_id: str | None = None, files: list[dict[str, Any]] | None = None

@@ -39,7 +39,7 @@ def _text(values: dict[str, Any], block_id: str) -> str:
 
 
 class Interactions:
-    """Remix / Extend / Make character / Delete buttons and every soracast modal's submit."""
+    """Remix / Extend / Make character / Delete / Cancel buttons and every soracast modal's submit."""
 
     def __init__(self, services: Services) -> None:
         self.s = services
@@ -76,6 +76,12 @@ class Interactions:
         self, origin: Origin, verb: VideoAction, generation_id: str, trigger_id: str, message: dict[str, Any]
     ) -> None:
         core = self.s.core
+        if verb is VideoAction.CANCEL:
+            # Its message becomes "Cancelled" (without the button) when the core reports it, like any change.
+            actor = await self.s.actors.get(origin.user_id, origin.user_name)
+            generation = await core.generations.cancel(origin.scope, actor, generation_id)
+            await self.s.replier.ephemeral(origin, render.cancelled_message(generation))
+            return
         if verb is VideoAction.DELETE:
             actor = await self.s.actors.get(origin.user_id, origin.user_name)
             generation = await core.generations.delete(origin.scope, actor, generation_id)

@@ -32,7 +32,7 @@ class SlackNotifier:
 
     async def post(self, generation: Generation) -> str:
         """Post the progress message of a new generation (submitted with `announce=True`) and record it."""
-        message = render.generation_message(generation)
+        message = render.generation_message(generation, actions=self._generations.offered_actions(generation))
         try:
             response = await self._client.chat_postMessage(
                 channel=generation.target.channel_id,
@@ -49,10 +49,10 @@ class SlackNotifier:
         return ts
 
     async def progress(self, generation: Generation) -> None:
-        """Edit the progress bar; the core already spaces these calls out."""
+        """Edit the progress bar (with Cancel while it waits in line); the core already spaces these calls out."""
         if generation.target.message_id is None:
             return
-        message = render.generation_message(generation)
+        message = render.generation_message(generation, actions=self._generations.offered_actions(generation))
         await self._client.chat_update(
             channel=self._channel(generation), ts=generation.target.message_id, text=message.text, blocks=message.blocks
         )

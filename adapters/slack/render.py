@@ -7,15 +7,17 @@ defuses whatever mass mention is left (`bot.mass_mentions`), so none can reach a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot import present
-from bot.actions import VideoAction, decode_action, encode_action
+from bot.actions import FINISHED_ACTIONS, VideoAction, decode_action, encode_action
+from bot.budgets import Usage
 from bot.errors import SoracastError
+from bot.generations import LineEntry
 from bot.mass_mentions import defuse
-from bot.models import Character, Generation, GenerationStatus
+from bot.models import BudgetKind, Character, Generation, GenerationStatus
 
 Block = dict[str, Any]
 
@@ -87,23 +89,28 @@ def _plain(text: str) -> dict[str, Any]:
 
 
 def generation_message(
-    generation: Generation, note: str | None = None, actions: Sequence[VideoAction] = tuple(VideoAction)
+    generation: Generation, note: str | None = None, actions: Sequence[VideoAction] | None = None
 ) -> Message:
-    """The one message that follows a generation: headline, details, status, and buttons once it is done."""
+    """The one message that follows a generation: headline, details, status, and its buttons.
+
+    `actions` are the buttons the core offers now (`offered_actions`: Cancel while it waits in line); left out,
+    a finished video gets all of them and any other video none."""
+    if actions is None:
+        actions = FINISHED_ACTIONS if generation.status is GenerationStatus.COMPLETED else ()
     headline = escape(present.headline(generation))
     status = present.status_line(generation)
     details = escape(present.details_line(generation)) + f" · asked by <@{generation.requester_id}>"
     blocks = [_section(f"*{headline}*"), _context(details), _section(escape(status))]
     if note:
         blocks.append(_context(f":warning: {escape(note)}"))
-    if generation.status is GenerationStatus.COMPLETED:
+    if actions:
         blocks.append(video_buttons(generation, actions))
     return Message(text=f"{headline} — {escape(status)}"[:3000], blocks=blocks)
 
 
-def video_buttons(generation: Generation, actions: Sequence[VideoAction] = tuple(VideoAction)) -> Block:
-    """Remix / Extend / Make character / Delete as the core offers them, each carrying the generation id (they
-    survive restarts)."""
+def video_buttons(generation: Generation, actions: Sequence[VideoAction] = FINISHED_ACTIONS) -> Block:
+    """Remix / Extend / Make character / Delete (or Cancel, while it waits) as the core offers them, each carrying
+    the generation id (they survive restarts)."""
     elements: list[Block] = []
     for action in actions:
         button: Block = {
@@ -170,6 +177,39 @@ def working_message(what: str) -> Message:
     return note(f":hourglass_flowing_sand: {escape(what)}")
 
 
+# --- the line and budgets ------------------------------------------------------------------------------------
+
+#: How `/soracast limits` is typed here, for the help under the limits.
+LIMITS_HOW = "`/soracast limits --monthly-usd <USD> --daily-seconds <seconds>`"
+
+
+def line_message(entries: Sequence[LineEntry]) -> Message:
+    """`/sora queue`: this workspace's waiting videos, next first (prompts escaped: users typed them)."""
+    lines = [escape(present.line_summary(entries)), *present.line_lines(entries, quote=escape)]
+    return Message(text=escape(present.line_summary(entries)), blocks=[_section("\n".join(lines))])
+
+
+def cancelled_message(generation: Generation) -> Message:
+    return note(escape(present.cancelled_text(generation)))
+
+
+def limits_message(limits: Mapping[BudgetKind, float | None], *, changed: bool) -> Message:
+    """`/soracast limits`: what applies in this workspace (just set, or as it was), and how to change it."""
+    first, *rest = [escape(line) for line in present.limits_lines(limits, LIMITS_HOW)]
+    lead = f":white_check_mark: {first}" if changed else first
+    return Message(text=first, blocks=[_section(lead), *(_context(line) for line in rest)])
+
+
+def usage_message(usage: Usage) -> Message:
+    """`/soracast usage`: the month's spending, per person and model (admins only)."""
+    first, *rest = present.usage_lines(usage, person=lambda user: f"<@{escape(user)}>")
+    first = escape(first)
+    blocks = [_section(f"*{first}*")]
+    if rest:
+        blocks.append(_section("\n".join(rest)))
+    return Message(text=first, blocks=blocks)
+
+
 # --- characters ----------------------------------------------------------------------------------------------
 
 
@@ -221,12 +261,16 @@ def deleted_message(generation: Generation) -> Message:
     return note(f"Deleted video `{generation.id}`.")
 
 
+# Slack reads `<…>` in mrkdwn as a link or mention: placeholders are written escaped.
 HELP = """*soracast* — reusable @handle characters for Sora videos
 • `/sora @mascot surfing a wave [--seconds 8] [--size 1280x720]` — make a video
 • `/character add @mascot` — register a character from an MP4 (opens a form)
 • `/character list` · `/character info @mascot`
 • `/character rename @mascot @captain` · `/character remove @mascot`
-• `/character from <video id> @handle [--start 1.5]` — a character from a finished video
+• `/character from &lt;video id&gt; @handle [--start 1.5]` — a character from a finished video
+• `/sora queue` — the videos waiting in line · `/sora cancel &lt;video id&gt;` — take yours out of it
+• `/soracast limits [--monthly-usd 50|none|default] [--daily-seconds 120|none|default]` · `/soracast usage` — \
+budgets and this month's spending (admins change and see them)
 • Message shortcut *Make Sora character* on any message with an MP4
 • Or mention me with an MP4 attached: `@soracast character add @mascot`"""
 

@@ -102,9 +102,18 @@ SLACK_CASES: list[SlackCase] = [
     SlackCase("a command without a user", _form(**_COMMAND_FIELDS), FORM, 400),
     SlackCase("a command without a team", _form(**_without(_COMMAND_FIELDS, "team_id"), user_id="U0MALLORY"), FORM,
               400),
+    SlackCase("/soracast without a user", _form(**(_COMMAND_FIELDS | {"command": "/soracast", "text": "usage"})),
+              FORM, 400),
+    SlackCase("/soracast limits without a team", _form(**_without(
+        _COMMAND_FIELDS | {"command": "/soracast", "text": f"limits --monthly-usd {MARKER}"}, "team_id"),
+        user_id="U0MALLORY"), FORM, 400),
     SlackCase("a button click without actions", _payload(_who("block_actions")), FORM, 400),
     SlackCase("a button click whose user is a string", _payload(_who(
         "block_actions", user="U0MALLORY", actions=[{"action_id": "soracast:remix:gabc"}])), FORM, 400),
+    SlackCase("a Cancel click whose user is a string", _payload(_who(
+        "block_actions", user="U0MALLORY", actions=[{"action_id": "soracast:cancel:gabc"}])), FORM, 400),
+    SlackCase("a Cancel click whose action has no id", _payload(_who(
+        "block_actions", actions=[{"value": "soracast:cancel:gabc"}])), FORM, 400),
     SlackCase("a view submission without its view", _payload(_who("view_submission")), FORM, 400),
     SlackCase("a view submission whose values are strings", _payload(_who(
         "view_submission", view=_VIEW | {"state": {"values": {"handle": MARKER}}})), FORM, 400),
@@ -125,6 +134,12 @@ SLACK_CASES: list[SlackCase] = [
         "block_actions", actions=[{"action_id": "someone_else"}])), FORM, 404),
     SlackCase("a soracast button id with an unknown verb", _payload(_who(
         "block_actions", actions=[{"action_id": "soracast:explode:gabc"}])), FORM, 404),
+    SlackCase("a Cancel button without a video id", _payload(_who(
+        "block_actions", actions=[{"action_id": "soracast:cancel:"}])), FORM, 404),
+    SlackCase("a Cancel button whose video id is not one", _payload(_who(
+        "block_actions", actions=[{"action_id": "soracast:cancel:GNOT-HERE"}])), FORM, 404),
+    SlackCase("a Cancel button id with something after the video id", _payload(_who(
+        "block_actions", actions=[{"action_id": "soracast:cancel:gabc:extra"}])), FORM, 404),
     SlackCase("a view soracast never opened", _payload(_who(
         "view_submission", view=_VIEW | {"callback_id": "someone_else"})), FORM, 404),
     SlackCase("a shortcut that is not soracast's", _payload(_who(
@@ -267,6 +282,20 @@ DISCORD_CASES: list[DiscordCase] = [
     DiscordCase("/soracast config with a role that is not in resolved",
                 lambda p: _raw_command(p, "soracast", [_sub(
                     "config", {"name": "register_role", "type": 8, "value": "123"})]), "private"),
+    DiscordCase("/soracast cancel without its video", lambda p: p.slash("soracast", {}, subcommand="cancel"),
+                "private"),
+    DiscordCase("/soracast cancel whose video is a number",
+                lambda p: _raw_command(p, "soracast", [_sub("cancel", {"name": "video", "type": 4, "value": 7})]),
+                "private"),
+    DiscordCase("/soracast limits whose monthly_usd is a number",
+                lambda p: _raw_command(p, "soracast", [_sub(
+                    "limits", {"name": "monthly_usd", "type": 10, "value": 5.5})]), "private"),
+    DiscordCase("/soracast with an unknown subcommand",
+                lambda p: p.slash("soracast", {"x": MARKER}, subcommand="explode"), "private"),
+    DiscordCase("autocomplete of a cancel whose video is a list",
+                lambda p: _raw_command(p, "soracast", [_sub(
+                    "cancel", {"name": "video", "type": STRING, "value": [MARKER], "focused": True})], AUTOCOMPLETE),
+                "autocomplete", 0),
     DiscordCase("Make character without the message it was used on",
                 lambda p: p.interaction(2, {"id": p.new_id(), "name": "Make character", "type": 3,
                                             "target_id": "1"}), "private"),
@@ -279,6 +308,10 @@ DISCORD_CASES: list[DiscordCase] = [
     DiscordCase("a button of ours with an unknown verb", lambda p: _click(p, "soracast:explode:gabc"), "ignored", 0),
     DiscordCase("a button for a video that does not exist", lambda p: _click(p, "soracast:delete:gnothere"),
                 "private"),
+    DiscordCase("a Cancel button for a video that does not exist", lambda p: _click(p, "soracast:cancel:gnothere"),
+                "private"),
+    DiscordCase("a Cancel button whose video id is not one", lambda p: _click(p, "soracast:cancel:GNOT-HERE"),
+                "ignored", 0),
     DiscordCase("a form soracast never opened",
                 lambda p: p.modal_submit("someone-else", {"handle": MARKER}), "ignored", 0),
     DiscordCase("a Make character form that expired (a restart forgets open forms)",
