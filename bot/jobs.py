@@ -508,10 +508,17 @@ class JobRunner:
             if generation.delivered_at is not None:
                 self._signal_finished(generation_id)
                 return
+            backend = self._catalog.backend(generation.backend)
+            if generation.status is GenerationStatus.COMPLETED and backend is not None and not await _on_disk(
+                generation.video_path
+            ):
+                # Finished by a process on another machine (or before a move): fetch it to this one's disk.
+                await self._fetch_result(generation, backend)
+                if generation.status is not GenerationStatus.COMPLETED:
+                    continue
             if generation.status.finished:
                 await self._deliver(generation)
                 return
-            backend = self._catalog.backend(generation.backend)
             if backend is None:
                 self.fail(generation, "backend_gone", f"This video was sent to {generation.backend}, which this bot "
                           "no longer uses.")
@@ -803,6 +810,10 @@ class JobRunner:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), seconds)
         event.clear()
+
+
+async def _on_disk(path: Path | None) -> bool:
+    return path is not None and await asyncio.to_thread(path.exists)
 
 
 def exc_wait(error: SoracastError) -> float | None:

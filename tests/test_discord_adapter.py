@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import discord
 import pytest
 
 from adapters.discord.app import prepare_bot
@@ -693,6 +694,23 @@ async def test_without_a_server_id_the_commands_are_published_globally(discord_b
     await prepare_bot(h.client, BOT_TOKEN)
 
     assert len(h.api.calls("PUT", f"/applications/{h.api.application_id}/commands")) == 1
+
+
+async def test_a_sharded_process_runs_its_shards_and_only_shard_zero_publishes_the_commands(
+    discord_bots: DiscordBots,
+) -> None:
+    others = await discord_bots.start(login=False, discord_shard_count=4, discord_shard_ids=[1, 3])
+    assert isinstance(others.client, discord.AutoShardedClient)
+    assert (others.client.shard_count, others.client.shard_ids) == (4, [1, 3])
+    await prepare_bot(others.client, BOT_TOKEN)
+    assert not others.api.calls("PUT", f"/applications/{others.api.application_id}/commands")
+
+    first = await discord_bots.start(login=False, discord_shard_count=4, discord_shard_ids=[0, 2])
+    await prepare_bot(first.client, BOT_TOKEN)
+    assert len(first.api.calls("PUT", f"/applications/{first.api.application_id}/commands")) == 1
+    # A sharded process answers commands like any other.
+    _, generation = await sora(first, "a lighthouse")
+    assert (await first.core.generations.wait_finished(generation.id, WITHIN)).delivered_at is not None
 
 
 async def test_a_video_still_rendering_at_shutdown_is_delivered_after_the_restart(discord_bots: DiscordBots) -> None:

@@ -331,3 +331,29 @@ async def test_the_whole_core_runs_on_postgres(
     finally:
         await second.aclose()
     assert again.deliveries == []
+
+
+async def test_a_finished_video_whose_file_is_on_another_machine_is_fetched_before_it_is_posted(
+    core_settings: Settings, offline_api: OfflineVideosAPI, tmp_path: Path
+) -> None:
+    # Another process finished it (the file is on its disk, not here) and died before posting it.
+    made = await offline_api.create_video("elsewhere", model="sora-2", seconds="4", size="1280x720")
+    offline_api.finish_now(made.id)
+    orphan = Generation(
+        scope=CONSOLE_SCOPE, requester_id=TESTER.id, prompt="elsewhere", api_prompt="elsewhere", model="sora-2",
+        seconds="4", size="1280x720", target=TARGET, backend="offline", status=GenerationStatus.COMPLETED,
+        api_video_id=made.id, video_path=tmp_path / "another-machine" / "video.mp4",
+    )
+    core = await build_app(core_settings, videos=offline_api)
+    await core.storage.save_generation(orphan)
+    recorder = RecordingNotifier()
+    core.generations.register_notifier(Platform.CONSOLE, recorder)
+    try:
+        await core.generations.resume(Platform.CONSOLE)
+        final = await core.generations.wait_finished(orphan.id, within=30)
+    finally:
+        await core.aclose()
+    [posted] = recorder.deliveries
+    assert posted.video_path is not None and posted.video_path.exists()
+    assert posted.video_path.is_relative_to(core_settings.resolved_media_dir)
+    assert final.video_path == posted.video_path
