@@ -141,10 +141,14 @@ class JobRunner:
     def platforms(self) -> list[Platform]:
         return list(self._notifiers)
 
+    def notifier(self, platform: Platform) -> Notifier | None:
+        """The notifier this process reports a platform's generations through (None: it does not serve it)."""
+        return self._notifiers.get(platform)
+
     async def start(self, platform: Platform | None = None) -> int:
         """Serve the registered platforms: take over their unfinished generations and run the line.
 
-        Returns how many generations this process took over now.
+        Returns how many unfinished generations of those platforms it picked up: taken over, or waiting in line.
         """
         if not self._listening:
             self._listening = True
@@ -155,11 +159,20 @@ class JobRunner:
         taken = await self._lease_more()
         if self._lease_task is None:
             self._lease_task = asyncio.create_task(self._keep_leases(), name="soracast-leases")
+        waiting = 0
         for backend in self._catalog.backends():
             self._ensure_dispatcher(backend.name)
-        if taken:
-            log.info("took over %d generation(s)%s", taken, f" for {platform}" if platform else "")
-        return taken
+            waiting += sum(
+                1 for g in await self._storage.waiting_generations(backend.name) if g.platform in self._notifiers
+            )
+        if taken or waiting:
+            log.info(
+                "took over %d generation(s) and %d waiting in line%s",
+                taken,
+                waiting,
+                f" for {platform}" if platform else "",
+            )
+        return taken + waiting
 
     async def aclose(self) -> None:
         """Stop every task; stored generations are taken over on the next start (or by another process)."""
@@ -245,6 +258,8 @@ class JobRunner:
         Returns the outcome, or None when it stays in line. A refusal is raised (the caller tells the user and
         removes the request), as if the line were not there.
         """
+        if generation.platform not in self._notifiers:
+            return None  # a process that cannot post it leaves it to the line of one that can
         lock = self._direct.setdefault(generation.backend, asyncio.Lock())
         if lock.locked():
             return None  # another request is being sent directly right now: this one takes its turn in line
@@ -486,9 +501,8 @@ class JobRunner:
 
     async def _track(self, generation_id: str, first_wait: float) -> None:
         try:
-            if first_wait:
-                await self._sleep(generation_id, first_wait)
-            await self._track_until_delivered(generation_id)
+            woken = await self._sleep(generation_id, first_wait) if first_wait else False
+            await self._track_until_delivered(generation_id, woken=woken)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -497,7 +511,7 @@ class JobRunner:
             with contextlib.suppress(Exception):
                 await self._storage.release_lease(self.owner, generation_id)
 
-    async def _track_until_delivered(self, generation_id: str) -> None:
+    async def _track_until_delivered(self, generation_id: str, *, woken: bool = False) -> None:
         failures = 0
         # Read once: while it runs, this tracker is the only writer of the generation's status (a delete or a
         # cancel stops it first; the target has its own column, re-read before each notification).
@@ -529,7 +543,7 @@ class JobRunner:
                     await self._settle_create(generation, backend)
                     failures = 0
                     continue
-                polled = await self._status(backend, generation.api_video_id)
+                polled = await self._status(backend, generation.api_video_id, urgent=woken)
             except APINotFound:
                 self.fail(generation, "not_found", f"{_capital(backend.service)} no longer knows this video.")
                 await self._storage.save_generation(generation)
@@ -560,7 +574,7 @@ class JobRunner:
                 self._left_line.discard(generation_id)
                 await self._storage.save_generation(generation)
                 await self._note_progress(generation, surely=left_line)
-            await self._sleep(generation_id, polled.poll_after or self._settings.poll_interval)
+            woken = await self._sleep(generation_id, polled.poll_after or self._settings.poll_interval)
 
     async def _settle_create(self, generation: Generation, backend: VideoBackend) -> None:
         """A generation whose create may or may not have made a job: find it, or send the create (again)."""
@@ -609,9 +623,10 @@ class JobRunner:
         self.apply(generation, found)
         await self._storage.save_generation(generation)
 
-    async def _status(self, backend: VideoBackend, job_id: str) -> JobState:
-        """A job's status: from the backend's batched sweep where it can list jobs, else one poll."""
-        if not backend.can_list_jobs:
+    async def _status(self, backend: VideoBackend, job_id: str, *, urgent: bool = False) -> JobState:
+        """A job's status: from the backend's batched sweep where it can list jobs, else (or when a webhook
+        just said it changed) one poll."""
+        if urgent or not backend.can_list_jobs:
             return await self._call(backend, Priority.POLL, lambda: backend.poll(job_id))
         board = self._boards.get(backend.name)
         if board is None:
@@ -802,14 +817,18 @@ class JobRunner:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), max(0.0, seconds))
 
-    async def _sleep(self, generation_id: str, seconds: float) -> None:
+    async def _sleep(self, generation_id: str, seconds: float) -> bool:
+        """Wait `seconds`, or less if something wakes this generation's tracker; True when it was woken."""
         event = self._wakeups.get(generation_id)
         if event is None:
             await asyncio.sleep(seconds)
-            return
+            return False
+        woken = False
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), seconds)
+            woken = True
         event.clear()
+        return woken
 
 
 async def _on_disk(path: Path | None) -> bool:

@@ -41,7 +41,7 @@ from bot.models import (
     Platform,
     Scope,
 )
-from tests.fixtures.core import RecordingNotifier
+from tests.fixtures.core import RecordingNotifier, serving
 from tests.fixtures.fal import FAL_KEY, FalEmulator, fal_settings
 
 SCOPE = Scope(platform=Platform.CONSOLE, id="fal-tests")
@@ -363,6 +363,7 @@ async def test_deleting_a_waiting_video_calls_the_cancel_url_fal_gave(
 ) -> None:
     emulator = await start_fal_emulator_factory(time_scale=1.0, job_seconds=600.0)
     core = await build_app(fal_settings(tmp_path / "data", emulator))
+    serving(core)
     try:
         generation = await generate(core, "a lighthouse in a storm", model="kling-o1")
         assert generation.api_video_id is not None
@@ -492,6 +493,7 @@ async def test_a_wrong_key_is_an_auth_error_that_names_fal_key(
 ) -> None:
     emulator = await start_fal_emulator_factory(api_key="the-real-key")
     core = await build_app(fal_settings(tmp_path / "data", emulator))
+    serving(core)
     try:
         with pytest.raises(APIAuthError) as refused:
             await generate(core, "a lighthouse", model="kling-o3")
@@ -510,6 +512,7 @@ async def test_a_tracked_job_resumes_after_a_restart_from_its_id_alone(
     emulator = await start_fal_emulator_factory(time_scale=1.0, job_seconds=600.0)
     settings = fal_settings(tmp_path / "data", emulator)
     first = await build_app(settings)
+    serving(first)
     await register(first, clip_maker, "mascot")
     generation = await generate(first, "@mascot surfs", model="kling-o3")
     await first.aclose()

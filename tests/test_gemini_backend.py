@@ -22,7 +22,7 @@ from bot.errors import (
     TooManyCharacters,
 )
 from bot.models import GenerationKind, GenerationOptions, GenerationStatus, Platform, ReferenceKind
-from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier
+from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier, serving
 from tests.fixtures.gemini import GEMINI_KEY, GeminiEmulator, gemini_settings, open_gemini_core
 
 RED = (220, 30, 30)
@@ -32,9 +32,7 @@ WITHIN = 60
 
 @pytest.fixture
 def recorder(gemini_core: Soracast) -> RecordingNotifier:
-    notifier = RecordingNotifier()
-    gemini_core.generations.register_notifier(Platform.CONSOLE, notifier)
-    return notifier
+    return serving(gemini_core)
 
 
 def _parts(request_json: dict) -> list[dict]:
@@ -262,6 +260,7 @@ async def test_a_model_that_cannot_remix_offers_no_remix_and_says_so_when_asked(
 
 async def test_a_wrong_key_is_explained_to_the_operator(tmp_path: Path, gemini_emulator: GeminiEmulator) -> None:
     core = await open_gemini_core(gemini_settings(tmp_path / "data"), gemini_emulator, api_key="not-the-key")
+    serving(core)
     try:
         with pytest.raises(APIAuthError) as caught:
             await core.generations.generate(CONSOLE_SCOPE, TESTER, "a cat", GenerationOptions(), TARGET)

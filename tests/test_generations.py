@@ -32,7 +32,7 @@ from bot.models import (
     Scope,
 )
 from storage.postgres import PostgresStorage
-from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier, fast_settings
+from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier, fast_settings, serving
 
 OTHER_SCOPE = Scope(platform=Platform.CONSOLE, id="someone-else")
 
@@ -128,6 +128,7 @@ async def test_a_request_the_api_rejects_is_explained_and_leaves_nothing_behind(
     # soracast's list is wider than what this endpoint accepts: the API's 400 must reach the user, mapped.
     settings = fast_settings(tmp_path / "wide", allowed_sizes=["1280x720", "1920x1080"])
     app = await build_app(settings, videos=offline_api)
+    serving(app)
     try:
         with pytest.raises(APIRequestRejected) as caught:
             await app.generations.generate(CONSOLE_SCOPE, TESTER, "a cat", GenerationOptions(size="1920x1080"), TARGET)

@@ -15,7 +15,7 @@ from bot.backends.offline.renderer import OfflineVideosAPI
 from bot.config import Settings
 from bot.models import Actor, BudgetKind, DeliveryTarget, GenerationOptions, GenerationStatus
 from tests.fixtures.console import ConsoleRun, run_script
-from tests.fixtures.core import fast_settings
+from tests.fixtures.core import fast_settings, serving
 from tests.fixtures.line import eventually, finish, sent, slow_offline_api
 
 PRICES = {"sora-2": 0.10}
@@ -37,6 +37,7 @@ def slow_api(tmp_path: Path) -> OfflineVideosAPI:
 @pytest.fixture
 async def core(settings: Settings, slow_api: OfflineVideosAPI) -> AsyncIterator[Soracast]:
     app = await build_app(settings, videos=slow_api)
+    serving(app)  # the console serves its platform: a command is sent from here
     yield app
     await app.aclose()
 
