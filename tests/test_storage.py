@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,15 @@ async def test_unfinished_generations_are_those_not_delivered(store: SQLiteStora
 async def test_webhook_ids_are_remembered(store: SQLiteStorage) -> None:
     assert await store.remember_webhook("msg_1")
     assert not await store.remember_webhook("msg_1")
+
+
+async def test_a_pending_form_is_taken_once_and_not_after_it_expired(store: SQLiteStorage) -> None:
+    now = utcnow()
+    await store.put_pending_form("form:1", '{"a": 1}', now + timedelta(minutes=15))
+    await store.put_pending_form("form:1", '{"a": 2}', now + timedelta(minutes=15))  # the same key: replaced
+    await store.put_pending_form("form:2", "{}", now + timedelta(minutes=15))
+
+    assert await store.take_pending_form("form:1", now) == '{"a": 2}'
+    assert await store.take_pending_form("form:1", now) is None
+    assert await store.take_pending_form("form:2", now + timedelta(minutes=16)) is None
+    assert await store.take_pending_form("unknown", now) is None
