@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime
 from enum import Enum
@@ -124,14 +123,16 @@ class SlackNotifier:
                 log.info("the video of %s is already in the channel (%s): not uploaded again", generation.id, file_id)
                 return file_id
             if state is Share.PENDING:
-                waited = (utcnow() - datetime.fromisoformat(completing)).total_seconds()
+                waited = _seconds_since(completing)
                 if waited < SHARE_GRACE:
                     raise SharePending(f"{file_id} is completed but not shared yet ({waited:.0f}s)")
                 # Slack took the completion but never posted it: take the file back before posting anew, so a
                 # share that still comes later shows nothing.
                 log.warning("Slack never shared %s of %s; uploading it again", file_id, generation.id)
-                with contextlib.suppress(Exception):
+                try:
                     await self._once.files_delete(file=file_id)
+                except SlackApiError as exc:
+                    log.warning("could not take back %s of %s: %s", file_id, generation.id, slack_error(exc))
         return await self._upload(generation, path)
 
     async def _upload(self, generation: Generation, path: Path) -> str:
@@ -228,6 +229,14 @@ class SlackNotifier:
         ts = str(response["ts"])
         await self._generations.attach_message(generation.id, ts, channel=str(response["channel"]))
         return ts
+
+
+def _seconds_since(stamp: str) -> float:
+    """Seconds since a stored ISO time; an unreadable one counts as long ago."""
+    try:
+        return (utcnow() - datetime.fromisoformat(stamp)).total_seconds()
+    except (ValueError, TypeError):
+        return float("inf")
 
 
 def video_filename(generation: Generation) -> str:
