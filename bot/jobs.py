@@ -451,10 +451,16 @@ class JobRunner:
             if generation.delivered_at is not None:
                 self._signal_finished(generation_id)
                 return
+            backend = self._catalog.backend(generation.backend)
+            undownloaded = generation.status is GenerationStatus.COMPLETED and generation.video_path is None
+            if undownloaded and backend is not None:
+                # A job adopted after a lost create answer can be finished already (and a process can die
+                # between storing that and downloading): download before delivering, never deliver no video.
+                await self._fetch_result(generation, backend)
+                continue
             if generation.status.finished:
                 await self._deliver(generation)
                 return
-            backend = self._catalog.backend(generation.backend)
             if backend is None:
                 self.fail(generation, "backend_gone", f"This video was sent to {generation.backend}, which this bot "
                           "no longer uses.")
