@@ -115,6 +115,8 @@ class SoakFigures:
     found_posted: int
     extra_messages: int
     statuses: dict[str, int] = field(default_factory=dict)
+    #: What soracast stored about each generation whose video never reached the channel.
+    missing: list[str] = field(default_factory=list)
 
     @property
     def ack_p99(self) -> float:
@@ -130,6 +132,7 @@ class SoakFigures:
             f"    kills: {', '.join(self.kills) or 'none'}\n"
             f"    uploads started {self.tickets}, completed {self.completions}; files.info checks {self.info_checks} "
             f"(found already posted: {self.found_posted}); messages beyond one per video: {self.extra_messages}"
+            + "".join(f"\n    not posted: {m}" for m in self.missing)
         )
 
 
@@ -395,9 +398,9 @@ async def run_soak(options: SoakOptions, workdir: Path | None = None) -> SoakFig
     figures = await _count(options, work, api, acked, ack_ms, kills, time.monotonic() - started)
     if options.keep_logs is not None:
         options.keep_logs.mkdir(parents=True, exist_ok=True)
-        for name in ("web.log", "emulator.log"):
+        for name in ("web.log", "emulator.log", "web-data/soracast.db", "web-data/soracast.db-wal"):
             if (work / name).exists():
-                shutil.copy(work / name, options.keep_logs / name)
+                shutil.copy(work / name, options.keep_logs / Path(name).name)
     if owned:
         shutil.rmtree(work, ignore_errors=True)
     return figures
@@ -427,6 +430,17 @@ async def _count(
     await storage.open()
     try:
         generations = await storage.recent_generations(Scope(platform=Platform.SLACK, id=TEAM), limit=10_000)
+        missing = []
+        for g in generations:
+            if posts[g.id] == 0:
+                async with storage.db.execute(
+                    "SELECT lease_owner, lease_until, delivering_at FROM generations WHERE id = ?", (g.id,)
+                ) as cursor:
+                    row = await cursor.fetchone()
+                missing.append(
+                    f"{g.id} {g.status.value} job={g.api_video_id} attempts={g.submit_attempts} "
+                    f"delivered_at={g.delivered_at} lease={tuple(row) if row else None} extra={g.target.extra}"
+                )
     finally:
         await storage.close()
     statuses = Counter(g.status.value for g in generations)
@@ -451,6 +465,7 @@ async def _count(
         found_posted=log.count("not uploaded again"),
         extra_messages=extra_messages,
         statuses=dict(statuses),
+        missing=missing,
     )
 
 

@@ -185,6 +185,7 @@ class DiscordNotifier:
         """The video as a file that fits the server's upload limit (re-encoded if needed), or why it can't."""
         size = _size(generation.video_path)
         if generation.video_path is None or size is None:
+            log.warning("the video of %s is not here (%s); posting without it", generation.id, generation.video_path)
             return None, render.missing_file_note()
         path, name = generation.video_path, render.video_filename(generation)
         limit = upload_limit(generation.target)

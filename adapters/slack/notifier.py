@@ -92,6 +92,7 @@ class SlackNotifier:
         note: str | None = None
         path = generation.video_path
         if path is None or not path.exists():
+            log.warning("the video of %s is not here (%s); posting the message without it", generation.id, path)
             note = "The finished video file was not found, so it could not be attached."
         else:
             try:
