@@ -156,6 +156,8 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(default=None, validation_alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
+    #: Another base URL for Slack's Web API than https://slack.com/api/ (a proxy, or a fake Slack in tests).
+    slack_api_url: str | None = None
     #: Standard Webhooks secret (`whsec_…`) for the Videos API's `video.completed` / `video.failed` calls.
     webhook_secret: SecretStr | None = Field(default=None, validation_alias="OPENAI_WEBHOOK_SECRET")
     host: str = "0.0.0.0"
@@ -192,7 +194,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{price.strip()!r} is not a price in USD per second") from None
         return prices
 
-    @field_validator("api_base_url", "gemini_base_url", "fal_queue_url")
+    @field_validator("api_base_url", "gemini_base_url", "fal_queue_url", "slack_api_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is None:

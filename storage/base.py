@@ -151,6 +151,13 @@ class Storage(Protocol):
     async def remember_webhook(self, webhook_id: str) -> bool:
         """True the first time a webhook id is seen, False on redelivery."""
 
+    # forms waiting for their answer ------------------------------------------------------------------
+    async def put_pending_form(self, key: str, body: str, expires_at: datetime) -> None:
+        """Keep what a form opened in chat needs once it is submitted (replacing anything kept under `key`)."""
+
+    async def take_pending_form(self, key: str, now: datetime) -> str | None:
+        """Remove and return what is kept under `key`, unless it expired before `now` (expired ones are dropped)."""
+
     # scope settings -----------------------------------------------------------------------------------
     async def get_scope_settings(self, scope: Scope) -> ScopeSettings: ...
 

@@ -587,6 +587,28 @@ class PostgresStorage:
         )
         return _count(status) == 1
 
+    async def put_pending_form(self, key: str, body: str, expires_at: datetime) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM pending_forms WHERE expires_at < $1", utcnow())
+            await conn.execute(
+                "INSERT INTO pending_forms (key, body, expires_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (key) DO UPDATE SET body = excluded.body, expires_at = excluded.expires_at",
+                key,
+                body,
+                expires_at,
+            )
+
+    async def take_pending_form(self, key: str, now: datetime) -> str | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # DELETE … RETURNING takes it in one step: of two processes submitting the same form, one gets it.
+            body = await conn.fetchval(
+                "DELETE FROM pending_forms WHERE key = $1 RETURNING CASE WHEN expires_at >= $2 THEN body END",
+                key,
+                now,
+            )
+            await conn.execute("DELETE FROM pending_forms WHERE expires_at < $1", now)
+        return str(body) if body is not None else None
+
     async def get_scope_settings(self, scope: Scope) -> ScopeSettings:
         body = await self.pool.fetchval("SELECT body FROM scope_settings WHERE scope = $1", scope.key)
         return ScopeSettings.model_validate_json(body) if body else ScopeSettings(scope=scope)

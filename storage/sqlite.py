@@ -669,6 +669,33 @@ class SQLiteStorage:
             await self.db.commit()
         return cursor.rowcount == 1
 
+    async def put_pending_form(self, key: str, body: str, expires_at: datetime) -> None:
+        async with self._write_lock:
+            await self.db.execute("DELETE FROM pending_forms WHERE expires_at < ?", (utcnow().isoformat(),))
+            await self.db.execute(
+                "INSERT INTO pending_forms (key, body, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET body = excluded.body, expires_at = excluded.expires_at",
+                (key, body, expires_at.isoformat()),
+            )
+            await self.db.commit()
+
+    async def take_pending_form(self, key: str, now: datetime) -> str | None:
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                async with self.db.execute(
+                    "SELECT body FROM pending_forms WHERE key = ? AND expires_at >= ?", (key, now.isoformat())
+                ) as cursor:
+                    row = await cursor.fetchone()
+                await self.db.execute(
+                    "DELETE FROM pending_forms WHERE key = ? OR expires_at < ?", (key, now.isoformat())
+                )
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
+        return str(row[0]) if row else None
+
     async def get_scope_settings(self, scope: Scope) -> ScopeSettings:
         async with self.db.execute("SELECT body FROM scope_settings WHERE scope = ?", (scope.key,)) as cursor:
             row = await cursor.fetchone()

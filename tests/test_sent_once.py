@@ -54,6 +54,27 @@ async def test_a_job_made_but_unanswered_is_found_and_adopted_not_made_twice(
     assert [g.id for g in recorder.deliveries] == [generation.id] and recorder.failures == []
 
 
+async def test_an_adopted_job_that_had_already_finished_is_downloaded_before_it_is_delivered(
+    tmp_path: Path, videos_emulator: VideosEmulator
+) -> None:
+    core, recorder = await _core(tmp_path, videos_emulator)
+    try:
+        videos_emulator.faults.push("create_video", status=502, after_handling=True)
+        generation = await core.generations.generate(CONSOLE_SCOPE, TESTER, "done before asked", GenerationOptions(),
+                                                     TARGET)
+        # The job finishes before the tracker asks whether the unanswered create made it.
+        [made] = videos_emulator.offline._jobs
+        await videos_emulator.wait_until_done(made)
+        final = await core.generations.wait_finished(generation.id, within=WITHIN)
+    finally:
+        await core.aclose()
+
+    assert final.api_video_id == made and final.status is GenerationStatus.COMPLETED
+    assert final.video_path is not None and final.video_path.stat().st_size > 0
+    assert [g.video_path for g in recorder.deliveries] == [final.video_path], "delivered with its video"
+    assert videos_emulator.requests.count("download_content") >= 1
+
+
 async def test_a_create_that_made_nothing_is_sent_again_once(tmp_path: Path, videos_emulator: VideosEmulator) -> None:
     core, recorder = await _core(tmp_path, videos_emulator)
     try:

@@ -617,3 +617,15 @@ async def test_a_place_in_line_is_written_only_while_the_generation_waits(store:
         GenerationStatus.WAITING, 2, 120.0
     )
     assert (await store.get_generation(cancelled.id)).status is GenerationStatus.CANCELLED  # type: ignore[union-attr]
+
+
+async def test_a_pending_form_is_taken_once_and_not_after_it_expired(store: Storage) -> None:
+    now = utcnow()
+    await store.put_pending_form("form:1", '{"a": 1}', now + timedelta(minutes=15))
+    await store.put_pending_form("form:1", '{"a": 2}', now + timedelta(minutes=15))  # the same key: replaced
+    await store.put_pending_form("form:2", "{}", now + timedelta(minutes=15))
+
+    assert await store.take_pending_form("form:1", now) == '{"a": 2}'
+    assert await store.take_pending_form("form:1", now) is None
+    assert await store.take_pending_form("form:2", now + timedelta(minutes=16)) is None
+    assert await store.take_pending_form("unknown", now) is None

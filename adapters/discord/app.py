@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -38,13 +39,17 @@ class SoracastClient(discord.Client):
         work = settings.resolved_media_dir / "discord"
         self.notifier = DiscordNotifier(self, core.generations, work / "outgoing")
         downloads = ClipDownloads(core.registry.limits, work / "incoming")
-        pending = PendingClips()
+        pending = PendingClips(core.storage, self._attachment)
         #: What `views.handlers_of` finds: the handlers of buttons and modals.
         self.soracast = Components(core, settings, self.notifier, downloads, pending)
         self.commands = Commands(core, settings, self.notifier, downloads, pending, self._own_id)
         self.commands.register(self.tree)
         # Buttons are matched by the pattern of their custom ids, so those posted before a restart still work.
         self.add_dynamic_items(VideoButton, ListPageButton)
+
+    def _attachment(self, data: dict[str, Any]) -> discord.Attachment:
+        """A stored attachment as discord.py's own again, able to download itself through this client."""
+        return discord.Attachment(data=data, state=self._connection)  # type: ignore[arg-type]
 
     def _own_id(self) -> int | None:
         return self.user.id if self.user is not None else None

@@ -266,7 +266,7 @@ class Commands:
                 return
             # Refuse a wrong file now, before asking for a handle; the download waits for the form.
             check_attachment(videos[0], self._core.registry.limits)
-            key = self._pending.put(interaction.id, videos[0])
+            key = await self._pending.put(interaction.id, videos[0])
             await interaction.response.send_modal(views.character_modal(views.CLIP_FORM_PREFIX + key, ask_name=True))
 
     def _generation_of(self, message: discord.Message) -> str | None:

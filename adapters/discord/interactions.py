@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-import time
-from collections import OrderedDict
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
 import discord
 
@@ -19,41 +21,49 @@ from bot.app import Soracast
 from bot.catalog import describe_durations
 from bot.commands import parse_start
 from bot.config import Settings
-from bot.models import Generation, GenerationKind
+from bot.models import Generation, GenerationKind, utcnow
+from storage.base import Storage
 
 log = logging.getLogger(__name__)
+
+#: Where a member's attachment waits for its "Make character" form, by the interaction that opened it.
+_FORM_KEY = "discord:make-character:"
 
 
 class PendingClips:
     """Attachments a "Make character" form was opened on, until the form comes back.
 
-    Kept in memory on purpose: without the privileged message-content intent the bot cannot re-read another
-    member's attachments later, but the menu's own payload carries them. A restart only loses open forms.
+    Without the privileged message-content intent the bot cannot re-read another member's attachments later,
+    but the menu's own payload carries them. What the download needs is stored with an expiry, so a form opened
+    before a restart (or in another process) still works after it.
     """
 
-    def __init__(self, ttl: float = 900.0, capacity: int = 1000) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        attachment_of: Callable[[dict[str, Any]], discord.Attachment],
+        ttl: float = 900.0,
+    ) -> None:
+        self._storage = storage
+        self._attachment_of = attachment_of
         self._ttl = ttl
-        self._capacity = capacity
-        self._items: OrderedDict[str, tuple[float, discord.Attachment]] = OrderedDict()
 
-    def put(self, interaction_id: int, attachment: discord.Attachment) -> str:
+    async def put(self, interaction_id: int, attachment: discord.Attachment) -> str:
         """Remember an attachment; returns the key the form's custom id carries."""
-        self._expire()
         key = str(interaction_id)
-        self._items[key] = (time.monotonic() + self._ttl, attachment)
-        while len(self._items) > self._capacity:
-            self._items.popitem(last=False)
+        expires = utcnow() + timedelta(seconds=self._ttl)
+        await self._storage.put_pending_form(_FORM_KEY + key, json.dumps(attachment.to_dict()), expires)
         return key
 
-    def take(self, key: str) -> discord.Attachment | None:
-        self._expire()
-        found = self._items.pop(key, None)
-        return found[1] if found else None
-
-    def _expire(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, (deadline, _) in self._items.items() if deadline < now]:
-            del self._items[key]
+    async def take(self, key: str) -> discord.Attachment | None:
+        body = await self._storage.take_pending_form(_FORM_KEY + key, utcnow())
+        if body is None:
+            return None
+        try:
+            return self._attachment_of(json.loads(body))
+        except (ValueError, KeyError, TypeError):
+            log.warning("a stored make-character form could not be read; treated as expired")
+            return None
 
 
 class Components:
@@ -176,7 +186,7 @@ class Components:
     async def _submit_clip_form(self, interaction: discord.Interaction, key: str, values: dict[str, str]) -> None:
         async with guarded(interaction, "make character form"):
             await defer_private(interaction)
-            attachment = self._pending.take(key)
+            attachment = await self._pending.take(key)
             if attachment is None:
                 await reply_private(
                     interaction,

@@ -8,13 +8,14 @@ expire after 15 minutes and renders can take longer.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
 import discord
 
 from adapters.discord import render, views
-from adapters.discord.origin import EXTRA_GUILD, upload_limit
+from adapters.discord.origin import EXTRA_GUILD, EXTRA_NONCE, EXTRA_NONCE_FOR, upload_limit
 from adapters.discord.replies import NO_MENTIONS, mark_answered
 from bot import media
 from bot.errors import SoracastError
@@ -24,6 +25,9 @@ from bot.models import DeliveryReceipt, Generation
 log = logging.getLogger(__name__)
 
 FileFactory = Callable[[], discord.File]
+
+#: How many of a channel's messages since a lost post are searched for it.
+HISTORY_LIMIT = 200
 
 
 class DiscordNotifier:
@@ -113,29 +117,86 @@ class DiscordNotifier:
         view: discord.ui.View | None,
         make_file: FileFactory | None,
     ) -> discord.Message:
-        """Edit the generation's message, or post a new one when there is none (or it was deleted)."""
+        """Edit the generation's message; only where it has none (or it was deleted) is one posted, once."""
         if generation.target.message_id is not None:
             try:
-                return await self._message(generation).edit(
-                    content=None,
-                    embed=embed,
-                    attachments=[make_file()] if make_file else [],
-                    view=view,
-                    allowed_mentions=NO_MENTIONS,
-                )
+                return await self._edit(self._message(generation), embed, view, make_file)
             except discord.NotFound:
                 log.info("the message of %s is gone; posting a new one", generation.id)
-        kwargs: dict[str, object] = {"embed": embed, "allowed_mentions": NO_MENTIONS}
+        return await self._post_once(generation, embed, view, make_file)
+
+    async def _edit(
+        self,
+        message: discord.Message | discord.PartialMessage,
+        embed: discord.Embed,
+        view: discord.ui.View | None,
+        make_file: FileFactory | None,
+    ) -> discord.Message:
+        # An edit says everything the message shows (its file included), so repeating it changes nothing.
+        return await message.edit(
+            content=None,
+            embed=embed,
+            attachments=[make_file()] if make_file else [],
+            view=view,
+            allowed_mentions=NO_MENTIONS,
+        )
+
+    async def _post_once(
+        self,
+        generation: Generation,
+        embed: discord.Embed,
+        view: discord.ui.View | None,
+        make_file: FileFactory | None,
+    ) -> discord.Message:
+        """Post the generation's message so that a delivery tried again (after a lost answer or a restart) edits
+        it instead of posting a second one.
+
+        The post carries a nonce stored before it is sent: Discord answers a repeated nonce with the message it
+        already made, for a few minutes; later, the channel's messages since the nonce was made are searched for
+        ours showing this generation.
+        """
+        replaces = generation.target.message_id or ""
+        nonce = generation.target.extra.get(EXTRA_NONCE)
+        if nonce and nonce.isdigit() and generation.target.extra.get(EXTRA_NONCE_FOR, "") == replaces:
+            earlier = await self._find_post(generation, int(nonce))
+            if earlier is not None:
+                log.info("the message of %s was posted before its answer was lost; editing it", generation.id)
+                message = await self._edit(earlier, embed, view, make_file)
+                await self._generations.attach_message(generation.id, str(message.id))
+                return message
+        else:
+            nonce = str(new_nonce())
+            await self._generations.remember(generation.id, **{EXTRA_NONCE: nonce, EXTRA_NONCE_FOR: replaces})
+        kwargs: dict[str, object] = {"embed": embed, "allowed_mentions": NO_MENTIONS, "nonce": int(nonce)}
         if view is not None:
             kwargs["view"] = view
         if make_file is not None:
             kwargs["file"] = make_file()
-        return await self._channel(generation).send(**kwargs)  # type: ignore[arg-type]
+        message = await self._channel(generation).send(**kwargs)  # type: ignore[arg-type]
+        await self._generations.attach_message(generation.id, str(message.id))
+        return message
+
+    async def _find_post(self, generation: Generation, nonce: int) -> discord.Message | None:
+        """Our message showing this generation, posted since `nonce` (a snowflake of its making) was made."""
+        me = self._client.user
+        since = discord.Object(id=max(0, (nonce >> 22 << 22) - 1))
+        marker = f"`{generation.id}`"
+        try:
+            async for message in self._channel(generation).history(limit=HISTORY_LIMIT, after=since):
+                if (me is None or message.author.id == me.id) and any(
+                    marker in (embed.description or "") for embed in message.embeds
+                ):
+                    return message
+        except discord.HTTPException as exc:
+            # No Read Message History here: the nonce is all there is (Discord holds to it for minutes).
+            log.info("could not search the channel of %s: %s", generation.id, exc.status)
+        return None
 
     async def _fit(self, generation: Generation, scratch: Path) -> tuple[FileFactory | None, str | None]:
         """The video as a file that fits the server's upload limit (re-encoded if needed), or why it can't."""
         size = _size(generation.video_path)
         if generation.video_path is None or size is None:
+            log.warning("the video of %s is not here (%s); posting without it", generation.id, generation.video_path)
             return None, render.missing_file_note()
         path, name = generation.video_path, render.video_filename(generation)
         limit = upload_limit(generation.target)
@@ -151,6 +212,12 @@ class DiscordNotifier:
         if fitted is None or shrunk is None or shrunk > limit:
             return None, render.too_large_note(size, limit)
         return (lambda: discord.File(fitted, filename=name)), render.shrunk_note(size, shrunk)
+
+
+def new_nonce() -> int:
+    """A message nonce that is also a snowflake of now (random below the millisecond), so it says when the
+    post was sent: the search for a lost post starts there."""
+    return discord.utils.time_snowflake(discord.utils.utcnow()) + secrets.randbits(22)
 
 
 def _size(path: Path | None) -> int | None:

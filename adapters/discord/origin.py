@@ -13,6 +13,9 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 #: Keys this adapter keeps in `DeliveryTarget.extra`.
 EXTRA_GUILD = "guild_id"
 EXTRA_UPLOAD_LIMIT = "upload_limit"
+#: The nonce of a post the notifier sent where a generation had no message, and the message it replaced ("").
+EXTRA_NONCE = "post_nonce"
+EXTRA_NONCE_FOR = "post_nonce_for"
 
 
 def scope_of(interaction: discord.Interaction) -> Scope:

@@ -63,7 +63,7 @@ def build_slack_adapter(core: Soracast, settings: Settings, client: AsyncWebClie
     """Create the bolt app, register every listener and the Slack notifier with the core."""
     token = _secret(settings.slack_bot_token, "SLACK_BOT_TOKEN", "The bot token (xoxb-…) is needed to talk to Slack.")
     signing_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
-    client = client or AsyncWebClient(token=token)
+    client = client or AsyncWebClient(token=token, **_api_url(settings))
     # Every listener acks and hands its work to `Background` before returning, so bolt may run listeners inline
     # (process_before_response) and answer when they return: no per-request polling for the ack.
     app = AsyncApp(
@@ -131,7 +131,12 @@ def create_web_app(
 def _web_client(settings: Settings, http: aiohttp.ClientSession) -> AsyncWebClient:
     """A Web API client sharing one HTTP session, so calls reuse connections (and TLS) to Slack."""
     token = _secret(settings.slack_bot_token, "SLACK_BOT_TOKEN", "The bot token (xoxb-…) is needed to talk to Slack.")
-    return AsyncWebClient(token=token, session=http)
+    return AsyncWebClient(token=token, session=http, **_api_url(settings))
+
+
+def _api_url(settings: Settings) -> dict[str, str]:
+    """`base_url` for the Web API client when `SORACAST_SLACK_API_URL` names another than Slack's own."""
+    return {"base_url": settings.slack_api_url + "/"} if settings.slack_api_url else {}
 
 
 async def _wait_for_stop() -> None:

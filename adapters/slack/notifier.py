@@ -2,20 +2,48 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import render
-from adapters.slack.webapi import slack_error
+from adapters.slack.webapi import slack_error, without_retries
 from bot.generations import GenerationService
-from bot.models import DeliveryReceipt, Generation
+from bot.models import DeliveryReceipt, Generation, utcnow
 
 log = logging.getLogger(__name__)
 
 #: Slack errors worth another delivery attempt later; any other refusal will not change by retrying.
 _TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+
+#: Keys this notifier keeps in `DeliveryTarget.extra`: the video's Slack file (stored before its bytes are sent;
+#: the Delete button removes it) and when its completion was sent ("" until then).
+EXTRA_FILE = "file_id"
+EXTRA_COMPLETING = "file_completing_at"
+#: How long a completed upload may take to show as shared before it counts as dropped by Slack.
+SHARE_GRACE = 120.0
+
+
+class Share(Enum):
+    """What Slack says about an upload whose completion may have been sent."""
+
+    POSTED = "posted"
+    PENDING = "pending"
+    NEVER = "never"
+
+
+class SharePending(Exception):
+    """Slack has the completed upload but has not shown it in the channel yet: deliver again a little later."""
+
+
+class UploadFailed(Exception):
+    """The upload URL did not take the bytes; the delivery is tried again later."""
 
 
 class SlackNotifier:
@@ -23,6 +51,7 @@ class SlackNotifier:
 
     def __init__(self, client: AsyncWebClient, generations: GenerationService) -> None:
         self._client = client
+        self._once = without_retries(client)
         self._generations = generations
 
     @staticmethod
@@ -58,23 +87,16 @@ class SlackNotifier:
         )
 
     async def completed(self, generation: Generation) -> DeliveryReceipt:
-        """Upload the MP4 next to the message, then turn the message into "Done" with the video buttons."""
+        """Post the MP4 next to the message (exactly once, see `_post_video`), then turn the message into "Done"
+        with the video buttons."""
         note: str | None = None
-        file_id: str | None = None
         path = generation.video_path
         if path is None or not path.exists():
+            log.warning("the video of %s is not here (%s); posting the message without it", generation.id, path)
             note = "The finished video file was not found, so it could not be attached."
         else:
             try:
-                upload = await self._client.files_upload_v2(
-                    file=str(path),
-                    filename=f"soracast-{generation.id}.mp4",
-                    title=render.upload_title(generation),
-                    channel=self._channel(generation),
-                    thread_ts=generation.target.thread_id,
-                    initial_comment=render.ready_comment(generation),
-                )
-                file_id = (upload.get("file") or {}).get("id")
+                await self._post_video(generation, path)
             except SlackApiError as exc:
                 error = slack_error(exc)
                 if error in _TRANSIENT:
@@ -83,20 +105,98 @@ class SlackNotifier:
                 note = f"Slack refused the upload ({error}); invite soracast to this channel and ask again."
         # From here the video is in the channel: a failed edit must not make the core upload it twice.
         ts = await self._show(generation, note)
-        if ts is not None and file_id:
-            await self._generations.attach_message(generation.id, ts, file_id=file_id)
         return DeliveryReceipt(message_id=ts, attached=note is None, note=note)
+
+    async def _post_video(self, generation: Generation, path: Path) -> str:
+        """Upload the video and share it in the channel, once, whatever dies when; returns its file id.
+
+        Slack's upload is three steps: `files.getUploadURLExternal` (a file id), the bytes, then
+        `files.completeUploadExternal`, which posts the file. The file id is stored before the bytes are sent and
+        the moment of completing before it is asked, so a delivery tried again (after a lost answer or a
+        restart) first asks Slack (`files.info`) whether that file was posted, and only uploads anew when it
+        cannot have been.
+        """
+        extra = generation.target.extra
+        file_id, completing = extra.get(EXTRA_FILE), extra.get(EXTRA_COMPLETING)
+        if file_id and completing:
+            state = await self._share_state(file_id)
+            if state is Share.POSTED:
+                log.info("the video of %s is already in the channel (%s): not uploaded again", generation.id, file_id)
+                return file_id
+            if state is Share.PENDING:
+                waited = _seconds_since(completing)
+                if waited < SHARE_GRACE:
+                    raise SharePending(f"{file_id} is completed but not shared yet ({waited:.0f}s)")
+                # Slack took the completion but never posted it: take the file back before posting anew, so a
+                # share that still comes later shows nothing.
+                log.warning("Slack never shared %s of %s; uploading it again", file_id, generation.id)
+                try:
+                    await self._once.files_delete(file=file_id)
+                except SlackApiError as exc:
+                    log.warning("could not take back %s of %s: %s", file_id, generation.id, slack_error(exc))
+        return await self._upload(generation, path)
+
+    async def _upload(self, generation: Generation, path: Path) -> str:
+        data = await asyncio.to_thread(path.read_bytes)
+        ticket = await self._client.files_getUploadURLExternal(filename=video_filename(generation), length=len(data))
+        file_id, upload_url = str(ticket["file_id"]), str(ticket["upload_url"])
+        await self._generations.remember(generation.id, **{EXTRA_FILE: file_id, EXTRA_COMPLETING: ""})
+        await self._send_bytes(upload_url, data)
+        await self._generations.remember(generation.id, **{EXTRA_COMPLETING: utcnow().isoformat()})
+        # Never repeated by the client itself: a completion whose answer was lost is checked, not sent again.
+        await self._once.files_completeUploadExternal(
+            files=[{"id": file_id, "title": render.upload_title(generation)}],
+            channel_id=self._channel(generation),
+            thread_ts=generation.target.thread_id,
+            initial_comment=render.ready_comment(generation),
+        )
+        return file_id
+
+    async def _share_state(self, file_id: str) -> Share:
+        """Whether an upload that was being completed is in a channel, on its way there, or was never posted."""
+        try:
+            response = await self._client.files_info(file=file_id)
+        except SlackApiError as exc:
+            error = slack_error(exc)
+            if error == "file_deleted":
+                return Share.POSTED  # posted, then someone removed it: not soracast's to post again
+            if error == "file_not_found":
+                return Share.NEVER
+            raise
+        file = response.get("file") or {}
+        shares = file.get("shares") or {}
+        if any(shares.get(kind) for kind in ("public", "private")) or any(
+            file.get(kind) for kind in ("channels", "groups", "ims")
+        ):
+            return Share.POSTED
+        return Share.PENDING
+
+    async def _send_bytes(self, url: str, data: bytes) -> None:
+        """POST the video to the upload URL Slack gave (sending it twice only replaces the bytes)."""
+        session = self._client.session
+        owned = session is None
+        if owned:
+            session = aiohttp.ClientSession()
+        assert session is not None
+        try:
+            async with session.post(
+                url,
+                data=data,
+                proxy=self._client.proxy,
+                ssl=self._client.ssl,
+                timeout=aiohttp.ClientTimeout(total=self._client.timeout),
+            ) as response:
+                if response.status != 200:
+                    raise UploadFailed(f"the upload URL answered {response.status}")
+        finally:
+            if owned:
+                await session.close()
 
     async def failed(self, generation: Generation) -> None:
         """Replace the progress bar with why it failed and what to do next."""
         message = render.generation_message(generation)
         if generation.target.message_id is None:
-            await self._client.chat_postMessage(
-                channel=self._channel(generation),
-                thread_ts=generation.target.thread_id,
-                text=message.text,
-                blocks=message.blocks,
-            )
+            await self._post_new(generation, message)
             return
         await self._client.chat_update(
             channel=self._channel(generation), ts=generation.target.message_id, text=message.text, blocks=message.blocks
@@ -113,13 +213,33 @@ class SlackNotifier:
                     blocks=message.blocks,
                 )
                 return generation.target.message_id
-            response = await self._client.chat_postMessage(
-                channel=self._channel(generation),
-                thread_ts=generation.target.thread_id,
-                text=message.text,
-                blocks=message.blocks,
-            )
-            return str(response["ts"])
+            return await self._post_new(generation, message)
         except Exception as exc:
             log.warning("could not update the message of %s: %s", generation.id, type(exc).__name__)
             return generation.target.message_id
+
+    async def _post_new(self, generation: Generation, message: render.Message) -> str:
+        """Post the generation's message where it has none (its first one failed), and record it at once: a
+        delivery tried again then edits this message instead of posting another."""
+        response = await self._client.chat_postMessage(
+            channel=self._channel(generation),
+            thread_ts=generation.target.thread_id,
+            text=message.text,
+            blocks=message.blocks,
+        )
+        ts = str(response["ts"])
+        await self._generations.attach_message(generation.id, ts, channel=str(response["channel"]))
+        return ts
+
+
+def _seconds_since(stamp: str) -> float:
+    """Seconds since a stored ISO time; an unreadable one counts as long ago."""
+    try:
+        return (utcnow() - datetime.fromisoformat(stamp)).total_seconds()
+    except (ValueError, TypeError):
+        return float("inf")
+
+
+def video_filename(generation: Generation) -> str:
+    """The uploaded video's file name (the soak and tests find a generation's posts by it)."""
+    return f"soracast-{generation.id}.mp4"

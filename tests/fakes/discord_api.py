@@ -22,6 +22,8 @@ from aiohttp import web
 Payload = dict[str, Any]
 
 API_PREFIX = "/api/v10"
+#: Discord's snowflakes count milliseconds from 2015-01-01.
+DISCORD_EPOCH_MS = 1_420_070_400_000
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 
@@ -113,12 +115,20 @@ class FakeDiscordAPI:
     faults: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     #: (method, path suffix) → seconds to wait before answering (a slow Discord).
     delays: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: Requests matching one of these do their work, then lose the answer (the connection drops, as when the
+    #: process that asked died); each is used for one request.
+    lost_answers: list[Callable[[Received], bool]] = field(default_factory=list)
+    #: How long Discord holds to a message nonce sent with `enforce_nonce` ("the past few minutes").
+    nonce_window: float = 300.0
     url: str = ""
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
+        self._last_id = 0
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Condition()
+        #: (author id, nonce) → (message id, when): what a repeated `enforce_nonce` post is answered with.
+        self._nonces: dict[tuple[str, str], tuple[str, float]] = {}
         #: Called with each request as it arrives (benchmarks time the defer callback with it).
         self.on_request: Callable[[Received], None] | None = None
 
@@ -148,8 +158,10 @@ class FakeDiscordAPI:
     # --- helpers for tests -----------------------------------------------------------------------------------
 
     def new_id(self) -> str:
-        """A fresh snowflake-looking id, increasing."""
-        return str(1_200_000_000_000_000_000 + next(self._ids))
+        """A fresh snowflake of now, increasing (searches by time, `after=`, see the order things were made in)."""
+        now = ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) + next(self._ids) % 4096
+        self._last_id = max(now, self._last_id + 1)
+        return str(self._last_id)
 
     def host_file(self, filename: str, data: bytes, content_type: str = "video/mp4") -> str:
         """Serve `data` the way Discord's CDN serves an attachment; returns its URL."""
@@ -179,6 +191,10 @@ class FakeDiscordAPI:
         message = self._message(channel_id, **fields)
         self._store(message)
         return message
+
+    def delete_message(self, message_id: str) -> None:
+        """Take a message out of its channel, as a member with Manage Messages would."""
+        self._delete(message_id)
 
     def calls(self, method: str | None = None, path_part: str = "") -> list[Received]:
         """Recorded requests, optionally only those of one HTTP method whose path contains `path_part`."""
@@ -255,7 +271,14 @@ class FakeDiscordAPI:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         received = await self._record(request)
         try:
-            return await self._answer(request, received)
+            response = await self._answer(request, received)
+            lost = next((match for match in self.lost_answers if match(received)), None)
+            if lost is not None:
+                self.lost_answers.remove(lost)
+                if request.transport is not None:
+                    request.transport.abort()
+                raise web.HTTPServiceUnavailable()  # never reaches the client: the connection is gone
+            return response
         finally:
             received.answered_at = time.perf_counter()
             async with self._changed:
@@ -292,8 +315,9 @@ class FakeDiscordAPI:
             case ["webhooks", _, token, "messages", message_id]:
                 return self._webhook_message(method, token, message_id, received)
             case ["channels", channel_id, "messages"] if method == "POST":
-                message = self._create(channel_id, received, author=self.user_object())
-                return _json_response(message)
+                return _json_response(self._post(channel_id, received))
+            case ["channels", channel_id, "messages"] if method == "GET":
+                return _json_response(self._history(channel_id, request.query))
             case ["channels", channel_id, "messages", message_id]:
                 return self._channel_message(method, channel_id, message_id, received)
         return _error(404, 0, f"404: no fake route for {method} {route}")
@@ -409,6 +433,34 @@ class FakeDiscordAPI:
         message["flags"] = int(body.get("flags") or 0) & ~LOADING
         self._store(message)
         return message
+
+    def _post(self, channel_id: str, received: Received) -> Payload:
+        """A bot message; with `enforce_nonce`, a nonce seen within `nonce_window` gets its first message back."""
+        body: Payload = received.json if isinstance(received.json, dict) else {}
+        nonce = body.get("nonce")
+        key = (self.bot_user_id, str(nonce))
+        if nonce is not None and body.get("enforce_nonce"):
+            seen = self._nonces.get(key)
+            if seen is not None and time.monotonic() - seen[1] < self.nonce_window:
+                return self.archive[seen[0]]
+        message = self._create(channel_id, received, author=self.user_object())
+        if nonce is not None:
+            message["nonce"] = str(nonce)
+            self._nonces[key] = (message["id"], time.monotonic())
+        return message
+
+    def _history(self, channel_id: str, query: Any) -> list[Payload]:
+        """`GET /channels/{id}/messages`: up to `limit` messages after `after` (or before `before`), newest first,
+        without nonces (Discord shows them only to whoever sent the message, when it is made)."""
+        limit = int(query.get("limit", 50))
+        found = self.channel_messages(channel_id)
+        if "after" in query:
+            found = [m for m in found if int(m["id"]) > int(query["after"])][:limit]
+        else:
+            if "before" in query:
+                found = [m for m in found if int(m["id"]) < int(query["before"])]
+            found = found[-limit:]
+        return [{k: v for k, v in m.items() if k != "nonce"} for m in reversed(found)]
 
     def _store(self, message: Payload) -> None:
         self.messages[message["id"]] = message

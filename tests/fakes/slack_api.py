@@ -2,13 +2,23 @@
 
 slack-sdk's real `AsyncWebClient` talks to it over HTTP on 127.0.0.1: point the client's `base_url` at
 `FakeSlackAPI.base_url`. Every request is kept as a `Call` so tests assert on what actually reached "Slack".
+
+Uploads behave as Slack's do: `files.getUploadURLExternal` hands out a file id and an upload URL, the bytes are
+POSTed there, and `files.completeUploadExternal` shares the file in the channel (after `share_delay`, as Slack
+shares asynchronously); `files.info` then shows the file with its `shares`. A file that was never completed is
+unknown to `files.info`. Completing a file twice shares it twice (the pessimistic reading of what Slack does).
+`latency` makes every answer take as long as the real Slack's, and `lost_answers` drops the connection after
+the work was done, so the answer never arrives.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import itertools
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -56,6 +66,22 @@ class HostedFile:
 
 
 @dataclass
+class Share:
+    """One post of an uploaded file in a channel, visible from `visible_at` (monotonic seconds)."""
+
+    file_id: str
+    filename: str
+    channel: str
+    ts: str
+    thread_ts: str | None
+    visible_at: float
+
+    @property
+    def visible(self) -> bool:
+        return time.monotonic() >= self.visible_at
+
+
+@dataclass
 class FakeUser:
     """What `users.info` answers for one member."""
 
@@ -90,12 +116,23 @@ class FakeSlackAPI:
     users: dict[str, FakeUser] = field(default_factory=dict)
     #: Web API method → Slack error code to answer with instead of `ok` (fault injection).
     errors: dict[str, str] = field(default_factory=dict)
+    #: Web API method (or `upload`) → how many of its next calls do their work, then lose the answer.
+    lost_answers: dict[str, int] = field(default_factory=dict)
+    #: Seconds each answer takes (half on the way in, half on the way out), like Slack over the internet.
+    latency: float = 0.0
+    #: Seconds before a completed upload shows as shared (Slack shares files asynchronously).
+    share_delay: float = 0.0
+    #: Every post of an uploaded file, in order (a file completed twice appears twice).
+    shares: list[Share] = field(default_factory=list)
+    #: Called once a call's work is done and before its answer leaves (the soak kills soracast here).
+    on_handled: Callable[[Call], Awaitable[None] | None] | None = None
     url: str = ""
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._pending_uploads: dict[str, str] = {}
+        self._deleted: set[str] = set()
         self._methods: dict[str, Callable[[Payload], Payload]] = {
             "auth.test": self._auth_test,
             "views.open": self._view,
@@ -107,7 +144,7 @@ class FakeSlackAPI:
             "chat.delete": self._delete_message,
             "users.info": self._users_info,
             "files.info": self._files_info,
-            "files.delete": self._ok,
+            "files.delete": self._delete_file,
             "files.getUploadURLExternal": self._upload_url,
             "files.completeUploadExternal": self._complete_upload,
         }
@@ -168,30 +205,58 @@ class FakeSlackAPI:
     def methods(self) -> list[str]:
         return [c.method for c in self.calls]
 
+    def posts_of(self, filename: str) -> list[Share]:
+        """The posts of uploaded files with this name (one per completed upload of it, shared or not yet)."""
+        return [s for s in self.shares if s.filename == filename]
+
     # --- HTTP handlers -----------------------------------------------------------------------------------------
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         body = await request.read()
         data = _parse_body(request, body)
-        self.calls.append(Call(method, request.path, dict(request.headers), data, body))
+        call = Call(method, request.path, dict(request.headers), data, body)
+        self.calls.append(call)
+        await self._travel()
         if request.headers.get("Authorization") != f"Bearer {self.bot_token}":
-            return _json({"ok": False, "error": "invalid_auth"})
-        if method in self.errors:
-            return _json({"ok": False, "error": self.errors[method]})
-        handler = self._methods.get(method)
-        if handler is None:
-            return _json({"ok": False, "error": "unknown_method"})
-        return _json(handler(data))
+            answer = {"ok": False, "error": "invalid_auth"}
+        elif method in self.errors:
+            answer = {"ok": False, "error": self.errors[method]}
+        elif (handler := self._methods.get(method)) is None:
+            answer = {"ok": False, "error": "unknown_method"}
+        else:
+            answer = handler(data)
+        await self._after(request, call)
+        return _json(answer)
 
     async def _upload(self, request: web.Request) -> web.Response:
         file_id = request.match_info["file_id"]
         body = await request.read()
-        self.calls.append(Call("upload", request.path, dict(request.headers), {"file_id": file_id}, body))
+        call = Call("upload", request.path, dict(request.headers), {"file_id": file_id}, body)
+        self.calls.append(call)
+        await self._travel()
         if file_id not in self._pending_uploads:
             return web.Response(status=404, text="unknown upload")
         self.uploads[file_id] = body
+        await self._after(request, call)
         return web.Response(text=f"OK - {len(body)}")
+
+    async def _travel(self) -> None:
+        if self.latency > 0:
+            await asyncio.sleep(self.latency / 2)
+
+    async def _after(self, request: web.Request, call: Call) -> None:
+        """The work is done: tell the observer, lose the answer if asked to, else let it travel back."""
+        if self.on_handled is not None:
+            outcome = self.on_handled(call)
+            if inspect.isawaitable(outcome):
+                await outcome
+        if self.lost_answers.get(call.method, 0) > 0:
+            self.lost_answers[call.method] -= 1
+            if request.transport is not None:
+                request.transport.abort()
+            raise web.HTTPServiceUnavailable()  # never reaches the client: the connection is gone
+        await self._travel()
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
         file_id = request.match_info["file_id"]
@@ -214,9 +279,6 @@ class FakeSlackAPI:
 
     def _ts(self) -> str:
         return f"1700000000.{next(self._ids):06d}"
-
-    def _ok(self, data: Payload) -> Payload:
-        return {"ok": True}
 
     def _auth_test(self, data: Payload) -> Payload:
         return {
@@ -256,10 +318,38 @@ class FakeSlackAPI:
         return {"ok": True, "user": user.user_object()}
 
     def _files_info(self, data: Payload) -> Payload:
-        hosted = self.files.get(str(data.get("file", "")))
+        file_id = str(data.get("file", ""))
+        if file_id in self._deleted:
+            return {"ok": False, "error": "file_deleted"}
+        hosted = self.files.get(file_id)
         if hosted is None:
             return {"ok": False, "error": "file_not_found"}
-        return {"ok": True, "file": hosted.file_object()}
+        return {"ok": True, "file": hosted.file_object() | self._shares_of(file_id)}
+
+    def _shares_of(self, file_id: str) -> Payload:
+        """`shares` and `channels` of a file as `files.info` shows them: only posts already visible."""
+        shares: dict[str, dict[str, list[Payload]]] = {}
+        channels: list[str] = []
+        for share in self.shares:
+            if share.file_id != file_id or not share.visible:
+                continue
+            kind = "public" if share.channel.startswith("C") else "private"
+            entry: Payload = {"ts": share.ts, "channel_name": share.channel, "reply_count": 0}
+            if share.thread_ts:
+                entry["thread_ts"] = share.thread_ts
+            shares.setdefault(kind, {}).setdefault(share.channel, []).append(entry)
+            if share.channel not in channels:
+                channels.append(share.channel)
+        return {"shares": shares, "channels": [c for c in channels if c.startswith("C")],
+                "groups": [c for c in channels if c.startswith("G")], "ims": [c for c in channels if c[0] == "D"]}
+
+    def _delete_file(self, data: Payload) -> Payload:
+        file_id = str(data.get("file", ""))
+        if file_id not in self.files:
+            return {"ok": False, "error": "file_not_found"}
+        self._deleted.add(file_id)
+        del self.files[file_id]
+        return {"ok": True}
 
     def _upload_url(self, data: Payload) -> Payload:
         file_id = f"F{next(self._ids):07d}"
@@ -273,9 +363,19 @@ class FakeSlackAPI:
         done = []
         for item in files or []:
             file_id = item.get("id")
-            if file_id not in self.uploads:
+            if file_id not in self.uploads or file_id in self._deleted:
                 return {"ok": False, "error": "file_not_found"}
             done.append({"id": file_id, "title": item.get("title") or self._pending_uploads.get(file_id)})
+        channel = str(data.get("channel_id") or "")
+        for item in done:
+            name = self._pending_uploads[item["id"]]
+            hosted = HostedFile(id=item["id"], name=name, mimetype="video/mp4", data=self.uploads[item["id"]])
+            hosted.url_private = f"{self.url}/files-pri/{hosted.id}/{name}"
+            self.files[hosted.id] = hosted
+            if channel:
+                thread = str(data.get("thread_ts") or "") or None
+                visible_at = time.monotonic() + self.share_delay
+                self.shares.append(Share(hosted.id, name, channel, self._ts(), thread, visible_at))
         return {"ok": True, "files": done}
 
 
