@@ -619,9 +619,13 @@ class JobRunner:
                     generation.submitted_at = None
                     await self._storage.save_generation(generation)
                 raise
-            await self._budgets.spent(generation.id)
         self.apply(generation, found)
         await self._storage.save_generation(generation)
+        # Sent (or adopted): it counts as spent, unless the backend has failed it already (not billed).
+        if generation.status is GenerationStatus.FAILED:
+            await self._budgets.refund(generation.id)
+        else:
+            await self._budgets.spent(generation.id)
 
     async def _status(self, backend: VideoBackend, job_id: str, *, urgent: bool = False) -> JobState:
         """A job's status: from the backend's batched sweep where it can list jobs, else (or when a webhook

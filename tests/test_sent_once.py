@@ -159,3 +159,19 @@ async def test_gemini_cannot_be_asked_so_an_unanswered_create_is_sent_again_and_
     assert [r.status for r in gemini_emulator.requests.for_route("create_interaction")] == [500, 200]
     assert final.status is GenerationStatus.COMPLETED and recorder.failures == []
     assert any("cannot say whether the unanswered create" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_adopted_job_is_counted_as_spent(tmp_path: Path, videos_emulator: VideosEmulator) -> None:
+    settings = fast_settings(tmp_path / "data", prices={"sora-2": 0.10})
+    core = await build_app(settings, videos=HTTPVideosAPI(videos_emulator.base_url, "sk-test", max_retries=0))
+    core.generations.register_notifier(Platform.CONSOLE, RecordingNotifier())
+    try:
+        videos_emulator.faults.push("create_video", status=502, after_handling=True)
+        generation = await core.generations.generate(CONSOLE_SCOPE, TESTER, "adopted", GenerationOptions(), TARGET)
+        await core.generations.wait_finished(generation.id, within=WITHIN)
+        async with core.storage.db.execute(  # type: ignore[attr-defined]
+            "SELECT state FROM spend WHERE generation_id = ?", (generation.id,)
+        ) as cursor:
+            assert (await cursor.fetchone())[0] == "spent"
+    finally:
+        await core.aclose()
