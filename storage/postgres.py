@@ -405,8 +405,33 @@ class PostgresStorage:
         )
 
     async def claim_for_submit(self, generation_id: str, owner: str, until: datetime) -> Generation | None:
+        def claim(generation: Generation) -> None:
+            generation.status = GenerationStatus.SUBMITTING
+            generation.line_position = generation.line_eta = None
+
+        return await self._change_if_waiting(generation_id, claim, {"lease_owner": owner, "lease_until": until})
+
+    async def cancel_waiting(self, generation_id: str) -> bool:
+        def cancel(generation: Generation) -> None:
+            generation.status = GenerationStatus.CANCELLED
+            generation.line_position = generation.line_eta = None
+            generation.updated_at = utcnow()
+
+        return await self._change_if_waiting(generation_id, cancel) is not None
+
+    async def place_in_line(self, generation_id: str, position: int, eta_seconds: float) -> bool:
+        def place(generation: Generation) -> None:
+            generation.line_position, generation.line_eta = position, eta_seconds
+
+        return await self._change_if_waiting(generation_id, place) is not None
+
+    async def _change_if_waiting(
+        self, generation_id: str, change: Callable[[Generation], None], columns: dict[str, object] | None = None
+    ) -> Generation | None:
+        """Read a generation, change it and write it back in one transaction, only while it is still waiting:
+        the row lock makes the claim, the cancel and the place in line atomic across processes."""
+        extra = columns or {}
         async with self.pool.acquire() as conn, conn.transaction():
-            # The row lock makes the claim atomic across processes: a second claimer waits, then finds it taken.
             row = await conn.fetchrow(
                 "SELECT body, delivered_at, target FROM generations WHERE id = $1 AND status = $2 FOR UPDATE",
                 generation_id,
@@ -415,52 +440,17 @@ class PostgresStorage:
             if row is None:
                 return None
             generation = _generation(row)
-            generation.status = GenerationStatus.SUBMITTING
-            generation.line_position = generation.line_eta = None
+            change(generation)
+            # Column names come from the fixed keys above, never from input; values are bound.
+            sets = "".join(f", {name} = ${index}" for index, name in enumerate(extra, start=4))
             await conn.execute(
-                "UPDATE generations SET status = $1, body = $2, lease_owner = $3, lease_until = $4 WHERE id = $5",
+                f"UPDATE generations SET status = $1, body = $2{sets} WHERE id = $3",
                 generation.status.value,
                 _body(generation),
-                owner,
-                until,
                 generation_id,
+                *extra.values(),
             )
         return generation
-
-    async def place_in_line(self, generation_id: str, position: int, eta_seconds: float) -> bool:
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT body, delivered_at, target FROM generations WHERE id = $1 AND status = $2 FOR UPDATE",
-                generation_id,
-                GenerationStatus.WAITING.value,
-            )
-            if row is None:
-                return False
-            generation = _generation(row)
-            generation.line_position, generation.line_eta = position, eta_seconds
-            await conn.execute("UPDATE generations SET body = $1 WHERE id = $2", _body(generation), generation_id)
-        return True
-
-    async def cancel_waiting(self, generation_id: str) -> bool:
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT body, delivered_at, target FROM generations WHERE id = $1 AND status = $2 FOR UPDATE",
-                generation_id,
-                GenerationStatus.WAITING.value,
-            )
-            if row is None:
-                return False
-            generation = _generation(row)
-            generation.status = GenerationStatus.CANCELLED
-            generation.line_position = generation.line_eta = None
-            generation.updated_at = utcnow()
-            await conn.execute(
-                "UPDATE generations SET status = $1, body = $2 WHERE id = $3",
-                generation.status.value,
-                _body(generation),
-                generation_id,
-            )
-        return True
 
     async def lease_generations(
         self, owner: str, platforms: Sequence[Platform], now: datetime, until: datetime, limit: int = 500

@@ -424,67 +424,35 @@ class SQLiteStorage:
         ) as cursor:
             return {(row[0], row[1]): int(row[2]) async for row in cursor}
 
+    async def claim_for_submit(self, generation_id: str, owner: str, until: datetime) -> Generation | None:
+        def claim(generation: Generation) -> None:
+            generation.status = GenerationStatus.SUBMITTING
+            generation.line_position = generation.line_eta = None
+
+        return await self._change_if_waiting(
+            generation_id, claim, {"lease_owner": owner, "lease_until": until.isoformat()}
+        )
+
     async def cancel_waiting(self, generation_id: str) -> bool:
-        async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                async with self.db.execute(
-                    "SELECT body, delivered_at, target FROM generations WHERE id = ? AND status = ?",
-                    (generation_id, GenerationStatus.WAITING.value),
-                ) as cursor:
-                    row = await cursor.fetchone()
-                if row is None:
-                    await self.db.rollback()
-                    return False
-                generation = _generation(row)
-                generation.status = GenerationStatus.CANCELLED
-                generation.line_position = generation.line_eta = None
-                generation.updated_at = utcnow()
-                body = generation.model_dump_json(exclude={"delivered_at", "target"})
-                await self.db.execute(
-                    "UPDATE generations SET status = ?, body = ? WHERE id = ?",
-                    (generation.status.value, body, generation_id),
-                )
-            except BaseException:
-                await self.db.rollback()
-                raise
-            await self.db.commit()
-        return True
+        def cancel(generation: Generation) -> None:
+            generation.status = GenerationStatus.CANCELLED
+            generation.line_position = generation.line_eta = None
+            generation.updated_at = utcnow()
+
+        return await self._change_if_waiting(generation_id, cancel) is not None
 
     async def place_in_line(self, generation_id: str, position: int, eta_seconds: float) -> bool:
-        async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                async with self.db.execute(
-                    "SELECT body, delivered_at, target FROM generations WHERE id = ? AND status = ?",
-                    (generation_id, GenerationStatus.WAITING.value),
-                ) as cursor:
-                    row = await cursor.fetchone()
-                if row is None:
-                    await self.db.rollback()
-                    return False
-                generation = _generation(row)
-                generation.line_position, generation.line_eta = position, eta_seconds
-                await self.db.execute(
-                    "UPDATE generations SET body = ? WHERE id = ?",
-                    (generation.model_dump_json(exclude={"delivered_at", "target"}), generation_id),
-                )
-            except BaseException:
-                await self.db.rollback()
-                raise
-            await self.db.commit()
-        return True
+        def place(generation: Generation) -> None:
+            generation.line_position, generation.line_eta = position, eta_seconds
 
-    async def count_in_flight(self, backend: str) -> int:
-        statuses = [s.value for s in GenerationStatus if s.at_backend]
-        async with self.db.execute(
-            f"SELECT count(*) FROM generations WHERE backend = ? AND status IN ({','.join('?' * len(statuses))})",
-            (backend, *statuses),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        return await self._change_if_waiting(generation_id, place) is not None
 
-    async def claim_for_submit(self, generation_id: str, owner: str, until: datetime) -> Generation | None:
+    async def _change_if_waiting(
+        self, generation_id: str, change: Callable[[Generation], None], columns: dict[str, str] | None = None
+    ) -> Generation | None:
+        """Read a generation, change it and write it back in one transaction, only while it is still waiting:
+        the claim, the cancel and the place in line can never undo one another."""
+        extra = columns or {}
         async with self._write_lock:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -497,15 +465,15 @@ class SQLiteStorage:
                     await self.db.rollback()
                     return None
                 generation = _generation(row)
-                generation.status = GenerationStatus.SUBMITTING
-                generation.line_position = generation.line_eta = None
+                change(generation)
+                # Column names come from the fixed keys above, never from input; values are bound.
+                sets = "".join(f", {name} = ?" for name in extra)
                 await self.db.execute(
-                    "UPDATE generations SET status = ?, body = ?, lease_owner = ?, lease_until = ? WHERE id = ?",
+                    f"UPDATE generations SET status = ?, body = ?{sets} WHERE id = ?",
                     (
                         generation.status.value,
                         generation.model_dump_json(exclude={"delivered_at", "target"}),
-                        owner,
-                        until.isoformat(),
+                        *extra.values(),
                         generation_id,
                     ),
                 )
@@ -514,6 +482,15 @@ class SQLiteStorage:
                 raise
             await self.db.commit()
         return generation
+
+    async def count_in_flight(self, backend: str) -> int:
+        statuses = [s.value for s in GenerationStatus if s.at_backend]
+        async with self.db.execute(
+            f"SELECT count(*) FROM generations WHERE backend = ? AND status IN ({','.join('?' * len(statuses))})",
+            (backend, *statuses),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
 
     async def lease_generations(
         self, owner: str, platforms: Sequence[Platform], now: datetime, until: datetime, limit: int = 500

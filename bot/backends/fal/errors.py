@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from bot.backends.refusals import content_refusal, lead, retry_after
 from bot.errors import (
     APIAuthError,
     APINotFound,
     APIRequestRejected,
     APIUnavailable,
-    HumanLikenessRefused,
-    ModerationBlocked,
     QuotaExhausted,
     RateLimited,
     VideosAPIError,
@@ -95,26 +93,6 @@ def _validation(detail: list[Any]) -> tuple[str, str | None, str | None]:
     return "; ".join(p for p in parts if p), first_type, first_param
 
 
-def retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from `Retry-After` (or `retry-after-ms`), when the server said."""
-    if not headers:
-        return None
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = lowered.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) / scale)
-            except ValueError:
-                continue
-    return None
-
-
-def _lead(lead: str, message: str) -> str:
-    message = message.strip()
-    return f"{lead}: {message}" if message else f"{lead}."
-
-
 def is_content_refusal(error: FalError) -> bool:
     """Whether fal (or the model) refused the content rather than the request's form."""
     return bool(_SAFETY.search(f"{error.error_type or ''} {error.message}"))
@@ -132,7 +110,7 @@ def map_fal_error(error: FalError, *, log_detail: str | None = None) -> VideosAP
     }
     if status == 429:
         return RateLimited(
-            _lead("fal is rate limiting requests", text),
+            lead("fal is rate limiting requests", text),
             hint="Wait a little and try again.",
             retry_after=error.retry_after,
             **common,
@@ -140,42 +118,39 @@ def map_fal_error(error: FalError, *, log_detail: str | None = None) -> VideosAP
     if status in (401, 403):
         if _BALANCE.search(f"{error.error_type or ''} {text}"):
             return QuotaExhausted(
-                _lead("fal refused the request because of the account's balance", text),
+                lead("fal refused the request because of the account's balance", text),
                 hint="Retrying will not help until the fal account is topped up; tell the bot's operator.",
                 **common,
             )
         return APIAuthError(
-            _lead("fal did not accept the API key", text),
+            lead("fal did not accept the API key", text),
             hint="The bot's operator should check FAL_KEY, then restart the bot.",
             **common,
         )
     if status == 404:
         return APINotFound(
-            _lead("fal does not know this request", text),
+            lead("fal does not know this request", text),
             hint="It may have expired; make a new video.",
             **common,
         )
     if status >= 500 or status == 408:
         return APIUnavailable(
-            _lead(f"fal is not answering properly right now (HTTP {status})", text),
+            lead(f"fal is not answering properly right now (HTTP {status})", text),
             hint="Try again in a minute.",
             retry_after=error.retry_after,
             **common,
         )
     if is_content_refusal(error):
-        if _LIKENESS.search(text):
-            return HumanLikenessRefused(
-                _lead("fal refused the character's pictures because they appear to show a real person", text),
-                hint=LIKENESS_HINT,
-                **common,
-            )
-        return ModerationBlocked(
-            _lead("fal blocked this under its content rules", text),
-            hint="Change the prompt and try again; the same request will be blocked again.",
+        return content_refusal(
+            "fal",
+            "the character's pictures",
+            text,
+            likeness=bool(_LIKENESS.search(text)),
+            likeness_hint=LIKENESS_HINT,
             **common,
         )
     return APIRequestRejected(
-        _lead("fal rejected the request", text),
+        lead("fal rejected the request", text),
         hint="Check the command's options and try again.",
         **common,
     )

@@ -13,13 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.backends.refusals import content_refusal, lead, retry_after
 from bot.errors import (
     APIAuthError,
     APINotFound,
     APIRequestRejected,
     APIUnavailable,
-    HumanLikenessRefused,
-    ModerationBlocked,
     QuotaExhausted,
     RateLimited,
     VideosAPIError,
@@ -75,26 +74,6 @@ def read_error(body: Any) -> GoogleError:
     )
 
 
-def _lead(lead: str, message: str) -> str:
-    message = message.strip()
-    return f"{lead}: {message}" if message else f"{lead}."
-
-
-def retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from `Retry-After` (or `retry-after-ms`), when the server said."""
-    if not headers:
-        return None
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = lowered.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) / scale)
-            except ValueError:
-                continue
-    return None
-
-
 def map_gemini_error(
     status: int, error: GoogleError, headers: Mapping[str, str] | None = None, *, log_detail: str | None = None
 ) -> VideosAPIError:
@@ -110,12 +89,12 @@ def map_gemini_error(
         wait = retry_after(headers)
         if "billing" in text.lower():
             return QuotaExhausted(
-                _lead("Gemini's quota for this key is used up", text),
+                lead("Gemini's quota for this key is used up", text),
                 hint="Retrying will not help until the key's billing or quota changes; tell the bot's operator.",
                 **common,
             )
         return RateLimited(
-            _lead("Gemini is rate limiting requests", text),
+            lead("Gemini is rate limiting requests", text),
             hint="soracast waits and tries again by itself.",
             retry_after=wait,
             **common,
@@ -130,36 +109,33 @@ def map_gemini_error(
     if status in (401, 403) or "API_KEY_INVALID" in error.reasons or (status == 400 and _KEY.search(text)):
         if status == 403 and not _KEY.search(text) and "API_KEY_INVALID" not in error.reasons:
             return APIAuthError(
-                _lead("Gemini does not allow this for the configured key", text),
+                lead("Gemini does not allow this for the configured key", text),
                 hint="The key's project may lack billing or access to this model; the bot's operator should check "
                 "it in Google AI Studio.",
                 **common,
             )
         return APIAuthError(
-            _lead("Gemini did not accept the API key", text),
+            lead("Gemini did not accept the API key", text),
             hint="The bot's operator should check GEMINI_API_KEY, then restart the bot.",
             **common,
         )
     if status == 404:
         return APINotFound(
-            _lead("Gemini does not know this video", text),
+            lead("Gemini does not know this video", text),
             hint="It may have expired or been deleted; make a new one.",
             **common,
         )
     if _SAFETY.search(text):
-        if _LIKENESS.search(text):
-            return HumanLikenessRefused(
-                _lead("Gemini refused the character's references because they appear to show a real person", text),
-                hint=LIKENESS_HINT,
-                **common,
-            )
-        return ModerationBlocked(
-            _lead("Gemini blocked this under its safety rules", text),
-            hint="Change the prompt and try again; the same request will be blocked again.",
+        return content_refusal(
+            "Gemini",
+            "the character's references",
+            text,
+            likeness=bool(_LIKENESS.search(text)),
+            likeness_hint=LIKENESS_HINT,
             **common,
         )
     return APIRequestRejected(
-        _lead("Gemini rejected the request", text),
+        lead("Gemini rejected the request", text),
         hint="Check the command's options and try again.",
         **common,
     )
