@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -33,6 +32,7 @@ from bot.models import (
     UsageRow,
     utcnow,
 )
+from storage.rows import character_from_row, generation_from_row, reference_from_row
 from storage.schema import migrations
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ class PostgresStorage:
             f" ORDER BY {_BY_REFERENCE}",
             character_id,
         )
-        return [ReferenceBlob(reference=_reference(row), data=bytes(row["data"])) for row in rows]
+        return [ReferenceBlob(reference=reference_from_row(row), data=bytes(row["data"])) for row in rows]
 
     async def replace_references(self, character_id: str, references: Sequence[ReferenceBlob]) -> None:
         try:
@@ -260,11 +260,11 @@ class PostgresStorage:
             )
         references: dict[str, list[CharacterReference]] = {i: [] for i in ids}
         for row in reference_rows:
-            references[row["character_id"]].append(_reference(row))
+            references[row["character_id"]].append(reference_from_row(row))
         native: dict[str, dict[str, str]] = {i: {} for i in ids}
         for row in native_rows:
             native[row["character_id"]][row["account"]] = row["native_id"]
-        return [_character(row, references[row["id"]], native[row["id"]]) for row in rows]
+        return [character_from_row(row, references[row["id"]], native[row["id"]]) for row in rows]
 
     # --- generations --------------------------------------------------------------------------------------
 
@@ -291,7 +291,7 @@ class PostgresStorage:
         row = await self.pool.fetchrow(
             "SELECT body, delivered_at, target FROM generations WHERE id = $1", generation_id
         )
-        return _generation(row) if row else None
+        return generation_from_row(row) if row else None
 
     async def delete_generation(self, generation_id: str) -> None:
         await self.pool.execute("DELETE FROM generations WHERE id = $1", generation_id)
@@ -300,7 +300,7 @@ class PostgresStorage:
         row = await self.pool.fetchrow(
             "SELECT body, delivered_at, target FROM generations WHERE api_video_id = $1", api_video_id
         )
-        return _generation(row) if row else None
+        return generation_from_row(row) if row else None
 
     async def unfinished_generations(self, platform: Platform | None = None) -> list[Generation]:
         sql = "SELECT body, delivered_at, target FROM generations WHERE delivered_at IS NULL AND status <> $1"
@@ -309,7 +309,7 @@ class PostgresStorage:
             sql += " AND platform = $2"
             params.append(platform.value)
         rows = await self.pool.fetch(sql + " ORDER BY created_at", *params)
-        return [_generation(row) for row in rows]
+        return [generation_from_row(row) for row in rows]
 
     async def claim_delivery(self, generation_id: str, claimed_at: datetime, owner: str | None = None) -> bool:
         # One statement: Postgres re-checks the conditions on the locked row, so of two processes only one wins.
@@ -363,7 +363,7 @@ class PostgresStorage:
             scope.key,
             limit,
         )
-        return [_generation(row) for row in rows]
+        return [generation_from_row(row) for row in rows]
 
     # --- the line and leases -------------------------------------------------------------------------------
 
@@ -374,7 +374,7 @@ class PostgresStorage:
             backend,
             GenerationStatus.WAITING.value,
         )
-        return [_generation(row) for row in rows]
+        return [generation_from_row(row) for row in rows]
 
     async def count_waiting(self, scope: Scope, requester: str) -> int:
         return int(
@@ -439,7 +439,7 @@ class PostgresStorage:
             )
             if row is None:
                 return None
-            generation = _generation(row)
+            generation = generation_from_row(row)
             change(generation)
             # Column names come from the fixed keys above, never from input; values are bound.
             sets = "".join(f", {name} = ${index}" for index, name in enumerate(extra, start=4))
@@ -471,7 +471,7 @@ class PostgresStorage:
             now,
             limit,
         )
-        return [_generation(row) for row in rows]
+        return [generation_from_row(row) for row in rows]
 
     async def renew_leases(self, owner: str, generation_ids: Sequence[str], until: datetime) -> set[str]:
         if not generation_ids:
@@ -650,32 +650,6 @@ async def _upsert_native_id(conn: asyncpg.Connection, character_id: str, account
     )
 
 
-def _character(row: asyncpg.Record, references: list[CharacterReference], native_ids: dict[str, str]) -> Character:
-    return Character(
-        id=row["id"],
-        scope=Scope.from_key(row["scope"]),
-        handle=row["handle"],
-        name=row["name"],
-        owner_id=row["owner_id"],
-        source=row["source"],
-        source_ref=row["source_ref"],
-        created_at=row["created_at"],
-        references=references,
-        native_ids=native_ids,
-    )
-
-
-def _reference(row: asyncpg.Record) -> CharacterReference:
-    return CharacterReference(
-        kind=row["kind"],
-        position=row["position"],
-        mime_type=row["mime_type"],
-        sha256=row["sha256"],
-        size_bytes=row["size_bytes"],
-        width=row["width"],
-        height=row["height"],
-        seconds=row["seconds"],
-    )
 
 
 def _body(generation: Generation) -> str:
@@ -699,11 +673,3 @@ async def _totals(conn: asyncpg.Connection, scope: Scope, person: str, month: st
         counting,
     )
     return SpendTotals(month_usd=float(month_usd or 0), person_day_seconds=int(day_seconds or 0))
-
-
-def _generation(row: asyncpg.Record) -> Generation:
-    fields = json.loads(row["body"])
-    fields["target"] = json.loads(row["target"])
-    generation = Generation.model_validate(fields)
-    generation.delivered_at = row["delivered_at"]
-    return generation

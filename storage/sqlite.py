@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from bot.models import (
     UsageRow,
     utcnow,
 )
+from storage.rows import character_from_row, generation_from_row, reference_from_row
 from storage.schema import migrations
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ class SQLiteStorage:
         async with self.db.execute(
             "SELECT * FROM character_references WHERE character_id = ? ORDER BY kind, position", (character_id,)
         ) as cursor:
-            return [ReferenceBlob(reference=_reference(row), data=bytes(row["data"])) async for row in cursor]
+            return [ReferenceBlob(reference=reference_from_row(row), data=bytes(row["data"])) async for row in cursor]
 
     async def replace_references(self, character_id: str, references: Sequence[ReferenceBlob]) -> None:
         async with self._write_lock:
@@ -292,14 +292,14 @@ class SQLiteStorage:
             ids,
         ) as cursor:
             async for row in cursor:
-                references[row["character_id"]].append(_reference(row))
+                references[row["character_id"]].append(reference_from_row(row))
         native: dict[str, dict[str, str]] = {i: {} for i in ids}
         async with self.db.execute(
             f"SELECT character_id, account, native_id FROM character_native_ids WHERE character_id IN ({marks})", ids
         ) as cursor:
             async for row in cursor:
                 native[row["character_id"]][row["account"]] = row["native_id"]
-        return [_character(row, references[row["id"]], native[row["id"]]) for row in rows]
+        return [character_from_row(row, references[row["id"]], native[row["id"]]) for row in rows]
 
     # --- generations --------------------------------------------------------------------------------------
 
@@ -331,7 +331,7 @@ class SQLiteStorage:
             "SELECT body, delivered_at, target FROM generations WHERE id = ?", (generation_id,)
         ) as cursor:
             row = await cursor.fetchone()
-        return _generation(row) if row else None
+        return generation_from_row(row) if row else None
 
     async def delete_generation(self, generation_id: str) -> None:
         async with self._write_lock:
@@ -343,7 +343,7 @@ class SQLiteStorage:
             "SELECT body, delivered_at, target FROM generations WHERE api_video_id = ?", (api_video_id,)
         ) as cursor:
             row = await cursor.fetchone()
-        return _generation(row) if row else None
+        return generation_from_row(row) if row else None
 
     async def unfinished_generations(self, platform: Platform | None = None) -> list[Generation]:
         sql = "SELECT body, delivered_at, target FROM generations WHERE delivered_at IS NULL AND status != ?"
@@ -352,7 +352,7 @@ class SQLiteStorage:
             sql += " AND platform = ?"
             params.append(platform.value)
         async with self.db.execute(sql + " ORDER BY created_at", params) as cursor:
-            return [_generation(row) async for row in cursor]
+            return [generation_from_row(row) async for row in cursor]
 
     async def claim_delivery(self, generation_id: str, claimed_at: datetime, owner: str | None = None) -> bool:
         # With an owner, the lease decides: its holder may deliver again after a crash (the adapters make a
@@ -396,7 +396,7 @@ class SQLiteStorage:
             "SELECT body, delivered_at, target FROM generations WHERE scope = ? ORDER BY created_at DESC LIMIT ?",
             (scope.key, limit),
         ) as cursor:
-            return [_generation(row) async for row in cursor]
+            return [generation_from_row(row) async for row in cursor]
 
     # --- the line and leases -------------------------------------------------------------------------------
 
@@ -405,7 +405,7 @@ class SQLiteStorage:
             "SELECT body, delivered_at, target FROM generations WHERE backend = ? AND status = ? ORDER BY created_at",
             (backend, GenerationStatus.WAITING.value),
         ) as cursor:
-            return [_generation(row) async for row in cursor]
+            return [generation_from_row(row) async for row in cursor]
 
     async def count_waiting(self, scope: Scope, requester: str) -> int:
         async with self.db.execute(
@@ -464,7 +464,7 @@ class SQLiteStorage:
                 if row is None:
                     await self.db.rollback()
                     return None
-                generation = _generation(row)
+                generation = generation_from_row(row)
                 change(generation)
                 # Column names come from the fixed keys above, never from input; values are bound.
                 sets = "".join(f", {name} = ?" for name in extra)
@@ -686,40 +686,3 @@ class SQLiteStorage:
                 (settings.scope.key, settings.model_dump_json()),
             )
             await self.db.commit()
-
-
-def _character(row: aiosqlite.Row, references: list[CharacterReference], native_ids: dict[str, str]) -> Character:
-    return Character(
-        id=row["id"],
-        scope=Scope.from_key(row["scope"]),
-        handle=row["handle"],
-        name=row["name"],
-        owner_id=row["owner_id"],
-        source=row["source"],
-        source_ref=row["source_ref"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-        references=references,
-        native_ids=native_ids,
-    )
-
-
-def _reference(row: aiosqlite.Row) -> CharacterReference:
-    return CharacterReference(
-        kind=row["kind"],
-        position=row["position"],
-        mime_type=row["mime_type"],
-        sha256=row["sha256"],
-        size_bytes=row["size_bytes"],
-        width=row["width"],
-        height=row["height"],
-        seconds=row["seconds"],
-    )
-
-
-def _generation(row: aiosqlite.Row) -> Generation:
-    fields = json.loads(row[0])
-    fields["target"] = json.loads(row[2])
-    generation = Generation.model_validate(fields)
-    delivered = row[1]
-    generation.delivered_at = datetime.fromisoformat(delivered) if delivered else None
-    return generation

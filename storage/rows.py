@@ -1,0 +1,52 @@
+"""Rows to models, shared by both engines: pydantic reads SQLite's ISO text and Postgres's datetimes alike."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from bot.models import Character, CharacterReference, Generation, Scope
+
+
+class Row(Protocol):
+    """A row that answers by column name (`aiosqlite.Row`, `asyncpg.Record`)."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
+def character_from_row(row: Row, references: list[CharacterReference], native_ids: dict[str, str]) -> Character:
+    """A `characters` row with its references and per-account native ids."""
+    return Character(
+        id=row["id"],
+        scope=Scope.from_key(row["scope"]),
+        handle=row["handle"],
+        name=row["name"],
+        owner_id=row["owner_id"],
+        source=row["source"],
+        source_ref=row["source_ref"],
+        created_at=row["created_at"],
+        references=references,
+        native_ids=native_ids,
+    )
+
+
+def reference_from_row(row: Row) -> CharacterReference:
+    """A `character_references` row, without its bytes."""
+    return CharacterReference(
+        kind=row["kind"],
+        position=row["position"],
+        mime_type=row["mime_type"],
+        sha256=row["sha256"],
+        size_bytes=row["size_bytes"],
+        width=row["width"],
+        height=row["height"],
+        seconds=row["seconds"],
+    )
+
+
+def generation_from_row(row: Row) -> Generation:
+    """A generation from its `body, delivered_at, target` columns."""
+    fields = json.loads(row["body"])
+    fields["target"] = json.loads(row["target"])
+    fields["delivered_at"] = row["delivered_at"]
+    return Generation.model_validate(fields)
