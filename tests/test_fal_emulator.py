@@ -254,6 +254,37 @@ async def test_platform_errors_carry_their_type_in_body_and_header(fal_emulator:
     assert (error.status, error.error_type, error.message) == (503, "runner_scheduling_failure", "No runner available")
 
 
+# --- fal's storage and CDN -----------------------------------------------------------------------------------
+
+
+async def test_when_the_cdn_upload_fails_fal_client_falls_back_to_storage_and_the_file_is_served(
+    fal_emulator: FalEmulator,
+) -> None:
+    fal_emulator.faults.push("cdn_upload", status=503, message="CDN unavailable", times=20)
+    client = queue_client(fal_emulator)
+    try:
+        url = await client.upload(jpeg((10, 200, 90)), "image/jpeg", file_name="still.jpg")
+    finally:
+        await client.aclose()
+
+    routes = [r.route for r in fal_emulator.requests]
+    assert routes[-2:] == ["storage_initiate", "storage_put"] and "cdn_upload" in routes
+    async with httpx.AsyncClient() as plain:
+        served = await plain.get(url)
+    assert served.status_code == 200 and served.content == jpeg((10, 200, 90))
+
+
+async def test_a_cdn_upload_needs_a_storage_token_and_pricing_needs_the_key(fal_emulator: FalEmulator) -> None:
+    async with httpx.AsyncClient(base_url=fal_emulator.origin) as plain:
+        no_token = await plain.post("/files/upload", content=jpeg(), headers={"Content-Type": "image/jpeg"})
+        no_key = await plain.get("/v1/models/pricing", params={"endpoint_id": KLING_O1})
+        key = {"Authorization": f"Key {FAL_KEY}"}
+        priced = await plain.get("/v1/models/pricing", params={"endpoint_id": f"{KLING_O1},{VEO}"}, headers=key)
+
+    assert no_token.status_code == 401 and no_key.status_code == 401
+    assert [p["endpoint_id"] for p in priced.json()["prices"]] == [KLING_O1, VEO]
+
+
 # --- soracast emulate --api fal -----------------------------------------------------------------------------
 
 

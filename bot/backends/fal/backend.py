@@ -26,12 +26,14 @@ import fal_client
 import httpx
 
 from bot.backends.base import (
+    BackendCheck,
     CharacterInput,
     JobState,
     JobStatus,
     ModelCapabilities,
     VideoRequest,
 )
+from bot.backends.fal.check import check_fal
 from bot.backends.fal.errors import describe_body, failure_code, map_fal_error, read_error
 from bot.backends.fal.models import FalModel, fal_models
 from bot.backends.fal.payload import build_arguments, plan_request
@@ -191,6 +193,9 @@ class FalBackend:
     async def delete(self, job_id: str) -> None:
         # fal's queue keeps no video soracast could delete; stopping a job that still waits is what is left.
         await self.cancel(job_id)
+
+    async def check(self) -> BackendCheck:
+        return await check_fal(self._client.http, self._models, self._queue_url)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -146,6 +146,11 @@ class QueueClient(fal_client.AsyncClient):
     async def _ready(self) -> httpx.AsyncClient:
         return self._http
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The HTTP client with the key and host (for calls fal-client has no method for: `soracast check`)."""
+        return self._http
+
     # Likewise for the storage token manager, and the CDN client it opens (and would close) per upload.
     @property
     def _token_manager(self) -> Any:  # type: ignore[override]
