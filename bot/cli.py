@@ -1,4 +1,4 @@
-"""`soracast try | emulate | discord | slack | web | migrate` — the one place the app is started from."""
+"""`soracast try | emulate | check | discord | slack | web | migrate` — the one place the app is started from."""
 
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
         help="full: every video drawn; shared/stub: cheaper renders for load tests",
     )
 
+    sub.add_parser(
+        "check", help="prove each configured key, endpoint and model with the cheapest calls (no video is made)"
+    )
     sub.add_parser("discord", help="run the Discord bot (gateway; the Procfile's worker)")
     sub.add_parser("slack", help="run the Slack app in Socket Mode")
     sub.add_parser("web", help="serve Slack over HTTP and the Videos API webhooks (the Procfile's web)")
@@ -65,6 +68,18 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             render=args.render,
         )
         return 0
+    if args.command == "check":
+        from bot.checkup import run_checkup
+
+        found = await run_checkup(settings)
+        for line in found.lines:
+            print(line)
+        if found.ok:
+            print("soracast check: every backend answered as it should; no video was made")
+            return 0
+        for problem in found.problems:
+            print(f"soracast check: {problem}", file=sys.stderr)
+        return 1
     if args.command == "discord":
         from adapters.discord.app import run_discord
 

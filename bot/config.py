@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     fal_queue_url: str | None = None
     #: The fal models offered, by id or short name; the first is the fal backend's default model.
     fal_models: Annotated[list[str], NoDecode] = [
-        "fal-ai/kling-video/o1/reference-to-video",
+        "fal-ai/kling-video/o1/standard/reference-to-video",
         "fal-ai/kling-video/o3/standard/reference-to-video",
         "fal-ai/kling-video/o3/pro/reference-to-video",
         "fal-ai/vidu/q3/reference-to-video/mix",

@@ -339,6 +339,7 @@ class JobRunner:
                     hint="Make it again with /sora.",
                 )
             request = await self.build_request(generation, backend)
+            await self._registry.host_references(request, backend)
             await limiter.gate(Priority.SUBMIT)
             job = await backend.submit(request, generation.api_prompt)
         except RateLimited as exc:

@@ -98,6 +98,21 @@ def new_character_id() -> str:
     return "c" + secrets.token_hex(6)
 
 
+class HostedReference(BaseModel):
+    """A reference file a provider account reads from a URL it hosts (fal's CDN), until `expires_at`."""
+
+    #: Whose storage holds it (the backend names it: host and key fingerprint).
+    account: str
+    #: The reference's content hash: the same bytes are uploaded once per account, whatever character has them.
+    sha256: str
+    url: str
+    expires_at: datetime
+
+    def usable_until(self, moment: datetime) -> bool:
+        """Whether the URL still serves the file at `moment`."""
+        return self.expires_at > moment
+
+
 class Character(BaseModel):
     """A registered @handle in one scope: its name and the references every backend builds on."""
 

@@ -10,7 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot import media
-from bot.backends.base import CharacterInput, CharacterMode, ModelCapabilities, VideoBackend
+from bot.backends.base import (
+    CharacterInput,
+    CharacterMode,
+    HostsReferences,
+    ModelCapabilities,
+    VideoBackend,
+    VideoRequest,
+)
 from bot.catalog import ModelCatalog
 from bot.errors import (
     CharacterNeedsClip,
@@ -177,12 +184,25 @@ class CharacterRegistry:
                 stills=files.stills,
                 native_id=native,
             )
+            if isinstance(backend, HostsReferences):
+                given.hosted = await self._storage.hosted_references(
+                    backend.hosting_account, [still.sha256 for still in character.stills]
+                )
             if caps.character_mode is CharacterMode.NATIVE_ID and native is None:
                 given.native_id = await backend.create_character(given)
                 await self._storage.save_native_id(character.id, backend.account_key, given.native_id)
                 log.info("created @%s at %s as %s", ref.handle, backend.account_key, given.native_id)
             inputs.append(given)
         return inputs
+
+    async def host_references(self, request: VideoRequest, backend: VideoBackend) -> None:
+        """Where the backend reads references from URLs it hosts, upload what `request` sends and is not hosted
+        yet (right before its submit, once every check has passed), and remember it for the next video."""
+        if not isinstance(backend, HostsReferences):
+            return
+        for hosted in await backend.host_references(request):
+            await self._storage.save_hosted_reference(hosted)
+            log.info("hosted a reference of %s at %s", request.request_key, hosted.account)
 
     async def precheck(self, scope: Scope, actor: Actor, handle: str, name: str | None = None) -> str:
         """Every refusal `register` can give without the clip; adapters call it before opening a form for the

@@ -10,6 +10,7 @@ from bot.models import (
     Character,
     DeliveryTarget,
     Generation,
+    HostedReference,
     Platform,
     ReferenceBlob,
     Scope,
@@ -55,6 +56,12 @@ class Storage(Protocol):
 
     async def save_native_id(self, character_id: str, account: str, native_id: str) -> None:
         """Remember the id a backend account gave a character (replacing an older one)."""
+
+    async def hosted_references(self, account: str, sha256s: Sequence[str]) -> dict[str, HostedReference]:
+        """What `account` hosts of these reference files (by content hash), expired ones included."""
+
+    async def save_hosted_reference(self, hosted: HostedReference) -> None:
+        """Remember where an account hosts a reference file (replacing an older URL; expired rows are dropped)."""
 
     async def rename_character(self, scope: Scope, handle: str, new_handle: str) -> Character:
         """Raises `HandleTaken` if `new_handle` exists, `UnknownHandle` if `handle` does not."""

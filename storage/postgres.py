@@ -22,6 +22,7 @@ from bot.models import (
     DeliveryTarget,
     Generation,
     GenerationStatus,
+    HostedReference,
     Platform,
     ReferenceBlob,
     Scope,
@@ -195,6 +196,38 @@ class PostgresStorage:
 
     async def all_characters(self) -> list[Character]:
         return await self._characters("TRUE")
+
+    async def hosted_references(self, account: str, sha256s: Sequence[str]) -> dict[str, HostedReference]:
+        wanted = list(dict.fromkeys(sha256s))
+        if not wanted:
+            return {}
+        rows = await self.pool.fetch(
+            "SELECT sha256, url, expires_at FROM hosted_references WHERE account = $1 AND sha256 = ANY($2::text[])",
+            account,
+            wanted,
+        )
+        return {
+            row["sha256"]: HostedReference(
+                account=account, sha256=row["sha256"], url=row["url"], expires_at=row["expires_at"]
+            )
+            for row in rows
+        }
+
+    async def save_hosted_reference(self, hosted: HostedReference) -> None:
+        now = utcnow()
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM hosted_references WHERE expires_at < $1", now)
+            await conn.execute(
+                "INSERT INTO hosted_references (account, sha256, url, expires_at, created_at)"
+                " VALUES ($1, $2, $3, $4, $5)"
+                " ON CONFLICT (account, sha256) DO UPDATE SET url = excluded.url, expires_at = excluded.expires_at,"
+                " created_at = excluded.created_at",
+                hosted.account,
+                hosted.sha256,
+                hosted.url,
+                hosted.expires_at,
+                now,
+            )
 
     async def rename_character(self, scope: Scope, handle: str, new_handle: str) -> Character:
         try:

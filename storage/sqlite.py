@@ -18,6 +18,7 @@ from bot.models import (
     DeliveryTarget,
     Generation,
     GenerationStatus,
+    HostedReference,
     Platform,
     ReferenceBlob,
     Scope,
@@ -248,6 +249,38 @@ class SQLiteStorage:
     async def _exists(self, character_id: str) -> bool:
         async with self.db.execute("SELECT 1 FROM characters WHERE id = ?", (character_id,)) as cursor:
             return await cursor.fetchone() is not None
+
+    async def hosted_references(self, account: str, sha256s: Sequence[str]) -> dict[str, HostedReference]:
+        wanted = list(dict.fromkeys(sha256s))
+        if not wanted:
+            return {}
+        marks = ", ".join("?" for _ in wanted)
+        async with self.db.execute(
+            f"SELECT sha256, url, expires_at FROM hosted_references WHERE account = ? AND sha256 IN ({marks})",
+            (account, *wanted),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return {
+            row["sha256"]: HostedReference(
+                account=account,
+                sha256=row["sha256"],
+                url=row["url"],
+                expires_at=datetime.fromisoformat(row["expires_at"]),
+            )
+            for row in rows
+        }
+
+    async def save_hosted_reference(self, hosted: HostedReference) -> None:
+        now = utcnow()
+        async with self._write_lock:
+            await self.db.execute("DELETE FROM hosted_references WHERE expires_at < ?", (now.isoformat(),))
+            await self.db.execute(
+                "INSERT INTO hosted_references (account, sha256, url, expires_at, created_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (account, sha256) DO UPDATE SET url = excluded.url, expires_at = excluded.expires_at,"
+                " created_at = excluded.created_at",
+                (hosted.account, hosted.sha256, hosted.url, hosted.expires_at.isoformat(), now.isoformat()),
+            )
+            await self.db.commit()
 
     async def _insert_native_id(self, character_id: str, account: str, native_id: str) -> None:
         await self.db.execute(

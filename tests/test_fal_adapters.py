@@ -22,7 +22,7 @@ from tests.fixtures.media import make_mp4
 from tests.fixtures.slack import ALICE as SLACK_ALICE
 from tests.fixtures.slack import slack_settings, start_harness, stop_harness
 
-KLING_O1 = "fal-ai/kling-video/o1/reference-to-video"
+KLING_O1 = "fal-ai/kling-video/o1/standard/reference-to-video"
 TYPED = "@mascot and @cat share a pizza, then @mascot laughs"
 SENT = "@Element1 and @Element2 share a pizza, then @Element1 laughs"
 WITHIN = 60.0  # a safety net for a hung test, not a timing assertion
@@ -74,7 +74,7 @@ async def test_the_terminal_sends_two_characters_to_kling_as_elements_and_prints
     assert_fal_got_two_elements(fal_emulator)
     assert generation.status is GenerationStatus.COMPLETED and generation.delivered_at is not None
     assert (generation.prompt, generation.api_prompt, generation.handles) == (TYPED, SENT, ["mascot", "cat"])
-    assert generation.video_path is not None and video_size(generation.video_path.read_bytes()) == (1920, 1080)
+    assert generation.video_path is not None and video_size(generation.video_path.read_bytes()) == (1280, 720)
 
 
 async def test_discord_sends_two_characters_to_kling_as_elements_and_posts_the_users_words(
@@ -98,7 +98,7 @@ async def test_discord_sends_two_characters_to_kling_as_elements_and_posts_the_u
     shown = json.dumps([r.json for r in h.api.requests])
     assert "@Element" not in shown, "a user saw the prompt fal reads"
     uploaded = [f.data for r in h.api.requests for f in r.files if f.data == done.video_path.read_bytes()]
-    assert uploaded and video_size(uploaded[0]) == (1920, 1080)
+    assert uploaded and video_size(uploaded[0]) == (1280, 720)
     buttons = [c["custom_id"] for row in message["components"] for c in row["components"]]
     assert buttons == [encode_action(a, done.id) for a in (VideoAction.CHARACTER, VideoAction.DELETE)], (
         "fal's reference models cannot remix or extend"
@@ -131,4 +131,4 @@ async def test_slack_sends_two_characters_to_kling_as_elements_and_posts_the_use
     assert "@Element" not in json.dumps([c.data for c in slack_api.calls]), "a user saw the prompt fal reads"
     [uploaded] = slack_api.calls_to("upload")
     assert done.video_path is not None and uploaded.body == done.video_path.read_bytes()
-    assert video_size(uploaded.body) == (1920, 1080)
+    assert video_size(uploaded.body) == (1280, 720)

@@ -4,12 +4,12 @@ fal-client) and what soracast stores and shows."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -48,8 +48,18 @@ SCOPE = Scope(platform=Platform.CONSOLE, id="fal-tests")
 ALICE = Actor(id="alice", display_name="Alice")
 TARGET = DeliveryTarget(channel_id="console")
 WITHIN = 30.0  # a safety net for a hung test, not a timing assertion
-KLING_O1 = "fal-ai/kling-video/o1/reference-to-video"
-COLORS = [(220, 30, 30), (30, 160, 40), (40, 60, 220), (200, 180, 20), (150, 40, 160)]
+KLING_O1 = "fal-ai/kling-video/o1/standard/reference-to-video"
+OLD_KLING_O1 = "fal-ai/kling-video/o1/reference-to-video"
+COLORS = [
+    (220, 30, 30),
+    (30, 160, 40),
+    (40, 60, 220),
+    (200, 180, 20),
+    (150, 40, 160),
+    (20, 180, 180),
+    (240, 130, 20),
+    (90, 90, 90),
+]
 
 StartFal = Callable[..., Awaitable[FalEmulator]]
 
@@ -71,10 +81,16 @@ async def stills(core: Soracast, character: Character) -> list[bytes]:
     return [path.read_bytes() for path in files.stills]
 
 
-def data_bytes(uri: str) -> bytes:
-    head, _, payload = uri.partition(",")
-    assert head == "data:image/jpeg;base64", head
-    return base64.b64decode(payload)
+async def cdn_bytes(url: str) -> bytes:
+    """What fal's (emulated) CDN serves at `url`, fetched as a model's runner would: without a key."""
+    async with httpx.AsyncClient() as plain:
+        answer = await plain.get(url)
+    assert answer.status_code == 200, (url, answer.status_code)
+    return answer.content
+
+
+async def all_bytes(urls: list[str]) -> list[bytes]:
+    return [await cdn_bytes(u) for u in urls]
 
 
 def submits(emulator: FalEmulator) -> list[Any]:
@@ -168,9 +184,10 @@ async def test_kling_gets_one_element_per_character_cited_in_the_prompt_while_th
     assert body["prompt"] == "@Element1 chases @Element2 around the pool, then @Element1 naps"
     assert (body["duration"], body["aspect_ratio"]) == ("3", "16:9")
     cat_stills, mascot_stills = await stills(fal_core, cat), await stills(fal_core, mascot)
-    assert [data_bytes(e["frontal_image_url"]) for e in body["elements"]] == [cat_stills[0], mascot_stills[0]]
-    assert [data_bytes(u) for u in body["elements"][0]["reference_image_urls"]] == cat_stills[1:]
-    assert [data_bytes(u) for u in body["elements"][1]["reference_image_urls"]] == mascot_stills[1:]
+    assert await all_bytes([e["frontal_image_url"] for e in body["elements"]]) == [cat_stills[0], mascot_stills[0]]
+    assert await all_bytes(body["elements"][0]["reference_image_urls"]) == cat_stills[1:]
+    assert await all_bytes(body["elements"][1]["reference_image_urls"]) == mascot_stills[1:]
+    assert body["elements"][0]["frontal_image_url"].startswith(f"{fal_emulator.origin}/media/"), "a CDN URL"
     assert (generation.prompt, generation.api_prompt) == (typed, body["prompt"])
     assert generation.backend == "fal" and generation.model == KLING_O1
 
@@ -188,7 +205,7 @@ async def test_a_character_whose_handle_is_element1_takes_the_number_of_its_plac
 
     body = submits(fal_emulator)[-1].json
     assert body["prompt"] == "@Element1 waves at @Element2 and @Element2 waves back"
-    fronts = [data_bytes(e["frontal_image_url"]) for e in body["elements"]]
+    fronts = await all_bytes([e["frontal_image_url"] for e in body["elements"]])
     assert fronts == [(await stills(fal_core, mascot))[0], (await stills(fal_core, element1))[0]]
 
 
@@ -217,48 +234,57 @@ async def test_a_bare_element1_with_no_such_character_is_refused_and_nothing_is_
 # --- image limits -------------------------------------------------------------------------------------------
 
 
-async def test_three_characters_share_kling_o1s_seven_images_front_views_first(
+async def test_seven_characters_in_one_kling_video_are_seven_inputs_however_many_stills_each_has(
     fal_core: Soracast, fal_emulator: FalEmulator, clip_maker: Any
 ) -> None:
-    characters = await register(fal_core, clip_maker, "ann", "bob", "cy")
+    # Kling counts inputs (elements + images + start image ≤ 7), not stills: 7 elements of 3 stills each fit.
+    handles = ["ann", "bob", "cy", "dee", "eve", "fay", "gus"]
+    characters = await register(fal_core, clip_maker, *handles)
 
-    await generate(fal_core, "@ann, @bob and @cy dance", model="kling-o1")
+    generation = await generate(fal_core, " and ".join(f"@{h}" for h in handles) + " dance", model="kling-o1")
 
-    elements = submits(fal_emulator)[-1].json["elements"]
-    assert [1 + len(e["reference_image_urls"]) for e in elements] == [3, 2, 2]
-    for element, character in zip(elements, characters, strict=True):
-        assert data_bytes(element["frontal_image_url"]) == (await stills(fal_core, character))[0]
+    body = submits(fal_emulator)[-1].json
+    assert submits(fal_emulator)[-1].status == 200 and generation.api_video_id is not None
+    assert [1 + len(e["reference_image_urls"]) for e in body["elements"]] == [3] * 7
+    for element, character in zip(body["elements"], characters, strict=True):
+        assert await cdn_bytes(element["frontal_image_url"]) == (await stills(fal_core, character))[0]
+    assert body["prompt"].startswith("@Element1 and @Element2") and "@Element7 dance" in body["prompt"]
 
 
-async def test_a_fourth_character_on_kling_o1_is_refused_before_anything_is_sent(
+async def test_an_eighth_character_on_kling_is_refused_naming_the_seven_inputs_before_anything_is_sent(
     fal_core: Soracast, fal_emulator: FalEmulator, clip_maker: Any
 ) -> None:
-    await register(fal_core, clip_maker, "ann", "bob", "cy", "dee")
+    handles = ["ann", "bob", "cy", "dee", "eve", "fay", "gus", "hal"]
+    await register(fal_core, clip_maker, *handles)
 
     with pytest.raises(TooManyCharacters) as refused:
-        await generate(fal_core, "@ann, @bob, @cy and @dee dance", model="kling-o1")
+        await generate(fal_core, " ".join(f"@{h}" for h in handles), model="kling-o1")
 
-    assert "at most 3" in refused.value.message
-    assert submits(fal_emulator) == [] and await fal_core.generations.recent(SCOPE) == []
+    assert "at most 7" in refused.value.message
+    assert fal_emulator.requests == [] and await fal_core.generations.recent(SCOPE) == []
 
 
-async def test_the_backend_itself_refuses_more_images_than_kling_takes_naming_the_total(
+async def test_the_backend_itself_counts_inputs_as_kling_does_and_names_the_limit(
     tmp_path: Path, fal_emulator: FalEmulator
 ) -> None:
     settings = fal_settings(tmp_path / "data", fal_emulator)
     backend = FalBackend.from_settings(settings)
-    characters = [character_input(tmp_path, h) for h in ("ann", "bob", "cy", "dee")]
-    request = request_with("@ann @bob @cy @dee", characters)
+    handles = [f"c{n}" for n in range(8)]
+    eight = request_with(" ".join(f"@{h}" for h in handles), [character_input(tmp_path, h) for h in handles])
+    lonely = request_with("@solo", [character_input(tmp_path, "solo", count=1)])
     try:
         with pytest.raises(TooManyCharacters) as refused:
-            backend.compose_prompt(request)
+            backend.compose_prompt(eight)
         with pytest.raises(TooManyCharacters):
-            await backend.submit(request, "@Element1 @Element2 @Element3 @Element4")
+            await backend.submit(eight, "…")
+        with pytest.raises(InvalidInput) as one_still:
+            await backend.submit(lonely, "@Element1")
     finally:
         await backend.aclose()
 
-    assert "at most 7 images" in refused.value.message and "need 8" in refused.value.message
-    assert submits(fal_emulator) == []
+    assert "at most 7 inputs" in refused.value.message and "8 characters" in refused.value.message
+    assert "front view and at least one more" in one_still.value.message
+    assert fal_emulator.requests == [], "nothing uploaded, nothing sent"
 
 
 async def test_reference_models_take_stills_and_keep_the_characters_names(
@@ -273,9 +299,10 @@ async def test_reference_models_take_stills_and_keep_the_characters_names(
     assert vidu["prompt"] == veo["prompt"] == "Mascot and Cat surf"
     ms, cs = await stills(fal_core, mascot), await stills(fal_core, cat)
     # Shared fairly (best first), sent character by character.
-    assert [data_bytes(u) for u in vidu["reference_image_urls"]] == [ms[0], ms[1], cs[0], cs[1]]
+    assert await all_bytes(vidu["reference_image_urls"]) == [ms[0], ms[1], cs[0], cs[1]]
     assert (vidu["duration"], vidu["aspect_ratio"], vidu["resolution"], vidu["audio"]) == (4, "9:16", "1080p", False)
-    assert [data_bytes(u) for u in veo["image_urls"]] == [ms[0], ms[1], cs[0]]
+    assert await all_bytes(veo["image_urls"]) == [ms[0], ms[1], cs[0]]
+    assert veo["image_urls"] == vidu["reference_image_urls"][:2] + vidu["reference_image_urls"][2:3], "uploaded once"
     assert (veo["duration"], veo["aspect_ratio"], veo["resolution"]) == ("8s", "9:16", "720p")
     assert veo["generate_audio"] is False, "the price table is for silent videos"
 
@@ -323,9 +350,9 @@ async def test_a_size_the_model_does_not_make_is_refused_naming_the_sizes_it_mak
     fal_core: Soracast, fal_emulator: FalEmulator
 ) -> None:
     with pytest.raises(InvalidInput) as refused:
-        await generate(fal_core, "a lighthouse", model="kling-o1", size="1280x720")
+        await generate(fal_core, "a lighthouse", model="kling-o1", size="1920x1080")
 
-    assert "1920x1080 (16:9, 1080p)" in (refused.value.hint or "")
+    assert "1280x720 (16:9, 720p)" in (refused.value.hint or "")
     assert submits(fal_emulator) == []
 
 
@@ -540,15 +567,16 @@ async def test_a_tracked_job_resumes_after_a_restart_from_its_id_alone(
 # --- configuration and the catalog --------------------------------------------------------------------------
 
 
-async def test_kling_o1_is_found_by_its_short_name_with_its_published_price(fal_core: Soracast) -> None:
+async def test_kling_o1_is_found_by_its_short_name_at_the_id_fal_documents_today(fal_core: Soracast) -> None:
     backend, caps = fal_core.catalog.find("kling-o1")
 
     assert backend.name == "fal" and caps.model == KLING_O1
     assert caps.durations == tuple(range(3, 11))
-    assert (caps.aspect_ratios, caps.resolutions) == (("16:9", "9:16", "1:1"), ("1080p",))
-    assert fal_core.catalog.price_per_second(caps, "1920x1080") == 0.112
-    assert "2026-11-25" in caps.price_source
+    assert (caps.aspect_ratios, caps.resolutions) == (("16:9", "9:16", "1:1"), ("720p",))
+    assert fal_core.catalog.price_per_second(caps, "1280x720") is None, "fal's pages read give no price for it"
+    assert "no price" in caps.price_source and "2026-12-04" in caps.price_source
     assert fal_core.catalog.default_model().model == KLING_O1, "the first of SORACAST_FAL_MODELS"
+    assert (caps.max_characters, caps.max_inputs, caps.max_inputs_with_video) == (7, 7, 4)
 
 
 async def test_the_default_model_and_prices_are_the_operators_to_set(tmp_path: Path, fal_emulator: FalEmulator) -> None:

@@ -21,32 +21,52 @@ from bot.config import Settings
 from bot.errors import APIAuthError, APINotFound, APIRequestRejected, HumanLikenessRefused
 from tests.fixtures.fal import FAL_KEY, FalEmulator
 
-KLING_O1 = "fal-ai/kling-video/o1/reference-to-video"
+KLING_O1 = "fal-ai/kling-video/o1/standard/reference-to-video"
+KLING_O3 = "fal-ai/kling-video/o3/standard/reference-to-video"
 VIDU = "fal-ai/vidu/q3/reference-to-video/mix"
 VEO = "fal-ai/veo3.1/reference-to-video"
+#: Where a test's arguments want an image: replaced by the URL of a still uploaded through fal-client.
+IMG = "<uploaded still>"
 
 
-def image_uri(color: tuple[int, int, int] = (200, 40, 40), comment: str | None = None) -> str:
+def jpeg(color: tuple[int, int, int] = (200, 40, 40), comment: str | None = None) -> bytes:
     buffer = io.BytesIO()
     options = {"comment": comment.encode()} if comment else {}
     Image.new("RGB", (48, 27), color).save(buffer, "JPEG", **options)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
+
+
+def image_uri(color: tuple[int, int, int] = (200, 40, 40)) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg(color)).decode()
 
 
 def element(references: int = 1) -> dict[str, Any]:
-    return {"frontal_image_url": image_uri(), "reference_image_urls": [image_uri((0, 90, 200))] * references}
+    return {"frontal_image_url": IMG, "reference_image_urls": [IMG] * references}
 
 
 def queue_client(emulator: FalEmulator, key: str = FAL_KEY) -> QueueClient:
-    return QueueClient(key, queue_http_client(key, timeout=10.0, queue_url=emulator.origin), timeout=10.0)
+    http = queue_http_client(key, timeout=10.0, queue_url=emulator.origin)
+    return QueueClient(key, http, timeout=10.0, fal_url=emulator.origin)
+
+
+async def with_uploads(client: QueueClient, arguments: Any) -> Any:
+    """`arguments` with every IMG replaced by a still uploaded to the (emulated) CDN."""
+    if arguments == IMG:
+        return await client.upload(jpeg(), "image/jpeg", file_name="still.jpg")
+    if isinstance(arguments, dict):
+        return {k: await with_uploads(client, v) for k, v in arguments.items()}
+    if isinstance(arguments, list):
+        return [await with_uploads(client, v) for v in arguments]
+    return arguments
 
 
 async def refusal(emulator: FalEmulator, model: str, arguments: dict[str, Any], key: str = FAL_KEY) -> httpx.Response:
-    """Submit through fal-client and return fal's error answer (the submit must be refused)."""
+    """Submit through fal-client (stills uploaded first) and return fal's error answer (it must be refused)."""
     client = queue_client(emulator, key)
     try:
+        sent = await with_uploads(client, arguments) if key == FAL_KEY else arguments
         with pytest.raises(SubmitFailed) as refused:
-            await client.submit(model, arguments)
+            await client.submit(model, sent)
     finally:
         await client.aclose()
     assert refused.value.response is not None
@@ -59,14 +79,21 @@ async def refusal(emulator: FalEmulator, model: str, arguments: dict[str, Any], 
 async def test_the_stock_fal_client_submits_follows_the_returned_urls_and_gets_the_video(
     fal_emulator: FalEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The stock client reaches a plain-http host only through its module constant (never done in soracast).
-    monkeypatch.setattr(fal_client.client, "QUEUE_URL_FORMAT", fal_emulator.origin + "/")
+    # The stock client reaches a plain-http host only through its module constants (never done in soracast).
+    for constant in ("QUEUE_URL_FORMAT", "REST_URL", "CDN_URL"):
+        monkeypatch.setattr(fal_client.client, constant, fal_emulator.origin + ("/" if "FORMAT" in constant else ""))
     client = fal_client.AsyncClient(key=FAL_KEY)
     updates: list[Any] = []
+    front = await client.upload(jpeg((200, 40, 40)), "image/jpeg", file_name="front.jpg")
+    side = await client.upload(jpeg((0, 90, 200)), "image/jpeg", file_name="side.jpg")
 
     result = await client.subscribe(
         KLING_O1,
-        {"prompt": "@Element1 waves", "duration": "3", "elements": [element(2)]},
+        {
+            "prompt": "@Element1 waves",
+            "duration": "3",
+            "elements": [{"frontal_image_url": front, "reference_image_urls": [side, side]}],
+        },
         with_logs=True,
         on_queue_update=updates.append,
     )
@@ -80,6 +107,9 @@ async def test_the_stock_fal_client_submits_follows_the_returned_urls_and_gets_t
     followed = [r.path for r in fal_emulator.requests if r.route in ("status", "result")]
     assert followed and all(p.startswith("/fal-ai/kling-video/requests/") for p in followed), "sub-path dropped"
     assert isinstance(updates[-1], fal_client.Completed) and updates[-1].error is None
+    assert [r.route for r in fal_emulator.requests][:4] == ["storage_token", "cdn_upload", "cdn_upload", "submit"]
+    async with httpx.AsyncClient() as plain:
+        assert (await plain.get(front)).content == jpeg((200, 40, 40)), "the CDN serves the uploaded bytes"
 
 
 async def test_a_status_built_with_the_models_sub_path_is_not_found(fal_emulator: FalEmulator) -> None:
@@ -128,13 +158,40 @@ async def test_a_waiting_request_reports_its_place_and_a_cancelled_one_completes
         (KLING_O1, {"prompt": "a fox", "aspect_ratio": "4:3"}, "aspect_ratio", "'16:9', '9:16' or '1:1'"),
         (KLING_O1, {"prompt": "", "duration": "5"}, "prompt", "at least 1 character"),
         (KLING_O1, {"prompt": "x" * 2501}, "prompt", "at most 2500 characters"),
-        (KLING_O1, {"prompt": "a fox", "elements": [element(2)] * 3}, "elements", "at most 7 images"),
-        (KLING_O1, {"prompt": "a fox", "elements": [{"frontal_image_url": "https://x/y.png"}]}, "elements", "data"),
-        (VIDU, {"prompt": "a fox", "reference_image_urls": [image_uri()] * 5}, "reference_image_urls", "at most 4"),
+        (KLING_O1, {"prompt": "a fox", "elements": [element(1)] * 8}, "elements", "maximum 7 total inputs"),
+        (
+            KLING_O1,
+            {"prompt": "a fox", "elements": [element(1)] * 6, "image_urls": [IMG], "start_image_url": IMG},
+            "elements",
+            "got 8",
+        ),
+        (
+            KLING_O3,
+            {"prompt": "a fox", "elements": [{"video_url": "https://x/v.mp4"}, *[element(1)] * 4]},
+            "elements",
+            "maximum 4 total inputs when using video",
+        ),
+        (KLING_O1, {"prompt": "a fox", "elements": [element(0)]}, "elements", "at least one is required"),
+        (KLING_O1, {"prompt": "a fox", "elements": [element(4)]}, "elements", "1-3 reference images"),
+        (KLING_O1, {"prompt": "a fox", "elements": [{"reference_image_urls": [IMG]}]}, "elements", "Field required"),
+        (
+            KLING_O1,
+            {"prompt": "a fox", "elements": [{"frontal_image_url": image_uri(), "reference_image_urls": [IMG]}]},
+            "elements",
+            "takes files as URLs",
+        ),
+        (
+            KLING_O1,
+            {"prompt": "a fox", "elements": [{"frontal_image_url": "https://x/y.png", "reference_image_urls": [IMG]}]},
+            "elements",
+            "Failed to download",
+        ),
+        (VIDU, {"prompt": "a fox", "reference_image_urls": [IMG] * 5}, "reference_image_urls", "at most 4"),
         (VIDU, {"prompt": "a fox", "reference_image_urls": []}, "reference_image_urls", "at least 1"),
-        (VIDU, {"prompt": "a fox", "reference_image_urls": [image_uri()], "duration": 17}, "duration", "Input"),
-        (VEO, {"prompt": "a fox", "image_urls": [image_uri()], "duration": "6s"}, "duration", "'8s'"),
-        (VEO, {"prompt": "a fox", "image_urls": [image_uri()], "resolution": "480p"}, "resolution", "'4k'"),
+        (VIDU, {"prompt": "a fox", "reference_image_urls": [image_uri()]}, "reference_image_urls", "URLs"),
+        (VIDU, {"prompt": "a fox", "reference_image_urls": [IMG], "duration": 17}, "duration", "Input"),
+        (VEO, {"prompt": "a fox", "image_urls": [IMG], "duration": "6s"}, "duration", "'8s'"),
+        (VEO, {"prompt": "a fox", "image_urls": [IMG], "resolution": "480p"}, "resolution", "'4k'"),
         (VEO, {"prompt": "a fox"}, "image_urls", "Field required"),
     ],
 )
@@ -152,7 +209,12 @@ async def test_a_submit_fal_would_refuse_is_refused_with_a_validation_detail_lis
 
 
 async def test_a_still_of_a_real_person_is_refused_as_a_content_policy_violation(fal_emulator: FalEmulator) -> None:
-    person = {"frontal_image_url": image_uri(comment="a real person"), "reference_image_urls": []}
+    client = queue_client(fal_emulator)
+    try:
+        face = await client.upload(jpeg(comment="a real person"), "image/jpeg", file_name="face.jpg")
+    finally:
+        await client.aclose()
+    person = {"frontal_image_url": face, "reference_image_urls": [IMG]}
     response = await refusal(fal_emulator, KLING_O1, {"prompt": "@Element1 waves", "elements": [person]})
 
     assert response.json()["detail"][0]["type"] == "content_policy_violation"
@@ -190,6 +252,37 @@ async def test_platform_errors_carry_their_type_in_body_and_header(fal_emulator:
     assert response.headers["x-fal-error-type"] == "runner_scheduling_failure"
     error = read_error(response)
     assert (error.status, error.error_type, error.message) == (503, "runner_scheduling_failure", "No runner available")
+
+
+# --- fal's storage and CDN -----------------------------------------------------------------------------------
+
+
+async def test_when_the_cdn_upload_fails_fal_client_falls_back_to_storage_and_the_file_is_served(
+    fal_emulator: FalEmulator,
+) -> None:
+    fal_emulator.faults.push("cdn_upload", status=503, message="CDN unavailable", times=20)
+    client = queue_client(fal_emulator)
+    try:
+        url = await client.upload(jpeg((10, 200, 90)), "image/jpeg", file_name="still.jpg")
+    finally:
+        await client.aclose()
+
+    routes = [r.route for r in fal_emulator.requests]
+    assert routes[-2:] == ["storage_initiate", "storage_put"] and "cdn_upload" in routes
+    async with httpx.AsyncClient() as plain:
+        served = await plain.get(url)
+    assert served.status_code == 200 and served.content == jpeg((10, 200, 90))
+
+
+async def test_a_cdn_upload_needs_a_storage_token_and_pricing_needs_the_key(fal_emulator: FalEmulator) -> None:
+    async with httpx.AsyncClient(base_url=fal_emulator.origin) as plain:
+        no_token = await plain.post("/files/upload", content=jpeg(), headers={"Content-Type": "image/jpeg"})
+        no_key = await plain.get("/v1/models/pricing", params={"endpoint_id": KLING_O1})
+        key = {"Authorization": f"Key {FAL_KEY}"}
+        priced = await plain.get("/v1/models/pricing", params={"endpoint_id": f"{KLING_O1},{VEO}"}, headers=key)
+
+    assert no_token.status_code == 401 and no_key.status_code == 401
+    assert [p["endpoint_id"] for p in priced.json()["prices"]] == [KLING_O1, VEO]
 
 
 # --- soracast emulate --api fal -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from bot.models import (
     DeliveryTarget,
     Generation,
     GenerationStatus,
+    HostedReference,
     Platform,
     ReferenceBlob,
     ReferenceKind,
@@ -305,6 +306,32 @@ async def test_a_native_id_is_remembered_per_account_and_replaced(store: Storage
     await store.save_native_id(character.id, "openai:abc", "char_2")
     stored = await store.get_character_by_id(character.id)
     assert stored is not None and stored.native_ids == {"openai:abc": "char_2", "offline": "char_off"}
+
+
+async def test_a_hosted_reference_is_remembered_per_account_and_content_and_replaced(store: Storage) -> None:
+    soon = utcnow() + timedelta(days=7)
+    first = HostedReference(account="fal-cdn@a#1", sha256="s1", url="https://cdn/1.jpg", expires_at=soon)
+    await store.save_hosted_reference(first)
+    await store.save_hosted_reference(first.model_copy(update={"account": "fal-cdn@b#2", "url": "https://cdn/b.jpg"}))
+    renewed = first.model_copy(update={"url": "https://cdn/1-again.jpg", "expires_at": soon + timedelta(days=1)})
+    await store.save_hosted_reference(renewed)
+
+    found = await store.hosted_references("fal-cdn@a#1", ["s1", "s2", "s1"])
+
+    assert list(found) == ["s1"] and found["s1"].url == "https://cdn/1-again.jpg"
+    assert found["s1"].expires_at == renewed.expires_at and found["s1"].account == "fal-cdn@a#1"
+    assert (await store.hosted_references("fal-cdn@b#2", ["s1"]))["s1"].url == "https://cdn/b.jpg"
+    assert await store.hosted_references("fal-cdn@a#1", []) == {}
+
+
+async def test_expired_hosted_references_are_dropped_when_another_is_saved(store: Storage) -> None:
+    gone = HostedReference(account="acct", sha256="old", url="https://cdn/old.jpg", expires_at=utcnow() - timedelta(1))
+    await store.save_hosted_reference(gone)
+    assert "old" in await store.hosted_references("acct", ["old"]), "an expired one is still reported until pruned"
+
+    await store.save_hosted_reference(gone.model_copy(update={"sha256": "new", "expires_at": utcnow() + timedelta(1)}))
+
+    assert list(await store.hosted_references("acct", ["old", "new"])) == ["new"]
 
 
 async def test_rename_refuses_a_taken_handle_and_an_unknown_one(store: Storage) -> None:

@@ -23,7 +23,8 @@ KEY_VARIABLES = {
 }
 
 
-def _has_key(settings: Settings, choice: BackendChoice) -> bool:
+def has_key(settings: Settings, choice: BackendChoice) -> bool:
+    """Whether the variable `choice` needs is set (and not empty)."""
     key = {
         BackendChoice.OPENAI: settings.openai_api_key,
         BackendChoice.GEMINI: settings.gemini_api_key,
@@ -32,7 +33,8 @@ def _has_key(settings: Settings, choice: BackendChoice) -> bool:
     return key is not None and bool(key.get_secret_value())
 
 
-def _open_live(settings: Settings, choice: BackendChoice) -> VideoBackend:
+def open_live(settings: Settings, choice: BackendChoice) -> VideoBackend:
+    """The live backend `choice`, from the settings (its package imported only now)."""
     if choice is BackendChoice.OPENAI:
         from bot.backends.openai.backend import OpenAIBackend
         from bot.backends.openai.client import HTTPVideosAPI
@@ -53,15 +55,15 @@ def _open_live(settings: Settings, choice: BackendChoice) -> VideoBackend:
 async def open_backends(settings: Settings) -> tuple[dict[str, VideoBackend], str]:
     """Every configured backend by name, and the name of the one new jobs go to."""
     active = settings.active_backend
-    if active is not BackendChoice.OFFLINE and not _has_key(settings, active):
+    if active is not BackendChoice.OFFLINE and not has_key(settings, active):
         raise ConfigError(f"SORACAST_BACKEND={active.value} needs {KEY_VARIABLES[active]} to be set.")
     opened: dict[str, VideoBackend] = {}
     if active is not BackendChoice.OFFLINE:
         # Every backend with a key stays open: jobs sent to one keep being tracked after the operator switches,
         # and its models stay selectable with --model.
         for choice in (BackendChoice.GEMINI, BackendChoice.FAL, BackendChoice.OPENAI):
-            if _has_key(settings, choice):
-                opened[choice.value] = _open_live(settings, choice)
+            if has_key(settings, choice):
+                opened[choice.value] = open_live(settings, choice)
     else:
         from bot.backends.offline.backend import open_offline_backend
 

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.models import GenerationKind
+from bot.models import GenerationKind, HostedReference
 
 
 class CharacterMode(StrEnum):
@@ -82,8 +82,11 @@ class ModelCapabilities(BaseModel):
     max_reference_images: int = 0
     max_reference_videos: int = 0
     max_reference_video_seconds: float = 0.0
-    #: Images across all elements, for ELEMENTS models (Kling O1: 7).
-    max_total_images: int = 0
+    #: Inputs one request may carry, counted as the provider counts them, for ELEMENTS models: Kling counts
+    #: elements + reference images + a start image, and one element is one input however many stills it has.
+    max_inputs: int = 0
+    #: The same ceiling when a video is among the inputs (Kling: 4 instead of 7).
+    max_inputs_with_video: int = 0
     can_remix: bool = False
     can_extend: bool = False
     #: Seconds an extension may add (defaults to `durations`).
@@ -151,6 +154,9 @@ class CharacterInput(BaseModel):
     stills: list[Path] = Field(default_factory=list)
     #: The id this backend's account gave the character before (NATIVE_ID models), if any.
     native_id: str | None = None
+    #: Where the backend's account already hosts some of these files, by content hash (backends that send
+    #: references as URLs they host: see `HostsReferences`).
+    hosted: dict[str, HostedReference] = Field(default_factory=dict)
 
 
 class Mention(BaseModel):
@@ -240,5 +246,38 @@ class VideoBackend(Protocol):
     async def delete(self, job_id: str) -> None:
         """Delete a job's stored output at the provider, where it keeps one."""
 
+    async def check(self) -> BackendCheck:
+        """Prove the key, the endpoint and the configured models with the provider's cheapest calls (no video
+        is made); problems are reported in the answer, not raised."""
+
     async def aclose(self) -> None:
         """Release connections (and, for the offline backend, its local server)."""
+
+
+@runtime_checkable
+class HostsReferences(Protocol):
+    """A backend whose API reads references from URLs it hosts, so they are uploaded (once) before a submit."""
+
+    #: Whose storage the URLs live in: hosted references are remembered under it.
+    hosting_account: str
+
+    async def host_references(self, request: VideoRequest) -> list[HostedReference]:
+        """Upload what `request` will send and its characters' `hosted` lacks (or holds too close to expiry),
+        record them in `hosted`, and return the new ones to remember. Nothing is submitted."""
+
+
+class BackendCheck(BaseModel):
+    """What `soracast check` learnt of one backend with the cheapest calls its provider offers."""
+
+    #: Where it was asked (a host, a base URL): the operator checks this against their settings.
+    endpoint: str
+    #: The configured models the provider confirmed (or, where it cannot tell, that were not refused).
+    models_available: list[str] = Field(default_factory=list)
+    #: One line per problem, each saying what to fix (a refused key, a wrong URL, a model not enabled).
+    problems: list[str] = Field(default_factory=list)
+    #: Anything else worth a line (what could not be verified, a price the provider quoted).
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems

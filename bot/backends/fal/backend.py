@@ -25,11 +25,20 @@ from typing import Any
 import fal_client
 import httpx
 
-from bot.backends.base import CharacterInput, JobState, JobStatus, ModelCapabilities, VideoRequest
+from bot.backends.base import (
+    BackendCheck,
+    CharacterInput,
+    JobState,
+    JobStatus,
+    ModelCapabilities,
+    VideoRequest,
+)
+from bot.backends.fal.check import check_fal
 from bot.backends.fal.errors import describe_body, failure_code, map_fal_error, read_error
 from bot.backends.fal.models import FalModel, fal_models
 from bot.backends.fal.payload import build_arguments, plan_request
 from bot.backends.fal.queue import FalJob, QueueClient, SubmitFailed, queue_http_client
+from bot.backends.fal.uploads import StillHost, hosting_account
 from bot.config import Settings
 from bot.errors import (
     APINotFound,
@@ -39,6 +48,7 @@ from bot.errors import (
     InvalidInput,
     VideosAPIError,
 )
+from bot.models import HostedReference
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +79,13 @@ class FalBackend:
         self.name = name
         self.account_key = account_key or f"fal@{queue_url or FAL_QUEUE}"
         self._models = models
-        self._client = QueueClient(key, queue_http_client(key, timeout=timeout, queue_url=queue_url), timeout=timeout)
+        self._queue_url = queue_url
+        self._client = QueueClient(
+            key, queue_http_client(key, timeout=timeout, queue_url=queue_url), timeout=timeout, fal_url=queue_url
+        )
+        #: Whose CDN the stills are uploaded to: uploads are remembered under it (`HostsReferences`).
+        self.hosting_account = hosting_account(key, queue_url)
+        self._stills = StillHost(self._client, self.hosting_account)
         # Results name public file URLs: fetched without the key.
         self._files = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=30.0), follow_redirects=True)
         #: Job id → the finished video's URL, from the poll that saw it finish until it is downloaded.
@@ -102,10 +118,18 @@ class FalBackend:
     async def create_character(self, character: CharacterInput) -> str:
         raise InvalidInput("fal keeps no characters of its own; soracast sends their stills with each video.")
 
+    async def host_references(self, request: VideoRequest) -> list[HostedReference]:
+        # Checked first: a request fal would refuse uploads nothing.
+        _, made = await self._stills.urls(plan_request(self._model(request.model), request))
+        return made
+
     async def submit(self, request: VideoRequest, api_prompt: str) -> JobState:
         model = self._model(request.model)
         plan = plan_request(model, request)
-        arguments = await asyncio.to_thread(build_arguments, model, request, plan, api_prompt)
+        # Normally uploaded already (the core hosts a request's references just before its submit and remembers
+        # them); what is missing is uploaded now.
+        urls, _ = await self._stills.urls(plan)
+        arguments = build_arguments(model, request, plan, api_prompt, urls)
         try:
             handle = await self._client.submit(model.id, arguments)
         except SubmitFailed as exc:
@@ -169,6 +193,9 @@ class FalBackend:
     async def delete(self, job_id: str) -> None:
         # fal's queue keeps no video soracast could delete; stopping a job that still waits is what is left.
         await self.cancel(job_id)
+
+    async def check(self) -> BackendCheck:
+        return await check_fal(self._client.http, self._models, self._queue_url)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -1,10 +1,18 @@
 """The fal models soracast offers, per fal model id: what each makes and how a character reaches it.
 
-Facts come from fal's model pages (`fal.ai/models/<id>/llms.txt` and the API reference), read 2026-11-25.
-Sizes are what each model renders: fal takes an aspect ratio (and for Vidu and Veo a resolution), never a
-frame size, so a size here names one (aspect ratio, resolution) pair. Prices are USD per second as fal
-publishes them, for the request soracast sends (audio off); where no price was published for the endpoint
-the table has none, and the operator may set one with `SORACAST_PRICES`.
+Facts come from fal's model pages (`fal.ai/models/<id>/llms.txt`, the API reference) and the input types fal
+publishes for its clients, read 2026-11-25 and again 2026-12-04 (`READ`). Sizes are what each model renders:
+fal takes an aspect ratio (and for Vidu and Veo a resolution), never a frame size, so a size here names one
+(aspect ratio, resolution) pair. Prices are USD per second as fal publishes them, for the request soracast
+sends (audio off); where no price was published for the endpoint the table has none, and the operator may set
+one with `SORACAST_PRICES`.
+
+Ids are the ones fal documents today; `aliases` keep older names working, so settings, stored generations and
+`--model` that name an id fal has since moved (Kling O1's `fal-ai/kling-video/o1/reference-to-video`) still
+find the model.
+
+Kling 4.0 (`kling/v4/reference-to-video`) is not offered: its page read 2026-12-04 says API access is "coming
+soon" and does not show the fields of its elements, so there is nothing verified to build requests from.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from enum import StrEnum
 from bot.backends.base import CharacterMode, ModelCapabilities
 from bot.errors import ConfigError
 
-READ = "2026-11-25"
+READ = "2026-12-04"
 
 
 class Wire(StrEnum):
@@ -40,8 +48,9 @@ class FalModel:
     max_prompt_chars: int
     #: The field that switches the model's soundtrack, sent off (the prices are for silent videos).
     audio_field: str | None = None
-    #: Images one element must have at least (a front view and one more), ELEMENTS models only.
+    #: Images one Kling element carries: a front view and 1–3 more ("at least one is required").
     min_element_images: int = 2
+    max_element_images: int = 4
 
     @property
     def id(self) -> str:
@@ -70,7 +79,7 @@ def _sizes(resolutions: Sequence[int], aspects: Sequence[str]) -> tuple[str, ...
 
 def _kling(
     model: str,
-    alias: str,
+    aliases: tuple[str, ...],
     label: str,
     *,
     durations: range,
@@ -78,21 +87,24 @@ def _kling(
     price: dict[str, float],
     audio_field: str | None = None,
 ) -> FalModel:
-    total = 7
+    # Kling counts inputs, not stills: elements + image_urls + a start image ≤ 7 (≤ 4 with a video), and one
+    # element is one input whatever number of stills it carries. soracast sends one element per character and
+    # neither reference images, a start image nor a video, so up to 7 characters fit in one video.
+    inputs = 7
     return FalModel(
         caps=ModelCapabilities(
             model=model,
-            aliases=(alias,),
+            aliases=aliases,
             label=label,
             durations=tuple(durations),
             default_duration=5,
             sizes=_sizes([short], ["16:9", "9:16", "1:1"]),
             default_size=_sizes([short], ["16:9"])[0],
             character_mode=CharacterMode.ELEMENTS,
-            # Each element is a front view plus at least one more still: 7 images make 3 characters.
-            max_characters=total // 2,
-            max_reference_images=total,
-            max_total_images=total,
+            max_characters=inputs,
+            max_reference_images=4,
+            max_inputs=inputs,
+            max_inputs_with_video=4,
             price_per_second=price,
             price_source=(
                 f"fal model page, read {READ}" if price else f"no price for this endpoint on fal's pages read {READ}"
@@ -106,16 +118,18 @@ def _kling(
 
 _TABLE: tuple[FalModel, ...] = (
     _kling(
-        "fal-ai/kling-video/o1/reference-to-video",
-        "kling-o1",
-        "Kling O1 reference-to-video",
+        "fal-ai/kling-video/o1/standard/reference-to-video",
+        # The id soracast sent before fal documented the standard endpoint: settings and stored generations
+        # that name it keep working.
+        ("kling-o1", "fal-ai/kling-video/o1/reference-to-video"),
+        "Kling O1 reference-to-video (standard)",
         durations=range(3, 11),
-        short=1080,
-        price={"*": 0.112},
+        short=720,
+        price={},
     ),
     _kling(
         "fal-ai/kling-video/o3/standard/reference-to-video",
-        "kling-o3",
+        ("kling-o3",),
         "Kling O3 reference-to-video (standard)",
         durations=range(3, 16),
         short=720,
@@ -124,7 +138,7 @@ _TABLE: tuple[FalModel, ...] = (
     ),
     _kling(
         "fal-ai/kling-video/o3/pro/reference-to-video",
-        "kling-o3-pro",
+        ("kling-o3-pro",),
         "Kling O3 reference-to-video (pro)",
         durations=range(3, 16),
         short=1080,

@@ -1,19 +1,19 @@
 """The body of a fal submit: which stills each character sends, the checks fal would fail, the JSON itself.
 
-Stills travel as base64 data URIs inside the submit, not as uploads to fal's storage: a character's stills
-are a few small JPEGs (7 at most per request), so inlining them costs one request instead of an upload per
-still to two more hosts (`rest.fal.ai`, `v3.fal.media`), leaves no copies in fal's storage after the job,
-and keeps the submit the only call that can reach fal — the one soracast sends exactly once.
+Stills travel as URLs on fal's CDN (uploaded once per still and account, see `backend.py`): fal's docs say URLs
+work with every model and data URIs only with some, and none of the pages of the models soracast offers says
+it takes them.
 
-Every limit is checked here, before anything is sent, with a message that names the model and the limit:
-the images an element request may carry (Kling O1: 7 in total), the references a plain-image model needs
-(Vidu and Veo take one to four stills and refuse none), the prompt length, and that fal's reference models
-make new videos only.
+Every limit is checked here, before anything is uploaded or sent, with a message that names the model and the
+limit: the inputs a Kling request may carry (elements + reference images + a start image ≤ 7; one element is
+one input however many stills it has), the stills an element needs (a front view and at least one more), the
+references a plain-image model needs (Vidu and Veo take one to four stills and refuse none), the prompt length,
+and that fal's reference models make new videos only.
 """
 
 from __future__ import annotations
 
-import base64
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,10 @@ class Plan:
     def image_count(self) -> int:
         return sum(len(c.stills) for c in self.characters)
 
+    def stills(self) -> list[tuple[CharacterInput, Path]]:
+        """Every still the request sends, with its character, in the order sent."""
+        return [(entry.character, still) for entry in self.characters for still in entry.stills]
+
 
 def plan_request(model: FalModel, request: VideoRequest) -> Plan:
     """The prompt and stills for `request` on `model`, or InvalidInput saying which limit it breaks."""
@@ -73,17 +77,30 @@ def plan_request(model: FalModel, request: VideoRequest) -> Plan:
     return Plan(prompt=prompt, characters=characters)
 
 
+def count_inputs(elements: int, images: int = 0, start_image: bool = False) -> int:
+    """Kling's inputs as Kling counts them: one per element (whatever its stills), image and start image."""
+    return elements + images + int(start_image)
+
+
 def _elements(model: FalModel, characters: list[CharacterInput]) -> list[CharacterStills]:
-    """A front view for every character, then more stills in turns until the model's image total is used."""
-    budget = model.caps.max_total_images
-    needed = sum(min(model.min_element_images, len(c.stills)) for c in characters)
-    if needed > budget:
+    """One element per character: its best still as the front view, then up to three more."""
+    limit = model.caps.max_inputs
+    used = count_inputs(len(characters))
+    if used > limit:
         raise TooManyCharacters(
-            f"{model.label} takes at most {budget} images per video, and each character needs a front view and "
-            f"at least one more still: {len(characters)} characters need {needed}.",
-            hint=f"Use at most {budget // model.min_element_images} @handles with this model.",
+            f"{model.label} takes at most {limit} inputs per video (elements, reference images and a start "
+            f"frame together; each character is one element): this prompt has {used} characters.",
+            hint=f"Use at most {limit} @handles with this model.",
         )
-    return _deal(characters, budget)
+    for character in characters:
+        if len(character.stills) < model.min_element_images:
+            raise InvalidInput(
+                f"@{character.handle} has one still; a {model.label} element needs a front view and at least one "
+                "more.",
+                hint=f"Register it again from a clip with more to see: `/character remove @{character.handle}`, "
+                "then `/character add`.",
+            )
+    return [CharacterStills(c, c.stills[: model.max_element_images]) for c in characters]
 
 
 def _references(model: FalModel, characters: list[CharacterInput]) -> list[CharacterStills]:
@@ -115,21 +132,17 @@ def _deal(characters: list[CharacterInput], budget: int) -> list[CharacterStills
     return dealt
 
 
-def data_uri(path: Path) -> str:
-    """A still as a `data:` URI (read from disk: call it in a worker thread)."""
-    mime = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
-    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
-
-
-def build_arguments(model: FalModel, request: VideoRequest, plan: Plan, prompt: str) -> dict[str, Any]:
-    """The JSON body of the submit (reads the stills: call it in a worker thread)."""
+def build_arguments(model: FalModel, request: VideoRequest, plan: Plan, prompt: str, urls: Mapping[Path, str]) -> dict[
+    str, Any
+]:
+    """The JSON body of the submit, each still given by the URL fal reads it from (`urls`)."""
     arguments: dict[str, Any] = {"prompt": prompt, "aspect_ratio": aspect_of(request.size)}
     if model.wire is Wire.KLING:
         arguments["duration"] = str(request.seconds)
         elements = [
             {
-                "frontal_image_url": data_uri(entry.stills[0]),
-                "reference_image_urls": [data_uri(still) for still in entry.stills[1:]],
+                "frontal_image_url": urls[entry.stills[0]],
+                "reference_image_urls": [urls[still] for still in entry.stills[1:]],
             }
             for entry in plan.characters
         ]
@@ -138,11 +151,11 @@ def build_arguments(model: FalModel, request: VideoRequest, plan: Plan, prompt: 
     elif model.wire is Wire.VIDU:
         arguments["duration"] = request.seconds
         arguments["resolution"] = resolution_of(request.size)
-        arguments["reference_image_urls"] = [data_uri(s) for entry in plan.characters for s in entry.stills]
+        arguments["reference_image_urls"] = [urls[s] for entry in plan.characters for s in entry.stills]
     else:
         arguments["duration"] = f"{request.seconds}s"
         arguments["resolution"] = resolution_of(request.size)
-        arguments["image_urls"] = [data_uri(s) for entry in plan.characters for s in entry.stills]
+        arguments["image_urls"] = [urls[s] for entry in plan.characters for s in entry.stills]
     if model.audio_field:
         # Sound costs more (Veo: twice as much) and the price table is for silent videos.
         arguments[model.audio_field] = False

@@ -1,17 +1,18 @@
-"""fal-client, driven the way soracast needs: another queue host when asked, one attempt per submit, closable.
+"""fal-client, driven the way soracast needs: another fal host when asked, one attempt per submit, closable.
 
-fal-client takes only a key and a timeout. Its queue host is a module constant fixed at import, its retry loop
-repeats any request — the submit too — after a timeout, a broken connection, a 429 or a gateway 5xx, and its
-HTTP client cannot be closed. A second submit of the same job is a second paid video, so soracast gives
-fal-client the HTTP client it would otherwise build itself (same `Authorization: Key …` header, fal's own
-backup-domain transport underneath), wrapped in `QueueTransport`, which
+fal-client takes only a key and a timeout. Its hosts (the queue, the REST host that issues storage tokens, the
+CDN uploads go to) are module constants fixed at import, its retry loop repeats any request — the submit too —
+after a timeout, a broken connection, a 429 or a gateway 5xx, and its HTTP clients cannot be closed. A second
+submit of the same job is a second paid video, so soracast gives fal-client the HTTP clients it would otherwise
+build itself (same `Authorization: Key …` header, fal's own backup-domain transport underneath), wrapped in
+`FalTransport`, which
 
-* sends requests for fal's queue host to `queue_url` instead when one is configured — for this client only,
-  so nothing else in the process is redirected;
-* ends every POST (the only POST soracast makes is a submit) after one attempt: an error answer, a timeout,
-  a connection broken after sending — or one never made, so the user hears at once instead of after half a
-  minute of retries — is raised as a `SubmitFailed`, which fal-client's retry loop does not catch. Status
-  polls, results and cancels keep fal-client's retries: repeating them is harmless.
+* sends requests for fal's hosts (queue, REST, CDN, platform API) to `fal_url` instead when one is configured
+  (the emulator serves them all) — for this client only, so nothing else in the process is redirected;
+* ends every POST to the queue (a submit) after one attempt: an error answer, a timeout, a connection broken
+  after sending — or one never made, so the user hears at once instead of after half a minute of retries — is
+  raised as a `SubmitFailed`, which fal-client's retry loop does not catch. Status polls, results, cancels and
+  uploads keep fal-client's retries: repeating them is harmless.
 
 A job is resumed after a restart from its id alone (the core stores nothing else), so the id is the submit
 answer's three URLs and request id, as JSON (`FalJob`).
@@ -19,11 +20,14 @@ answer's three URLs and request id, as JSON (`FalJob`).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import fal_client
 import httpx
-from fal_client.client import QUEUE_URL_FORMAT, AsyncBackupDomainTransport
+from fal_client.auth import AuthCredentials
+from fal_client.client import CDN_URL, QUEUE_URL_FORMAT, REST_URL, AsyncBackupDomainTransport, AsyncCDNTokenManager
 from pydantic import BaseModel, ValidationError
 
 from bot.errors import APINotFound
@@ -43,17 +47,33 @@ class SubmitFailed(Exception):
         self.sent = sent
 
 
-class QueueTransport(httpx.AsyncBaseTransport):
-    """fal-client's transport for one client: the queue host swapped when asked, every POST sent once."""
+#: fal's platform API (model search, pricing); fal-client does not use it, `soracast check` does.
+PLATFORM_URL = "https://api.fal.ai"
+#: Every fal host a client of soracast's talks to, as URL prefixes.
+FAL_HOSTS = (QUEUE_URL_FORMAT, REST_URL + "/", CDN_URL + "/", PLATFORM_URL + "/")
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, *, queue_url: str | None = None) -> None:
+
+def fal_url_for(url: str, fal_url: str | None) -> str:
+    """`url` on the configured host instead of fal's own, when one is configured (`SORACAST_FAL_QUEUE_URL`)."""
+    if fal_url is None:
+        return url
+    for prefix in FAL_HOSTS:
+        if url.startswith(prefix):
+            return fal_url.rstrip("/") + "/" + url[len(prefix) :]
+    return url
+
+
+class FalTransport(httpx.AsyncBaseTransport):
+    """fal-client's transport for one client: fal's hosts swapped when asked, every queue POST sent once."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, fal_url: str | None = None) -> None:
         self._inner = inner
-        self._from = QUEUE_URL_FORMAT
-        self._to = queue_url.rstrip("/") + "/" if queue_url else None
+        self._to = fal_url
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        is_submit = request.method == "POST" and str(request.url).startswith(QUEUE_URL_FORMAT)
         request = self._redirected(request)
-        if request.method != "POST":
+        if not is_submit:
             return await self._inner.handle_async_request(request)
         try:
             response = await self._inner.handle_async_request(request)
@@ -70,9 +90,10 @@ class QueueTransport(httpx.AsyncBaseTransport):
 
     def _redirected(self, request: httpx.Request) -> httpx.Request:
         url = str(request.url)
-        if self._to is None or not url.startswith(self._from):
+        moved = fal_url_for(url, self._to)
+        if moved == url:
             return request
-        target = httpx.URL(self._to + url[len(self._from) :])
+        target = httpx.URL(moved)
         headers = request.headers.copy()
         headers["Host"] = target.netloc.decode("ascii")
         return httpx.Request(
@@ -83,21 +104,39 @@ class QueueTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+USER_AGENT = f"fal-client/{fal_client.__version__} (soracast)"
+
+
 def queue_http_client(key: str, *, timeout: float, queue_url: str | None = None) -> httpx.AsyncClient:
-    """The HTTP client fal-client talks through (fal's headers, `QueueTransport` over fal's own transport)."""
+    """The HTTP client fal-client talks through (fal's headers, `FalTransport` over fal's own transport)."""
     return httpx.AsyncClient(
-        transport=QueueTransport(AsyncBackupDomainTransport(), queue_url=queue_url),
-        headers={"Authorization": f"Key {key}", "User-Agent": f"fal-client/{fal_client.__version__} (soracast)"},
+        transport=FalTransport(AsyncBackupDomainTransport(), fal_url=queue_url),
+        headers={"Authorization": f"Key {key}", "User-Agent": USER_AGENT},
         timeout=timeout,
     )
 
 
-class QueueClient(fal_client.AsyncClient):
-    """`fal_client.AsyncClient` on soracast's HTTP client (see the module docstring for why)."""
+class _TokenManager(AsyncCDNTokenManager):
+    """fal-client's CDN token manager, asking the configured host for tokens when there is one."""
 
-    def __init__(self, key: str, http: httpx.AsyncClient, *, timeout: float) -> None:
+    def __init__(self, key: str, fal_url: str | None) -> None:
+        super().__init__(AuthCredentials("Key", key))
+        self._url = fal_url_for(self._url, fal_url)
+
+
+class QueueClient(fal_client.AsyncClient):
+    """`fal_client.AsyncClient` on soracast's HTTP clients (see the module docstring for why)."""
+
+    def __init__(self, key: str, http: httpx.AsyncClient, *, timeout: float, fal_url: str | None = None) -> None:
         super().__init__(key=key, default_timeout=timeout)
         self._http = http
+        # Uploads go to fal's CDN without the key (they carry a storage token): a client of their own.
+        self._cdn = httpx.AsyncClient(
+            transport=FalTransport(httpx.AsyncHTTPTransport(), fal_url=fal_url),
+            headers={"User-Agent": USER_AGENT},
+            timeout=timeout,
+        )
+        self._tokens = _TokenManager(key, fal_url)
 
     # fal-client awaits `self._client` for the HTTP client of every call; this one is made already.
     @property
@@ -106,6 +145,23 @@ class QueueClient(fal_client.AsyncClient):
 
     async def _ready(self) -> httpx.AsyncClient:
         return self._http
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The HTTP client with the key and host (for calls fal-client has no method for: `soracast check`)."""
+        return self._http
+
+    # Likewise for the storage token manager, and the CDN client it opens (and would close) per upload.
+    @property
+    def _token_manager(self) -> Any:  # type: ignore[override]
+        return self._tokens_ready()
+
+    async def _tokens_ready(self) -> AsyncCDNTokenManager:
+        return self._tokens
+
+    @asynccontextmanager
+    async def _cdn_client(self) -> AsyncIterator[httpx.AsyncClient]:
+        yield self._cdn
 
     def handle(self, job: FalJob) -> fal_client.AsyncRequestHandle:
         """The request handle of a job, on this client, following the URLs fal answered the submit with."""
@@ -119,6 +175,7 @@ class QueueClient(fal_client.AsyncClient):
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._cdn.aclose()
 
 
 class FalJob(BaseModel):

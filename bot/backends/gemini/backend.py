@@ -30,6 +30,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from bot.backends.base import (
+    BackendCheck,
     CharacterInput,
     JobState,
     JobStatus,
@@ -38,6 +39,7 @@ from bot.backends.base import (
     aspect_of,
     resolution_of,
 )
+from bot.backends.gemini.check import check_gemini
 from bot.backends.gemini.errors import (
     GoogleError,
     classify_failure,
@@ -104,6 +106,7 @@ class GeminiBackend:
             retry_options=types.HttpRetryOptions(attempts=1),
         )
         self._client = genai.Client(api_key=api_key, http_options=options)
+        self._base_url = base_url
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> GeminiBackend:
@@ -196,6 +199,9 @@ class GeminiBackend:
 
     async def delete(self, job_id: str) -> None:
         await self._call("delete", self._client.aio.interactions.delete(job_id))
+
+    async def check(self) -> BackendCheck:
+        return await check_gemini(self._client, self._models, self._base_url)
 
     async def aclose(self) -> None:
         await self._client.aio.aclose()

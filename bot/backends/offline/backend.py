@@ -14,7 +14,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bot.backends.base import CharacterInput, JobState, ModelCapabilities, VideoBackend, VideoRequest
+from bot.backends.base import (
+    BackendCheck,
+    CharacterInput,
+    HostsReferences,
+    JobState,
+    ModelCapabilities,
+    VideoBackend,
+    VideoRequest,
+)
 from bot.backends.offline.emulation import start_app
 from bot.backends.offline.renderer import OfflineVideosAPI
 from bot.config import BackendChoice, Settings
@@ -34,6 +42,10 @@ class OfflineBackend:
         self.account_key = "offline"
         self.plays = plays
         self._closers = list(closers)
+        if isinstance(inner, HostsReferences):
+            # Playing a backend that uploads its references: so does this one (to the emulator).
+            self.hosting_account = inner.hosting_account
+            self.host_references = inner.host_references
 
     @property
     def can_list_jobs(self) -> bool:
@@ -71,6 +83,10 @@ class OfflineBackend:
 
     async def delete(self, job_id: str) -> None:
         await self.inner.delete(job_id)
+
+    async def check(self) -> BackendCheck:
+        # Nothing leaves this machine: the played backend's own check runs against the local emulator.
+        return await self.inner.check()
 
     async def aclose(self) -> None:
         await self.inner.aclose()

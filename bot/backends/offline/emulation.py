@@ -260,8 +260,9 @@ class BodyError(Exception):
 class Body:
     """A request body, whatever its encoding: JSON object, or multipart/urlencoded fields and files."""
 
-    kind: str  # "json", "form" or "none"
+    kind: str  # "json", "form", "raw" (a file's bytes, e.g. an upload to a CDN) or "none"
     json: Any = None
+    raw: bytes = b""
     fields: list[tuple[str, str]] = field(default_factory=list)
     files: dict[str, UploadedFile] = field(default_factory=dict)
     size: int = 0
@@ -312,6 +313,8 @@ async def read_body(request: web.Request) -> Body:
     raw = await request.read()
     if not raw:
         return Body(kind="none")
+    if ctype.startswith(("image/", "video/", "audio/")) or ctype == "application/octet-stream":
+        return Body(kind="raw", raw=raw, size=len(raw))
     try:
         parsed = json.loads(raw)
     except ValueError:

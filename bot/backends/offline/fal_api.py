@@ -9,11 +9,15 @@ app under `/files/`, like fal's file host without a key. `PUT …/cancel` stops 
 
 It refuses what fal's endpoints are documented to refuse, with fal's error shapes: validation errors as 422
 `{"detail": [{"loc", "msg", "type"}]}` — a duration, aspect ratio or resolution the model does not take,
-more images than it takes (Kling: 7 across elements and images; Vidu: 1–4; Veo: 1–3), a missing or too long
-prompt, an image that is not a readable data URI — and platform errors as `{"detail", "error_type"}` with
-`X-Fal-Error-Type`: a missing or wrong `Authorization: Key …` (401), an unknown application or request (404).
-Content rules are played as the other emulators play them: a still whose JPEG comment says "person" is refused
-as a real person's likeness, and a prompt containing `[[moderation]]` completes with a content-policy error.
+more inputs than Kling takes (elements + `image_urls` + a start image ≤ 7, ≤ 4 with a video, one element being
+one input whatever its stills; an element is a front view and 1–3 more), more images than Vidu (1–4) or Veo
+(1–3) take, a missing or too long prompt, an image it cannot download (a URL that is not a live file on this
+host's CDN, or a data URI, which none of these models' pages says it takes) — and platform errors as
+`{"detail", "error_type"}` with `X-Fal-Error-Type`: a missing or wrong `Authorization: Key …` (401), an
+unknown application or request (404). Files reach it as they reach fal: uploaded with fal-client to the storage
+and CDN routes of `fal_platform` (served by this same app), then named by URL. Content rules are played as the
+other emulators play them: a still whose JPEG comment says "person" is refused as a real person's likeness, and
+a prompt containing `[[moderation]]` completes with a content-policy error.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import hashlib
 import io
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,11 +44,19 @@ from bot.backends.offline.emulation import (
     make_middleware,
     request_body,
 )
+from bot.backends.offline.fal_platform import (
+    OPEN_ROUTES,
+    PLATFORM_ROUTES,
+    TOKEN_ROUTE,
+    add_platform_routes,
+    hosted_file,
+    token_refusal,
+)
 from bot.backends.offline.renderer import HUMAN_LIKENESS_MARKER, OfflineVideosAPI
 from bot.backends.openai.schemas import VideoStatus
 from bot.errors import APIRequestRejected, VideosAPIError
 
-ROUTES = ("submit", "status", "result", "cancel", "file")
+ROUTES = ("submit", "status", "result", "cancel", "file", *PLATFORM_ROUTES)
 
 _FRAMES = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1), "4:3": (4, 3), "3:4": (3, 4)}
 _SHORT_SIDE = {"360p": 360, "540p": 540, "720p": 720, "1080p": 1080, "4k": 2160}
@@ -64,12 +76,19 @@ class Endpoint:
     resolutions: tuple[str, ...]
     #: The resolution rendered when the model takes none.
     fixed_resolution: str
+    #: Vidu, Veo: the images the list takes. Kling: the inputs (elements + images + a start image).
     max_images: int
     min_images: int
     max_prompt: int
+    #: Kling: the inputs allowed when one of them is a video.
+    max_with_video: int = 0
+    #: Whether the model takes images as base64 data URIs; otherwise only as URLs it can download.
+    data_uris: bool = False
+    #: USD per second, as `GET /v1/models/pricing` quotes it.
+    price: float = 0.1
 
 
-def _kling(durations: range, resolution: str) -> Endpoint:
+def _kling(durations: range, resolution: str, price: float) -> Endpoint:
     return Endpoint(
         references="elements",
         durations=tuple(str(d) for d in durations),
@@ -80,14 +99,17 @@ def _kling(durations: range, resolution: str) -> Endpoint:
         max_images=7,
         min_images=0,
         max_prompt=2500,
+        max_with_video=4,
+        price=price,
     )
 
 
-#: The endpoints served, by fal model id.
+#: The endpoints served, by fal model id (fal serves O1 under both ids: the standard one and the older one).
 ENDPOINTS: dict[str, Endpoint] = {
-    "fal-ai/kling-video/o1/reference-to-video": _kling(range(3, 11), "1080p"),
-    "fal-ai/kling-video/o3/standard/reference-to-video": _kling(range(3, 16), "720p"),
-    "fal-ai/kling-video/o3/pro/reference-to-video": _kling(range(3, 16), "1080p"),
+    "fal-ai/kling-video/o1/standard/reference-to-video": _kling(range(3, 11), "720p", 0.084),
+    "fal-ai/kling-video/o1/reference-to-video": _kling(range(3, 11), "1080p", 0.112),
+    "fal-ai/kling-video/o3/standard/reference-to-video": _kling(range(3, 16), "720p", 0.084),
+    "fal-ai/kling-video/o3/pro/reference-to-video": _kling(range(3, 16), "1080p", 0.112),
     "fal-ai/vidu/q3/reference-to-video/mix": Endpoint(
         references="reference_image_urls",
         durations=tuple(range(1, 17)),
@@ -98,6 +120,7 @@ ENDPOINTS: dict[str, Endpoint] = {
         max_images=4,
         min_images=1,
         max_prompt=2000,
+        price=0.154,
     ),
     "fal-ai/veo3.1/reference-to-video": Endpoint(
         references="image_urls",
@@ -109,11 +132,14 @@ ENDPOINTS: dict[str, Endpoint] = {
         max_images=3,
         min_images=1,
         max_prompt=4000,
+        price=0.2,
     ),
 }
 
 OFFLINE_KEY = web.AppKey("fal_offline", OfflineVideosAPI)
 FAULTS_KEY = web.AppKey("fal_faults", FaultPlan)
+#: The endpoints this app serves (all of ENDPOINTS unless the test or operator narrowed them).
+SERVED_KEY = web.AppKey("fal_served", dict)
 #: Video ids of requests not known to be finished, in the order submitted (their queue).
 PENDING_KEY = web.AppKey("fal_pending", list)
 
@@ -163,8 +189,12 @@ class FalDialect:
     api_key: str | None = None
 
     def authorize(self, request: web.Request) -> web.Response | None:
-        if request.match_info.route.name == "file":
+        route = request.match_info.route.name
+        if route == "file" or route in OPEN_ROUTES:
             return None
+        if route == TOKEN_ROUTE:
+            refused = token_refusal(request)
+            return fal_error(401, refused) if refused else None
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme != "Key" or not given:
             return fal_error(401, "Missing or malformed Authorization header: send `Key <your fal key>`.")
@@ -226,49 +256,90 @@ def _choice(data: dict[str, Any], name: str, allowed: Sequence[Any], default: An
     return value
 
 
-def _image(value: Any, field: str) -> bytes:
-    """The bytes of one image input: fal takes URLs or data URIs; this emulator only data URIs."""
+def _image(request: web.Request, value: Any, field: str, endpoint: Endpoint) -> bytes:
+    """The bytes of one image input, fetched as the model's runner would: a URL on this host's CDN, or a data
+    URI where the model takes those."""
     if not isinstance(value, str):
         raise invalid("Input should be a valid string", field, "string_type")
-    head, comma, payload = value.partition(",")
-    if not (head.startswith("data:image/") and head.endswith(";base64") and comma):
-        raise invalid("The emulator takes images as base64 data URIs (data:image/jpeg;base64,…), not as links.", field)
+    if value.startswith("data:"):
+        if not endpoint.data_uris:
+            raise invalid(
+                "Failed to download the file: this model takes files as URLs (upload them to fal's CDN first).",
+                field,
+                "file_download_error",
+            )
+        head, comma, payload = value.partition(",")
+        if not (head.startswith("data:image/") and head.endswith(";base64") and comma):
+            raise invalid("Could not load the image: a data URI must be base64-encoded.", field, "image_load_error")
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise invalid("Could not load the image: the data URI is not base64.", field, "image_load_error") from None
+    else:
+        found = hosted_file(request, value)
+        if found is None:
+            raise invalid(
+                "Failed to download the file. Please check that the URL is accessible.", field, "file_download_error"
+            )
+        data = found
     try:
-        data = base64.b64decode(payload, validate=True)
         with Image.open(io.BytesIO(data)) as image:
             image.verify()
-    except (binascii.Error, ValueError, OSError, Image.DecompressionBombError):
-        raise invalid("Could not load the image: it is not a readable JPEG, PNG or WebP.", field) from None
+    except (ValueError, OSError, Image.DecompressionBombError):
+        raise invalid(
+            "Could not load the image: it is not a readable JPEG, PNG or WebP.", field, "image_load_error"
+        ) from None
     return data
 
 
-def _images(data: dict[str, Any], endpoint: Endpoint) -> list[tuple[str, bytes]]:
-    """Every image of the request with the field it came from, in the order the model numbers them."""
+def _kling_images(request: web.Request, data: dict[str, Any], endpoint: Endpoint) -> list[tuple[str, bytes]]:
+    """Kling's images, with Kling's count of inputs: one per element (whatever its stills), image, start image."""
     found: list[tuple[str, bytes]] = []
-    if endpoint.references == "elements":
-        elements = data.get("elements") or []
-        if not isinstance(elements, list):
-            raise invalid("Input should be a valid list", "elements", "list_type")
-        for index, element in enumerate(elements):
-            where = f"elements.{index}"
-            if not isinstance(element, dict) or "frontal_image_url" not in element:
-                raise invalid("Field required", f"{where}.frontal_image_url", "missing")
-            found.append((f"{where}.frontal_image_url", _image(element["frontal_image_url"], where)))
-            references = element.get("reference_image_urls") or []
-            if not isinstance(references, list):
-                raise invalid("Input should be a valid list", f"{where}.reference_image_urls", "list_type")
-            for number, reference in enumerate(references):
-                field = f"{where}.reference_image_urls.{number}"
-                found.append((field, _image(reference, field)))
-        for number, extra in enumerate(data.get("image_urls") or []):
-            found.append((f"image_urls.{number}", _image(extra, f"image_urls.{number}")))
-        if len(found) > endpoint.max_images:
+    elements = data.get("elements") or []
+    if not isinstance(elements, list):
+        raise invalid("Input should be a valid list", "elements", "list_type")
+    extras = data.get("image_urls") or []
+    if not isinstance(extras, list):
+        raise invalid("Input should be a valid list", "image_urls", "list_type")
+    with_video = [i for i, e in enumerate(elements) if isinstance(e, dict) and e.get("video_url")]
+    if len(with_video) > 1:
+        raise invalid("A request can only have one element with a video.", f"elements.{with_video[1]}.video_url")
+    inputs = len(elements) + len(extras) + int(bool(data.get("start_image_url")))
+    limit = endpoint.max_with_video if with_video or data.get("video_url") else endpoint.max_images
+    if inputs > limit:
+        what = "when using video" if limit == endpoint.max_with_video else "(elements + reference images + start image)"
+        raise invalid(f"Value error, maximum {limit} total inputs {what}, got {inputs}", "elements")
+    for index, element in enumerate(elements):
+        where = f"elements.{index}"
+        if not isinstance(element, dict):
+            raise invalid("Input should be a valid dictionary", where, "dict_type")
+        if element.get("video_url"):
+            continue
+        if "frontal_image_url" not in element:
+            raise invalid("Field required", f"{where}.frontal_image_url", "missing")
+        references = element.get("reference_image_urls") or []
+        if not isinstance(references, list):
+            raise invalid("Input should be a valid list", f"{where}.reference_image_urls", "list_type")
+        if not 1 <= len(references) <= 3:
             raise invalid(
-                f"Value error, at most {endpoint.max_images} images in total (elements and reference images), "
-                f"got {len(found)}",
-                "elements",
+                f"Value error, 1-3 reference images per element, at least one is required; got {len(references)}",
+                f"{where}.reference_image_urls",
             )
-        return found
+        found.append((f"{where}.frontal_image_url", _image(request, element["frontal_image_url"], where, endpoint)))
+        for number, reference in enumerate(references):
+            field = f"{where}.reference_image_urls.{number}"
+            found.append((field, _image(request, reference, field, endpoint)))
+    for number, extra in enumerate(extras):
+        found.append((f"image_urls.{number}", _image(request, extra, f"image_urls.{number}", endpoint)))
+    if data.get("start_image_url"):
+        found.append(("start_image_url", _image(request, data["start_image_url"], "start_image_url", endpoint)))
+    return found
+
+
+def _images(request: web.Request, data: dict[str, Any], endpoint: Endpoint) -> list[tuple[str, bytes]]:
+    """Every image of the request with the field it came from, in the order the model numbers them."""
+    if endpoint.references == "elements":
+        return _kling_images(request, data, endpoint)
     urls = data.get(endpoint.references)
     if urls is None and endpoint.min_images:
         raise invalid("Field required", endpoint.references, "missing")
@@ -286,7 +357,8 @@ def _images(data: dict[str, Any], endpoint: Endpoint) -> list[tuple[str, bytes]]
             endpoint.references,
             "too_long",
         )
-    return [(f"{endpoint.references}.{i}", _image(url, f"{endpoint.references}.{i}")) for i, url in enumerate(urls)]
+    field = endpoint.references
+    return [(f"{field}.{i}", _image(request, url, f"{field}.{i}", endpoint)) for i, url in enumerate(urls)]
 
 
 async def _save(offline: OfflineVideosAPI, data: bytes) -> Path:
@@ -316,7 +388,7 @@ def _urls(request: web.Request, model: str, request_id: str) -> dict[str, str]:
 
 async def submit(request: web.Request) -> web.StreamResponse:
     model = request.match_info["model"]
-    endpoint = ENDPOINTS.get(model)
+    endpoint = request.app[SERVED_KEY].get(model)
     if endpoint is None:
         raise platform_error(404, f"Application '{model}' not found")
     data = request_body(request).json
@@ -334,8 +406,8 @@ async def submit(request: web.Request) -> web.StreamResponse:
     resolution = endpoint.fixed_resolution
     if endpoint.resolutions:
         resolution = _choice(data, "resolution", endpoint.resolutions, endpoint.fixed_resolution)
-    # Decoding and checking the images is file work: off the event loop.
-    images = await asyncio.to_thread(_images, data, endpoint)
+    # Reading and checking the images is file work: off the event loop.
+    images = await asyncio.to_thread(_images, request, data, endpoint)
     offline = _offline(request)
     references: list[Path] = []
     for field, image in images:
@@ -465,9 +537,16 @@ async def unknown(request: web.Request) -> web.StreamResponse:
 
 
 def create_fal_app(
-    offline: OfflineVideosAPI, *, faults: FaultPlan | None = None, api_key: str | None = None
+    offline: OfflineVideosAPI,
+    *,
+    faults: FaultPlan | None = None,
+    api_key: str | None = None,
+    endpoints: Iterable[str] | None = None,
 ) -> web.Application:
-    """fal's queue routes as an aiohttp application (the queue URL is the server's origin)."""
+    """fal's queue, storage, CDN and pricing routes as one aiohttp application (every fal host is its origin).
+
+    `endpoints` narrows the models served (default: all of ENDPOINTS), to play an account or a region where a
+    model is not available."""
     faults = faults or FaultPlan()
     faults.routes = ROUTES
     middleware = make_middleware(faults, "", FalDialect(api_key))
@@ -475,6 +554,9 @@ def create_fal_app(
     app[OFFLINE_KEY] = offline
     app[FAULTS_KEY] = faults
     app[PENDING_KEY] = []
+    served = {m: ENDPOINTS[m] for m in (endpoints if endpoints is not None else ENDPOINTS)}
+    app[SERVED_KEY] = served
+    add_platform_routes(app, {model: endpoint.price for model, endpoint in served.items()})
     requests = "/{owner}/{alias}/requests/{request_id}"
     app.router.add_get("/files/{file_id}/{name}", get_file, name="file")
     app.router.add_get(f"{requests}/status", status, name="status")

@@ -30,6 +30,7 @@ from aiohttp import web
 from PIL import Image
 
 from bot.backends.offline.emulation import MAX_BODY_BYTES, FaultPlan, add_stats_route, make_middleware, request_body
+from bot.backends.offline.gemini_models import add_model_routes
 from bot.backends.offline.renderer import HUMAN_LIKENESS_MARKER, MODERATION_TRIGGER, OfflineVideosAPI, probe_clip
 from bot.backends.openai.schemas import VideoStatus
 from bot.errors import APIRequestRejected, VideosAPIError
@@ -447,5 +448,6 @@ def create_gemini_app(
     )
     app.router.add_delete(f"{prefix}/interactions/{{interaction_id}}", delete_interaction, name="delete_interaction")
     app.router.add_get(f"{prefix}/files/{{file}}", get_file, name="get_file")
+    add_model_routes(app, prefix, MODELS)
     add_stats_route(app, faults)
     return app

@@ -425,6 +425,17 @@ class OpenAIDialect:
         return error_response(status, message, type=type, param=param, code=code, headers=headers)
 
 
+async def list_models(request: web.Request) -> web.StreamResponse:
+    """`GET /v1/models`: the models this endpoint serves, as OpenAI lists them (`soracast check` reads it)."""
+    models = request.app[OFFLINE_KEY].allowed_models
+    return web.json_response(
+        {
+            "object": "list",
+            "data": [{"id": m, "object": "model", "created": 0, "owned_by": "soracast-emulator"} for m in models],
+        }
+    )
+
+
 def create_emulator_app(
     offline: OfflineVideosAPI,
     *,
@@ -451,5 +462,6 @@ def create_emulator_app(
     app.router.add_delete(f"{p}/videos/{{video_id}}", delete_video, name="delete_video")
     app.router.add_get(f"{p}/videos/{{video_id}}/content", download_content, name="download_content")
     app.router.add_post(f"{p}/videos/{{video_id}}/remix", remix_video, name="remix_video")
+    app.router.add_get(f"{p}/models", list_models, name="list_models", allow_head=False)
     add_stats_route(app, faults)
     return app

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bot.backends.base import (
+    BackendCheck,
     CharacterInput,
     CharacterMode,
     JobState,
@@ -24,7 +25,7 @@ from bot.backends.base import (
 from bot.backends.openai.api import VideosAPI
 from bot.backends.openai.schemas import ContentVariant, Video, VideoStatus
 from bot.config import Settings
-from bot.errors import InvalidInput
+from bot.errors import APIAuthError, APINotFound, APIRequestRejected, InvalidInput, VideosAPIError
 from bot.models import GenerationKind
 
 _STATUS = {
@@ -176,6 +177,40 @@ class OpenAIBackend:
 
     async def delete(self, job_id: str) -> None:
         await self.api.delete_video(job_id)
+
+    async def check(self) -> BackendCheck:
+        """`GET /models`: proves the key and the base URL, and lists the models the endpoint serves (free)."""
+        list_models = getattr(self.api, "list_models", None)
+        if list_models is None:
+            # The offline renderer in this process: no key, no network.
+            return BackendCheck(endpoint="this process", models_available=[c.model for c in self._models])
+        endpoint = getattr(self.api, "base_url", "OPENAI_BASE_URL")
+        report = BackendCheck(endpoint=endpoint)
+        try:
+            served = set(await list_models())
+        except APIAuthError as exc:
+            report.problems.append(
+                f"{endpoint} refused OPENAI_API_KEY: {exc.message} (check SORACAST_API_AUTH_STYLE too)"
+            )
+            return report
+        except (APINotFound, APIRequestRejected) as exc:
+            report.problems.append(
+                f"OPENAI_BASE_URL={endpoint} has no model list ({exc.message}); it should be the API's base, e.g. "
+                "https://host/v1."
+            )
+            return report
+        except VideosAPIError as exc:
+            report.problems.append(f"could not reach OPENAI_BASE_URL={endpoint}: {exc.message}")
+            return report
+        for caps in self._models:
+            if caps.model in served:
+                report.models_available.append(caps.model)
+            else:
+                report.problems.append(
+                    f"{endpoint} does not list {caps.model} for this key; remove it from SORACAST_ALLOWED_MODELS "
+                    "or enable it at the gateway."
+                )
+        return report
 
     async def aclose(self) -> None:
         await self.api.aclose()

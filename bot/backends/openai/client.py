@@ -390,6 +390,25 @@ class HTTPVideosAPI:
             params["after"] = after
         return await self._request_model(_Call("GET", "/videos", "list_videos", params=params), VideoList)
 
+    async def list_models(self) -> list[str]:
+        """The model ids `GET /models` lists, asked once without retries (`soracast check` wants a quick answer)."""
+        call = _Call("GET", "/models", "list_models")
+
+        async def parse(response: httpx.Response) -> list[str]:
+            body = await self._json(response, call.operation)
+            data = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(data, list):
+                raise APIUnavailable(
+                    "The endpoint's /models answer is not an OpenAI-shape model list.",
+                    hint="Check OPENAI_BASE_URL: it should end in /v1 (or the gateway's equivalent).",
+                )
+            return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
+
+        outcome, _ = await self._attempt(call, parse, 1, 1)
+        if isinstance(outcome, _Success):
+            return list(outcome.value)
+        raise outcome
+
     async def delete_video(self, video_id: str) -> DeletedVideo:
         """Delete a video and its assets at the API."""
         return await self._request_model(_Call("DELETE", f"/videos/{_segment(video_id)}", "delete_video"), DeletedVideo)
