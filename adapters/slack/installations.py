@@ -171,16 +171,6 @@ class SlackInstallationStore(AsyncInstallationStore):
             )
         )
 
-    async def reseal_all(self) -> int:
-        """Seal every installation again under the first key of SORACAST_SECRET_KEY; how many were."""
-        count = 0
-        for stored in await self._storage.installations(Platform.SLACK):
-            stored.sealed = self._box.reseal(stored.sealed)
-            stored.updated_at = utcnow()
-            await self._storage.save_installation(stored)
-            count += 1
-        return count
-
     async def _found(
         self, enterprise_id: str | None, team_id: str | None, org: bool | None
     ) -> SlackInstallationRecord | None:
