@@ -146,8 +146,9 @@ async def test_add_to_slack_redirects_with_a_state_then_stores_the_installation_
 
 
 async def test_the_state_check_refuses_a_missing_cookie_a_forged_state_and_a_stale_one(
-    deployment: Deployment, slack_api: FakeSlackAPI
+    deployment: Deployment, slack_api: FakeSlackAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     slack = await deployment.start()
     state = parse_qs(urlsplit((await slack.get("/slack/install")).headers["Location"]).query)["state"][0]
     slack_api.grant("code-1", ONE)
@@ -159,6 +160,11 @@ async def test_the_state_check_refuses_a_missing_cookie_a_forged_state_and_a_sta
     assert wrong.status == 401
     assert slack_api.calls_to("oauth.v2.access") == []
     assert await slack.core.storage.find_installation(Platform.SLACK, "", ONE) is None
+    refusals = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused an install")]
+    assert refusals == [
+        "refused an install at /slack/oauth_redirect: 400 'invalid_browser'",
+        "refused an install at /slack/oauth_redirect: 401 'invalid_state'",
+    ]
 
     # A state lives ten minutes in the database; an expired one is refused even with its cookie.
     store = DatabaseStateStore(slack.core.storage, STATE_SECRET, expiration_seconds=-1)
@@ -456,3 +462,42 @@ async def test_keys_rotate_the_new_key_first_and_rekey_seals_everything_again(
         await adapter.aclose()
     finally:
         await core.aclose()
+
+
+# --- one workspace (SLACK_BOT_TOKEN) ------------------------------------------------------------------------------
+
+
+async def test_with_one_token_an_uninstall_retires_the_workspace_and_its_jobs_end_once_slack_refuses_the_token(
+    tmp_path: Path, slack_api: FakeSlackAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapters.slack import lifecycle
+    from tests.fixtures.slack import slack_settings
+
+    monkeypatch.setattr(lifecycle, "PRESENT_TTL", 0.0)  # every request looks again (in life: once a minute)
+    videos = slow_offline_api(tmp_path / "videos")
+    settings = slack_settings(tmp_path / "data")
+    core = await build_app(settings, videos=videos)
+    slack = await start_harness(slack_api, settings, core)
+    try:
+        await slack.command("/sora", "a lantern at night")
+        await slack.settle()
+        [generation] = await core.generations.recent(slack.scope)
+        await sent(core, generation.id)
+
+        slack_api.uninstall(slack_api.team_id)
+        assert (await slack.event({"type": "app_uninstalled"})).status == 200
+        assert await core.storage.get_retired_scope(slack.scope) is not None
+        before = len(slack_api.posts_of(f"soracast-{generation.id}.mp4"))
+        done = await finish(core, videos, generation.id)
+        # Slack answers token_revoked: the job ends instead of being retried for ever.
+        assert done.delivered_at is not None and len(slack_api.posts_of(f"soracast-{generation.id}.mp4")) == before
+
+        # Installed again (the token works again): the next request from the workspace brings it back.
+        slack_api.revoked.clear()
+        await slack.command("/character", "list")
+        await slack.settle()
+        assert await core.storage.get_retired_scope(slack.scope) is None
+    finally:
+        await stop_harness(slack)
+        await core.aclose()
+        await videos.aclose()

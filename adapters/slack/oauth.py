@@ -8,14 +8,17 @@ the installation (`adapters.slack.installations`). Each later request is authori
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
+from slack_bolt.oauth.async_callback_options import AsyncCallbackOptions, AsyncFailureArgs, AsyncSuccessArgs
 from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -26,6 +29,8 @@ from bot.errors import ConfigError
 from bot.http_door import refusing
 from bot.sealing import SecretBox
 from storage.base import Storage
+
+log = logging.getLogger(__name__)
 
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
@@ -38,6 +43,18 @@ NOT_INSTALLED = (
     "soracast is not installed in this workspace any more. Ask a workspace admin to add it again with "
     "*Add to Slack*."
 )
+
+
+async def _installed(args: AsyncSuccessArgs) -> BoltResponse:
+    return await args.default.success(args)
+
+
+async def _refused(args: AsyncFailureArgs) -> BoltResponse:
+    """Bolt's failure page, plus the one log line every refusal of `soracast web` leaves (bolt logs at debug).
+
+    The reason is bolt's code, or the `error` Slack (or anyone) put in the query: quoted and cut short."""
+    log.warning("refused an install at %s: %d %r", REDIRECT_PATH, args.suggested_status_code, str(args.reason)[:60])
+    return await args.default.failure(args)
 
 
 def _required(value: str | None, env: str, why: str) -> str:
@@ -113,6 +130,7 @@ class SlackOAuth:
             token_rotation_expiration_minutes=ROTATE_BEFORE_MINUTES,
             state_store=DatabaseStateStore(storage, config.state_secret, STATE_SECONDS),
             state_expiration_seconds=STATE_SECONDS,
+            callback_options=AsyncCallbackOptions(success=_installed, failure=_refused),
             logger=store.logger,
         )
         return cls(settings=oauth_settings, authorize=authorize, store=store, rotator=rotator)
