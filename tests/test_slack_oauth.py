@@ -264,6 +264,18 @@ async def test_a_rotating_token_is_renewed_before_use_and_the_new_one_kept(
     assert slack_api.calls_to("auth.test")[-1].headers["Authorization"] == f"Bearer {renewed.bot_token}"
     assert slack_api.calls_to("response")[-1].data["response_type"] == "ephemeral"  # and the command was answered
 
+    # Outside any request (a delivery, say) a token that is due is renewed the same way before it is used.
+    other = await install(slack, TWO, rotating=True)
+    record = await slack.adapter.oauth.store.record("", TWO)  # type: ignore[union-attr]
+    assert record is not None
+    await slack.adapter.oauth.store.save_record(  # type: ignore[union-attr]
+        record.model_copy(update={"bot_token_expires_at": int(utcnow().timestamp()) + 60})
+    )
+    client = await slack.adapter.services.clients.client(Workspace(team_id=TWO))
+    assert client.token not in (None, other.token) and other.token in slack_api.revoked
+    stored = await slack.adapter.oauth.store.record("", TWO)  # type: ignore[union-attr]
+    assert stored is not None and stored.bot_token == client.token
+
 
 # --- leaving ----------------------------------------------------------------------------------------------------
 

@@ -192,7 +192,7 @@ class SlackInstallationStore(AsyncInstallationStore):
         found = SlackInstallationRecord.from_installation(installation)
         await self.save_record(found)
         name = found.team_name or found.enterprise_name
-        log.info("soracast was installed in %s (%s)", found.workspace.describe(), name)
+        log.info("stored the installation of soracast in %s (%s)", found.workspace.describe(), name)
         if self.on_installed is not None:
             await self.on_installed(found.workspace)
 
