@@ -384,6 +384,13 @@ async def test_an_organisation_wide_install_serves_each_workspace_of_it_and_leav
         assert set(calls_for_channel(slack_api, f"C0{team.team_id}")) == {"E0GRID"}  # the organisation's token
     assert await slack.core.storage.org_workspaces(Platform.SLACK, "E0GRID") == ["T0GA", "T0GB"]
 
+    # An org admin takes soracast away from one workspace of the organisation: only that one is retired.
+    revoked = await in_org[0].event({"type": "team_access_revoked", "team_ids": ["T0GB"]})
+    assert revoked.status == 200
+    assert await slack.core.storage.get_retired_scope(in_org[1].scope) is not None
+    assert await slack.core.storage.get_retired_scope(in_org[0].scope) is None
+    assert await slack.core.storage.find_installation(Platform.SLACK, "E0GRID", "") is not None
+
     slack_api.uninstall("E0GRID")
     assert (await in_org[0].event({"type": "app_uninstalled"})).status == 200
     assert await slack.core.storage.find_installation(Platform.SLACK, "E0GRID", "") is None
