@@ -15,6 +15,7 @@ from bot.backfill import backfill_references
 from bot.budgets import Budgets
 from bot.catalog import ModelCatalog
 from bot.config import Settings
+from bot.departures import Departures
 from bot.errors import ConfigError
 from bot.generations import GenerationService
 from bot.jobs import JobRunner
@@ -34,6 +35,7 @@ class Soracast:
     registry: CharacterRegistry
     budgets: Budgets
     generations: GenerationService
+    departures: Departures
 
     @property
     def backend(self) -> VideoBackend:
@@ -42,6 +44,7 @@ class Soracast:
 
     async def aclose(self) -> None:
         """Stop tracking (jobs stay stored and resume next start), then close the backends and storage."""
+        await self.departures.aclose()
         await self.generations.aclose()
         for backend in self.catalog.backends():
             await backend.aclose()
@@ -134,6 +137,7 @@ async def build_app(
         registry=registry,
         budgets=budgets,
         generations=generations,
+        departures=Departures(store, settings, generations),
     )
 
 

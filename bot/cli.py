@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("slack", help="run the Slack app in Socket Mode")
     sub.add_parser("web", help="serve Slack over HTTP and the Videos API webhooks (the Procfile's web)")
     sub.add_parser("migrate", help="apply pending database migrations, then exit (the Procfile's release)")
+    sub.add_parser("new-key", help="print a new key for SORACAST_SECRET_KEY")
+    sub.add_parser("rekey", help="seal every stored token again under the first key of SORACAST_SECRET_KEY")
+    forget = sub.add_parser(
+        "forget-workspace", help="delete a workspace's characters, videos, usage, settings and tokens now"
+    )
+    forget.add_argument("workspace", help="the workspace as the logs show it, e.g. slack:T0123ABCD")
+    forget.add_argument("--yes", action="store_true", help="really delete (without it: say what would go)")
     return parser
 
 
@@ -101,12 +108,31 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         await migrate(settings)
         print("soracast: the database schema is up to date")
         return 0
+    if args.command == "rekey":
+        from bot.operator import rekey
+
+        done, unreadable = await rekey(settings)
+        print(f"soracast: {done} installation(s) sealed under the first key of SORACAST_SECRET_KEY")
+        if unreadable:
+            print(f"soracast: no key opens {', '.join(unreadable)}; those must be installed again", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "forget-workspace":
+        from bot.operator import forget_workspace, parse_scope
+
+        print("soracast: " + await forget_workspace(settings, parse_scope(args.workspace), confirmed=args.yes))
+        return 0 if args.yes else 1
     raise AssertionError(args.command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `soracast` console script."""
     args = _parser().parse_args(argv)
+    if args.command == "new-key":
+        from bot.sealing import new_key
+
+        print(new_key())
+        return 0
     try:
         settings = load_settings()
     except ConfigError as exc:

@@ -158,6 +158,18 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
     #: Another base URL for Slack's Web API than https://slack.com/api/ (a proxy, or a fake Slack in tests).
     slack_api_url: str | None = None
+    #: OAuth mode (many workspaces install soracast with "Add to Slack"): the app's credentials, and the secret
+    #: the OAuth `state` is signed with. Setting SLACK_CLIENT_ID turns OAuth mode on.
+    slack_client_id: str | None = Field(default=None, validation_alias="SLACK_CLIENT_ID")
+    slack_client_secret: SecretStr | None = Field(default=None, validation_alias="SLACK_CLIENT_SECRET")
+    slack_state_secret: SecretStr | None = Field(default=None, validation_alias="SLACK_STATE_SECRET")
+    #: The public URL of `/slack/oauth_redirect`; needed only where the Slack app lists more than one redirect URL.
+    slack_redirect_uri: str | None = Field(default=None, validation_alias="SLACK_REDIRECT_URI")
+    #: Fernet keys (comma-separated, the first encrypts, every one decrypts) sealing the tokens kept in the
+    #: database: each workspace's bot token in OAuth mode.
+    secret_key: SecretStr | None = None
+    #: Days a workspace's characters and videos are kept after it removed soracast, before the sweep deletes them.
+    uninstalled_retention_days: float = Field(default=30.0, ge=0, le=3650)
     #: Standard Webhooks secret (`whsec_…`) for the Videos API's `video.completed` / `video.failed` calls.
     webhook_secret: SecretStr | None = Field(default=None, validation_alias="OPENAI_WEBHOOK_SECRET")
     host: str = "0.0.0.0"
@@ -203,6 +215,30 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        from bot.sealing import check_keys
+
+        check_keys(value.get_secret_value())  # raises ValueError saying which key is malformed, never the key
+        return value
+
+    @field_validator("slack_client_id")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return (value.strip() or None) if value is not None else None
+
+    @field_validator("slack_redirect_uri")
+    @classmethod
+    def _check_redirect_uri(cls, value: str | None) -> str | None:
+        # Kept exactly as written (no trailing slash removed): Slack compares it with the app's redirect URLs.
+        value = (value.strip() or None) if value is not None else None
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (the public URL of /slack/oauth_redirect)")
+        return value
+
     @field_validator("offline_as")
     @classmethod
     def _check_offline_as(cls, value: BackendChoice) -> BackendChoice:
@@ -225,6 +261,11 @@ class Settings(BaseSettings):
             if key is not None and key.get_secret_value():
                 return choice
         return BackendChoice.OFFLINE
+
+    @property
+    def slack_oauth(self) -> bool:
+        """Slack in OAuth mode: installed by many workspaces, each with its own bot token in the database."""
+        return self.slack_client_id is not None
 
     @property
     def use_offline(self) -> bool:

@@ -398,6 +398,25 @@ class GenerationService:
         await self.runner.start()  # its message is updated (to "cancelled") by whoever leases it
         return generation
 
+    async def stop_waiting(self, scope: Scope) -> list[str]:
+        """Take every video of a workspace that left out of the line (nothing is sent for it any more); the ids.
+
+        Their reserved cost is given back; each then ends like any cancelled video, through its platform's
+        notifier, which says whether it can still be told.
+        """
+        stopped: list[str] = []
+        for backend in self._catalog.backends():
+            for generation in await self._storage.waiting_generations(backend.name):
+                if generation.scope == scope and await self._storage.cancel_waiting(generation.id):
+                    await self._budgets.release(generation.id)
+                    stopped.append(generation.id)
+            if stopped:
+                self.runner.wake_line(backend.name)
+        if stopped:
+            log.info("%d waiting video(s) of %s taken out of the line: %s", len(stopped), scope.key, ", ".join(stopped))
+            await self.runner.start()
+        return stopped
+
     async def delete(self, scope: Scope, actor: Actor, generation_id: str) -> Generation:
         """Delete a video at its backend and here; its requester or an admin only."""
         generation = await self.get(scope, generation_id)

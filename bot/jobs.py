@@ -47,7 +47,7 @@ from bot.handles import mentions_of
 from bot.limiter import BackendLimiter, Priority
 from bot.line import fair_order, places
 from bot.models import Generation, GenerationKind, GenerationStatus, Platform, utcnow
-from bot.notify import Notifier
+from bot.notify import DestinationGone, Notifier
 from bot.registry import CharacterRegistry
 from bot.statusboard import StatusBoard
 from storage.base import Storage
@@ -128,6 +128,8 @@ class JobRunner:
         self._job_seconds: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._boards: dict[str, StatusBoard] = {}
+        #: Generations whose destination is gone: no more progress notes are attempted for them.
+        self._gone: set[str] = set()
         self._direct: dict[str, asyncio.Lock] = {}
         self._listening = False
         self._closing = False
@@ -499,6 +501,7 @@ class JobRunner:
         self._last_progress_note.pop(generation_id, None)
         self._left_line.discard(generation_id)
         self._announcing.pop(generation_id, None)
+        self._gone.discard(generation_id)
 
     async def _track(self, generation_id: str, first_wait: float) -> None:
         try:
@@ -743,6 +746,10 @@ class JobRunner:
                 else:
                     await notifier.failed(generation)
                     message_id = None
+            except DestinationGone as gone:
+                # Ended, not delivered: marked so no process ever tries it again.
+                log.info("generation %s of %s ends without being posted: %s", generation.id, generation.scope.key, gone)
+                message_id = None
             except Exception as exc:
                 log.warning("delivering %s failed (attempt %d): %s", generation.id, attempt, type(exc).__name__)
                 await self._sleep(generation.id, self.backoff(attempt))
@@ -768,9 +775,13 @@ class JobRunner:
             await asyncio.sleep(self._settings.progress_interval - (now - last))
             now = time.monotonic()
         self._last_progress_note[generation.id] = now
+        if generation.id in self._gone:
+            return
         await self.fresh_target(generation)
         try:
             await notifier.progress(generation)
+        except DestinationGone:
+            self._gone.add(generation.id)  # its delivery ends it, with one log line
         except Exception as exc:
             # Progress is cosmetic; a failed edit must never stop the job.
             log.warning("progress note for %s failed: %s", generation.id, type(exc).__name__)

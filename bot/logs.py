@@ -70,9 +70,13 @@ def configured_secrets(settings: Settings) -> list[str]:
         settings.slack_bot_token,
         settings.slack_signing_secret,
         settings.slack_app_token,
+        settings.slack_client_secret,
+        settings.slack_state_secret,
         settings.webhook_secret,
     ]
     secrets = [v.get_secret_value() for v in values if v is not None]
+    if settings.secret_key is not None:
+        secrets += [key.strip() for key in settings.secret_key.get_secret_value().split(",") if key.strip()]
     try:
         database_password = urlsplit(settings.resolved_database_url).password
     except ValueError:

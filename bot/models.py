@@ -347,3 +347,36 @@ class UsageRow(BaseModel):
     videos: int
     seconds: int
     usd: float | None
+
+
+class StoredInstallation(BaseModel):
+    """A chat app's installation in one workspace or one organisation, as storage keeps it: the ids in the
+    clear (to find it), everything else — tokens included — sealed by the adapter (`bot.sealing`)."""
+
+    platform: Platform
+    #: The organisation (Slack Enterprise Grid) it belongs to, "" for none.
+    org_id: str = ""
+    #: The workspace; "" for an installation across a whole organisation.
+    workspace_id: str = ""
+    sealed: str = Field(repr=False)
+    installed_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class RetiredScope(BaseModel):
+    """A workspace that removed soracast: its characters and videos are deleted after `purge_after`."""
+
+    scope: Scope
+    #: What retired it (`app_uninstalled`, `tokens_revoked`, `team_access_revoked`, `operator`).
+    reason: str
+    retired_at: datetime
+    purge_after: datetime
+
+
+class PurgedScope(BaseModel):
+    """What deleting a workspace's data removed; `still_running` generations were left for a later sweep."""
+
+    scope: Scope
+    characters: int = 0
+    generations: list[Generation] = Field(default_factory=list)
+    still_running: int = 0

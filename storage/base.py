@@ -12,12 +12,15 @@ from bot.models import (
     Generation,
     HostedReference,
     Platform,
+    PurgedScope,
     ReferenceBlob,
+    RetiredScope,
     Scope,
     ScopeSettings,
     SpendEntry,
     SpendState,
     SpendTotals,
+    StoredInstallation,
     UsageRow,
 )
 
@@ -169,3 +172,40 @@ class Storage(Protocol):
     async def get_scope_settings(self, scope: Scope) -> ScopeSettings: ...
 
     async def save_scope_settings(self, settings: ScopeSettings) -> None: ...
+
+    # chat apps installed in many workspaces (secrets sealed by the caller) --------------------------------
+    async def save_installation(self, installation: StoredInstallation) -> None:
+        """Insert or replace the installation of (platform, org_id, workspace_id)."""
+
+    async def find_installation(self, platform: Platform, org_id: str, workspace_id: str) -> StoredInstallation | None:
+        """The installation with exactly these ids ("" for none)."""
+
+    async def delete_installation(self, platform: Platform, org_id: str, workspace_id: str) -> bool:
+        """Forget an installation; False if there was none."""
+
+    async def installations(self, platform: Platform) -> list[StoredInstallation]:
+        """Every installation of a platform (for sealing them again under a new key)."""
+
+    async def link_org_workspace(self, platform: Platform, org_id: str, workspace_id: str) -> None:
+        """Remember that a workspace was served through its organisation's installation."""
+
+    async def org_workspaces(self, platform: Platform, org_id: str) -> list[str]:
+        """The workspaces seen through an organisation's installation."""
+
+    # workspaces that removed soracast -------------------------------------------------------------------
+    async def retire_scope(self, retired: RetiredScope) -> RetiredScope:
+        """Mark a workspace as gone; a workspace retired already keeps its first date. Returns what is stored."""
+
+    async def get_retired_scope(self, scope: Scope) -> RetiredScope | None: ...
+
+    async def reinstate_scope(self, scope: Scope) -> bool:
+        """The workspace is back: its data is kept. False if it was not retired."""
+
+    async def retired_scopes(self, due_by: datetime | None = None) -> list[RetiredScope]:
+        """Retired workspaces, oldest first; with `due_by`, only those whose data may be deleted by then."""
+
+    async def purge_scope(self, scope: Scope) -> PurgedScope:
+        """Delete everything kept for exactly this workspace — characters with their references, generations,
+        spending, settings, its organisation link — in one transaction; generations still at a backend are left
+        (a tracker may still write them) and counted. The retirement mark goes once nothing is left. Never
+        touches another workspace. The deleted generations' media files are the caller's to remove."""

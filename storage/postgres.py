@@ -24,16 +24,25 @@ from bot.models import (
     GenerationStatus,
     HostedReference,
     Platform,
+    PurgedScope,
     ReferenceBlob,
+    RetiredScope,
     Scope,
     ScopeSettings,
     SpendEntry,
     SpendState,
     SpendTotals,
+    StoredInstallation,
     UsageRow,
     utcnow,
 )
-from storage.rows import character_from_row, generation_from_row, reference_from_row
+from storage.rows import (
+    character_from_row,
+    generation_from_row,
+    installation_from_row,
+    reference_from_row,
+    retired_from_row,
+)
 from storage.schema import migrations
 
 log = logging.getLogger(__name__)
@@ -54,6 +63,7 @@ _REFERENCE_COLUMNS = "character_id, kind, position, mime_type, sha256, size_byte
 #: Byte order, as SQLite sorts: the database's own collation would order handles differently per locale.
 _BY_HANDLE = 'handle COLLATE "C"'
 _BY_REFERENCE = 'kind COLLATE "C", position'
+_BY_RETIREMENT = 'retired_at, scope COLLATE "C"'
 
 
 def check_url(url: str) -> None:
@@ -643,6 +653,118 @@ class PostgresStorage:
             settings.scope.key,
             settings.model_dump_json(),
         )
+
+
+    # --- installations ------------------------------------------------------------------------------------
+
+    async def save_installation(self, installation: StoredInstallation) -> None:
+        await self.pool.execute(
+            "INSERT INTO installations (platform, org_id, workspace_id, sealed, installed_at, updated_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (platform, org_id, workspace_id) DO UPDATE SET"
+            " sealed = excluded.sealed, installed_at = excluded.installed_at, updated_at = excluded.updated_at",
+            installation.platform.value,
+            installation.org_id,
+            installation.workspace_id,
+            installation.sealed,
+            installation.installed_at,
+            installation.updated_at,
+        )
+
+    async def find_installation(self, platform: Platform, org_id: str, workspace_id: str) -> StoredInstallation | None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM installations WHERE platform = $1 AND org_id = $2 AND workspace_id = $3",
+            platform.value,
+            org_id,
+            workspace_id,
+        )
+        return installation_from_row(row) if row else None
+
+    async def delete_installation(self, platform: Platform, org_id: str, workspace_id: str) -> bool:
+        status = await self.pool.execute(
+            "DELETE FROM installations WHERE platform = $1 AND org_id = $2 AND workspace_id = $3",
+            platform.value,
+            org_id,
+            workspace_id,
+        )
+        return _count(status) > 0
+
+    async def installations(self, platform: Platform) -> list[StoredInstallation]:
+        rows = await self.pool.fetch(
+            'SELECT * FROM installations WHERE platform = $1 ORDER BY org_id COLLATE "C", workspace_id COLLATE "C"',
+            platform.value,
+        )
+        return [installation_from_row(row) for row in rows]
+
+    async def link_org_workspace(self, platform: Platform, org_id: str, workspace_id: str) -> None:
+        await self.pool.execute(
+            "INSERT INTO org_workspaces (platform, workspace_id, org_id, seen_at) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (platform, workspace_id) DO UPDATE SET org_id = excluded.org_id, seen_at = excluded.seen_at",
+            platform.value,
+            workspace_id,
+            org_id,
+            utcnow(),
+        )
+
+    async def org_workspaces(self, platform: Platform, org_id: str) -> list[str]:
+        rows = await self.pool.fetch(
+            "SELECT workspace_id FROM org_workspaces WHERE platform = $1 AND org_id = $2"
+            ' ORDER BY workspace_id COLLATE "C"',
+            platform.value,
+            org_id,
+        )
+        return [row[0] for row in rows]
+
+    # --- workspaces that removed soracast -------------------------------------------------------------------
+
+    async def retire_scope(self, retired: RetiredScope) -> RetiredScope:
+        await self.pool.execute(
+            "INSERT INTO retired_scopes (scope, reason, retired_at, purge_after) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (scope) DO NOTHING",
+            retired.scope.key,
+            retired.reason,
+            retired.retired_at,
+            retired.purge_after,
+        )
+        return await self.get_retired_scope(retired.scope) or retired
+
+    async def get_retired_scope(self, scope: Scope) -> RetiredScope | None:
+        row = await self.pool.fetchrow("SELECT * FROM retired_scopes WHERE scope = $1", scope.key)
+        return retired_from_row(row) if row else None
+
+    async def reinstate_scope(self, scope: Scope) -> bool:
+        status = await self.pool.execute("DELETE FROM retired_scopes WHERE scope = $1", scope.key)
+        return _count(status) > 0
+
+    async def retired_scopes(self, due_by: datetime | None = None) -> list[RetiredScope]:
+        if due_by is None:
+            rows = await self.pool.fetch(f"SELECT * FROM retired_scopes ORDER BY {_BY_RETIREMENT}")
+        else:
+            rows = await self.pool.fetch(
+                f"SELECT * FROM retired_scopes WHERE purge_after <= $1 ORDER BY {_BY_RETIREMENT}", due_by
+            )
+        return [retired_from_row(row) for row in rows]
+
+    async def purge_scope(self, scope: Scope) -> PurgedScope:
+        key = scope.key
+        async with self.pool.acquire() as conn, conn.transaction():
+            # References and native ids go with their characters: their foreign keys cascade.
+            characters = _count(await conn.execute("DELETE FROM characters WHERE scope = $1", key))
+            rows = await conn.fetch(
+                "DELETE FROM generations WHERE scope = $1 AND NOT (status = ANY($2::text[]))"
+                " RETURNING body, delivered_at, target, created_at",
+                key,
+                _AT_BACKEND,
+            )
+            still_running = int(await conn.fetchval("SELECT count(*) FROM generations WHERE scope = $1", key))
+            await conn.execute("DELETE FROM spend WHERE scope = $1", key)
+            await conn.execute("DELETE FROM scope_settings WHERE scope = $1", key)
+            await conn.execute(
+                "DELETE FROM org_workspaces WHERE platform = $1 AND workspace_id = $2", scope.platform.value, scope.id
+            )
+            if not still_running:
+                await conn.execute("DELETE FROM retired_scopes WHERE scope = $1", key)
+        generations = [generation_from_row(row) for row in sorted(rows, key=lambda r: r["created_at"])]
+        return PurgedScope(scope=scope, characters=characters, generations=generations, still_running=still_running)
 
 
 async def _insert_references(

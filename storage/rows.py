@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from bot.models import Character, CharacterReference, Generation, Scope
+from bot.models import Character, CharacterReference, Generation, Platform, RetiredScope, Scope, StoredInstallation
 
 
 class Row(Protocol):
@@ -50,3 +50,25 @@ def generation_from_row(row: Row) -> Generation:
     fields["target"] = json.loads(row["target"])
     fields["delivered_at"] = row["delivered_at"]
     return Generation.model_validate(fields)
+
+
+def installation_from_row(row: Row) -> StoredInstallation:
+    """An `installations` row."""
+    return StoredInstallation(
+        platform=Platform(row["platform"]),
+        org_id=row["org_id"],
+        workspace_id=row["workspace_id"],
+        sealed=row["sealed"],
+        installed_at=row["installed_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def retired_from_row(row: Row) -> RetiredScope:
+    """A `retired_scopes` row."""
+    return RetiredScope(
+        scope=Scope.from_key(row["scope"]),
+        reason=row["reason"],
+        retired_at=row["retired_at"],
+        purge_after=row["purge_after"],
+    )

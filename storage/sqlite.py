@@ -20,21 +20,31 @@ from bot.models import (
     GenerationStatus,
     HostedReference,
     Platform,
+    PurgedScope,
     ReferenceBlob,
+    RetiredScope,
     Scope,
     ScopeSettings,
     SpendEntry,
     SpendState,
     SpendTotals,
+    StoredInstallation,
     UsageRow,
     utcnow,
 )
-from storage.rows import character_from_row, generation_from_row, reference_from_row
+from storage.rows import (
+    character_from_row,
+    generation_from_row,
+    installation_from_row,
+    reference_from_row,
+    retired_from_row,
+)
 from storage.schema import migrations
 
 log = logging.getLogger(__name__)
 
 _FINISHED = tuple(s.value for s in GenerationStatus if s.finished)
+_AT_BACKEND = tuple(s.value for s in GenerationStatus if s.at_backend)
 _BUSY_TIMEOUT_MS = 5_000
 _MIGRATION_WAIT_MS = 120_000
 
@@ -719,3 +729,134 @@ class SQLiteStorage:
                 (settings.scope.key, settings.model_dump_json()),
             )
             await self.db.commit()
+
+    # --- installations ------------------------------------------------------------------------------------
+
+    async def save_installation(self, installation: StoredInstallation) -> None:
+        async with self._write_lock:
+            await self.db.execute(
+                "INSERT INTO installations (platform, org_id, workspace_id, sealed, installed_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (platform, org_id, workspace_id) DO UPDATE SET"
+                " sealed = excluded.sealed, installed_at = excluded.installed_at, updated_at = excluded.updated_at",
+                (
+                    installation.platform.value,
+                    installation.org_id,
+                    installation.workspace_id,
+                    installation.sealed,
+                    installation.installed_at.isoformat(),
+                    installation.updated_at.isoformat(),
+                ),
+            )
+            await self.db.commit()
+
+    async def find_installation(self, platform: Platform, org_id: str, workspace_id: str) -> StoredInstallation | None:
+        async with self.db.execute(
+            "SELECT * FROM installations WHERE platform = ? AND org_id = ? AND workspace_id = ?",
+            (platform.value, org_id, workspace_id),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return installation_from_row(row) if row else None
+
+    async def delete_installation(self, platform: Platform, org_id: str, workspace_id: str) -> bool:
+        async with self._write_lock:
+            cursor = await self.db.execute(
+                "DELETE FROM installations WHERE platform = ? AND org_id = ? AND workspace_id = ?",
+                (platform.value, org_id, workspace_id),
+            )
+            await self.db.commit()
+        return cursor.rowcount > 0
+
+    async def installations(self, platform: Platform) -> list[StoredInstallation]:
+        async with self.db.execute(
+            "SELECT * FROM installations WHERE platform = ? ORDER BY org_id, workspace_id", (platform.value,)
+        ) as cursor:
+            return [installation_from_row(row) async for row in cursor]
+
+    async def link_org_workspace(self, platform: Platform, org_id: str, workspace_id: str) -> None:
+        async with self._write_lock:
+            await self.db.execute(
+                "INSERT INTO org_workspaces (platform, workspace_id, org_id, seen_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (platform, workspace_id) DO UPDATE SET org_id = excluded.org_id,"
+                " seen_at = excluded.seen_at",
+                (platform.value, workspace_id, org_id, utcnow().isoformat()),
+            )
+            await self.db.commit()
+
+    async def org_workspaces(self, platform: Platform, org_id: str) -> list[str]:
+        async with self.db.execute(
+            "SELECT workspace_id FROM org_workspaces WHERE platform = ? AND org_id = ? ORDER BY workspace_id",
+            (platform.value, org_id),
+        ) as cursor:
+            return [row[0] async for row in cursor]
+
+    # --- workspaces that removed soracast -------------------------------------------------------------------
+
+    async def retire_scope(self, retired: RetiredScope) -> RetiredScope:
+        async with self._write_lock:
+            await self.db.execute(
+                "INSERT INTO retired_scopes (scope, reason, retired_at, purge_after) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (scope) DO NOTHING",
+                (
+                    retired.scope.key,
+                    retired.reason,
+                    retired.retired_at.isoformat(),
+                    retired.purge_after.isoformat(),
+                ),
+            )
+            await self.db.commit()
+        stored = await self.get_retired_scope(retired.scope)
+        return stored or retired
+
+    async def get_retired_scope(self, scope: Scope) -> RetiredScope | None:
+        async with self.db.execute("SELECT * FROM retired_scopes WHERE scope = ?", (scope.key,)) as cursor:
+            row = await cursor.fetchone()
+        return retired_from_row(row) if row else None
+
+    async def reinstate_scope(self, scope: Scope) -> bool:
+        async with self._write_lock:
+            cursor = await self.db.execute("DELETE FROM retired_scopes WHERE scope = ?", (scope.key,))
+            await self.db.commit()
+        return cursor.rowcount > 0
+
+    async def retired_scopes(self, due_by: datetime | None = None) -> list[RetiredScope]:
+        # ISO text of UTC times sorts as the times do.
+        due = due_by.isoformat() if due_by is not None else "9999"
+        async with self.db.execute(
+            "SELECT * FROM retired_scopes WHERE purge_after <= ? ORDER BY retired_at, scope", (due,)
+        ) as cursor:
+            return [retired_from_row(row) async for row in cursor]
+
+    async def purge_scope(self, scope: Scope) -> PurgedScope:
+        key, marks = scope.key, ",".join("?" * len(_AT_BACKEND))
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                owned = "SELECT id FROM characters WHERE scope = ?"
+                for table in ("character_references", "character_native_ids"):
+                    await self.db.execute(f"DELETE FROM {table} WHERE character_id IN ({owned})", (key,))
+                characters = (await self.db.execute("DELETE FROM characters WHERE scope = ?", (key,))).rowcount
+                async with self.db.execute(
+                    "SELECT body, delivered_at, target FROM generations"
+                    f" WHERE scope = ? AND status NOT IN ({marks}) ORDER BY created_at",
+                    (key, *_AT_BACKEND),
+                ) as cursor:
+                    generations = [generation_from_row(row) async for row in cursor]
+                await self.db.execute(
+                    f"DELETE FROM generations WHERE scope = ? AND status NOT IN ({marks})", (key, *_AT_BACKEND)
+                )
+                async with self.db.execute("SELECT count(*) FROM generations WHERE scope = ?", (key,)) as cursor:
+                    row = await cursor.fetchone()
+                still_running = int(row[0]) if row else 0
+                await self.db.execute("DELETE FROM spend WHERE scope = ?", (key,))
+                await self.db.execute("DELETE FROM scope_settings WHERE scope = ?", (key,))
+                await self.db.execute(
+                    "DELETE FROM org_workspaces WHERE platform = ? AND workspace_id = ?",
+                    (scope.platform.value, scope.id),
+                )
+                if not still_running:
+                    await self.db.execute("DELETE FROM retired_scopes WHERE scope = ?", (key,))
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
+        return PurgedScope(scope=scope, characters=characters, generations=generations, still_running=still_running)

@@ -14,7 +14,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from bot.models import Character, Platform, Scope, StoredInstallation
+from bot.sealing import SecretBox, new_key
 from storage.schema import migrations
+from storage.sqlite import SQLiteStorage
 
 
 def _free_port() -> int:
@@ -133,3 +136,108 @@ def test_a_bad_database_url_stops_migrate_with_one_line_naming_it(tmp_path: Path
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "DATABASE_URL" in result.stderr
     assert "hunter2" not in result.stderr
+
+
+def _cli(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args], cwd=tmp_path, env=_env(tmp_path, **extra),
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def _storage(tmp_path: Path) -> SQLiteStorage:
+    return SQLiteStorage(tmp_path / "data" / "soracast.db")
+
+
+def test_new_key_prints_a_key_secret_key_accepts(tmp_path: Path) -> None:
+    result = _cli(tmp_path, "new-key")
+    assert result.returncode == 0
+    SecretBox(result.stdout.strip())  # a Fernet key
+    assert _cli(tmp_path, "new-key").stdout != result.stdout
+
+
+def test_forget_workspace_says_what_would_go_then_deletes_that_workspace_only(tmp_path: Path) -> None:
+    gone, kept = Scope(platform=Platform.SLACK, id="T0GONE"), Scope(platform=Platform.SLACK, id="T0KEPT")
+
+    async def fill() -> None:
+        store = _storage(tmp_path)
+        await store.open()
+        for scope in (gone, kept):
+            await store.add_character(Character(scope=scope, handle="mascot", name="Mascot", owner_id="u1"))
+            await store.save_installation(
+                StoredInstallation(platform=Platform.SLACK, workspace_id=scope.id, sealed="sealed")
+            )
+        await store.close()
+
+    asyncio.run(fill())
+    dry = _cli(tmp_path, "forget-workspace", "slack:T0GONE")
+    assert dry.returncode == 1 and "1 character(s)" in dry.stdout and "--yes" in dry.stdout
+
+    done = _cli(tmp_path, "forget-workspace", "slack:T0GONE", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "deleted 1 character(s), 0 video(s) and 1 installation(s)" in done.stdout
+
+    async def left() -> tuple[int, int, bool, bool]:
+        store = _storage(tmp_path)
+        await store.open()
+        try:
+            return (
+                len(await store.list_characters(gone)),
+                len(await store.list_characters(kept)),
+                await store.find_installation(Platform.SLACK, "", gone.id) is None,
+                await store.find_installation(Platform.SLACK, "", kept.id) is not None,
+            )
+        finally:
+            await store.close()
+
+    assert asyncio.run(left()) == (0, 1, True, True)
+    bad = _cli(tmp_path, "forget-workspace", "T0GONE")
+    assert bad.returncode == 2 and "slack:T0123ABCD" in bad.stderr
+
+
+def test_rekey_seals_the_stored_tokens_under_the_first_key(tmp_path: Path) -> None:
+    old, new = new_key(), new_key()
+
+    async def store_one() -> None:
+        store = _storage(tmp_path)
+        await store.open()
+        await store.save_installation(
+            StoredInstallation(platform=Platform.SLACK, workspace_id="T0ONE", sealed=SecretBox(old).seal("xoxb-t"))
+        )
+        await store.close()
+
+    async def sealed() -> str:
+        store = _storage(tmp_path)
+        await store.open()
+        try:
+            found = await store.find_installation(Platform.SLACK, "", "T0ONE")
+            assert found is not None
+            return found.sealed
+        finally:
+            await store.close()
+
+    asyncio.run(store_one())
+    result = _cli(tmp_path, "rekey", SORACAST_SECRET_KEY=f"{new},{old}")
+    assert result.returncode == 0 and "1 installation(s)" in result.stdout
+    assert SecretBox(new).open(asyncio.run(sealed())) == "xoxb-t"
+    assert old not in result.stdout + result.stderr and new not in result.stdout + result.stderr
+    lost = _cli(tmp_path, "rekey", SORACAST_SECRET_KEY=new_key())
+    assert lost.returncode == 1 and "slack:T0ONE" in lost.stderr
+    missing = _cli(tmp_path, "rekey")
+    assert missing.returncode == 2 and "SORACAST_SECRET_KEY" in missing.stderr
+
+
+def test_oauth_mode_without_its_key_stops_start_up_with_one_line_naming_it(tmp_path: Path) -> None:
+    oauth = {
+        "SLACK_SIGNING_SECRET": "signing-secret-for-the-cli-test",
+        "SLACK_CLIENT_ID": "1111.2222",
+        "SLACK_CLIENT_SECRET": "client-secret-for-the-cli-test",
+        "SLACK_STATE_SECRET": "state-secret-for-the-cli-test",
+    }
+    missing = _cli(tmp_path, "web", **oauth)
+    assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0
+    assert "SORACAST_SECRET_KEY is not set" in missing.stderr
+    malformed = _cli(tmp_path, "web", **oauth, SORACAST_SECRET_KEY="hunter2-not-a-key")
+    assert malformed.returncode == 2 and "SORACAST_SECRET_KEY" in malformed.stderr
+    assert "hunter2" not in malformed.stderr
+    assert not (tmp_path / "data" / "soracast.db").exists()

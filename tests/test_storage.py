@@ -26,10 +26,12 @@ from bot.models import (
     Platform,
     ReferenceBlob,
     ReferenceKind,
+    RetiredScope,
     Scope,
     ScopeSettings,
     SpendEntry,
     SpendState,
+    StoredInstallation,
     utcnow,
 )
 from storage.base import Storage
@@ -656,3 +658,141 @@ async def test_a_pending_form_is_taken_once_and_not_after_it_expired(store: Stor
     assert await store.take_pending_form("form:1", now) is None
     assert await store.take_pending_form("form:2", now + timedelta(minutes=16)) is None
     assert await store.take_pending_form("unknown", now) is None
+
+
+# --- installations and workspaces that removed soracast ---------------------------------------------------------
+
+WORKSPACE = Scope(platform=Platform.SLACK, id="T0ONE")
+NEIGHBOUR = Scope(platform=Platform.SLACK, id="T0ONE2")  # its id starts with the other's: no prefix matching
+
+
+def _installation(org: str = "", workspace: str = "T0ONE", sealed: str = "gAAAA-sealed") -> StoredInstallation:
+    return StoredInstallation(platform=Platform.SLACK, org_id=org, workspace_id=workspace, sealed=sealed)
+
+
+async def test_an_installation_is_kept_per_organisation_and_workspace_and_replaced_whole(store: Storage) -> None:
+    await store.save_installation(_installation(sealed="first"))
+    await store.save_installation(_installation(org="E1", workspace="", sealed="org-wide"))
+    await store.save_installation(_installation(org="E1", workspace="T0ONE", sealed="inside-the-org"))
+    await store.save_installation(_installation(sealed="again"))
+
+    found = await store.find_installation(Platform.SLACK, "", "T0ONE")
+    assert found is not None and found.sealed == "again"
+    assert (await store.find_installation(Platform.SLACK, "E1", "")).sealed == "org-wide"  # type: ignore[union-attr]
+    assert (await store.find_installation(Platform.SLACK, "E1", "T0ONE")).sealed == "inside-the-org"  # type: ignore[union-attr]
+    assert await store.find_installation(Platform.DISCORD, "", "T0ONE") is None
+    assert [(i.org_id, i.workspace_id) for i in await store.installations(Platform.SLACK)] == [
+        ("", "T0ONE"), ("E1", ""), ("E1", "T0ONE")
+    ]
+
+    assert await store.delete_installation(Platform.SLACK, "E1", "")
+    assert not await store.delete_installation(Platform.SLACK, "E1", "")
+    assert await store.find_installation(Platform.SLACK, "E1", "") is None
+    assert await store.find_installation(Platform.SLACK, "E1", "T0ONE") is not None
+
+
+async def test_workspaces_seen_through_an_organisation_are_remembered_once_each(store: Storage) -> None:
+    await store.link_org_workspace(Platform.SLACK, "E1", "T2")
+    await store.link_org_workspace(Platform.SLACK, "E1", "T1")
+    await store.link_org_workspace(Platform.SLACK, "E1", "T1")
+    await store.link_org_workspace(Platform.SLACK, "E2", "T3")
+    assert await store.org_workspaces(Platform.SLACK, "E1") == ["T1", "T2"]
+    assert await store.org_workspaces(Platform.SLACK, "E2") == ["T3"]
+    assert await store.org_workspaces(Platform.DISCORD, "E1") == []
+
+
+async def test_a_retired_workspace_keeps_its_first_date_and_comes_back_when_reinstated(store: Storage) -> None:
+    now = utcnow()
+    month = now + timedelta(days=30)
+    first = RetiredScope(scope=WORKSPACE, reason="app_uninstalled", retired_at=now, purge_after=month)
+    assert (await store.retire_scope(first)).purge_after == first.purge_after
+    later = RetiredScope(scope=WORKSPACE, reason="tokens_revoked", retired_at=now + timedelta(hours=1),
+                         purge_after=now + timedelta(days=31))
+    kept = await store.retire_scope(later)
+    assert kept.reason == "app_uninstalled" and kept.purge_after == first.purge_after
+    assert await store.get_retired_scope(NEIGHBOUR) is None
+
+    soon = RetiredScope(scope=NEIGHBOUR, reason="operator", retired_at=now, purge_after=now + timedelta(days=1))
+    await store.retire_scope(soon)
+    assert [r.scope for r in await store.retired_scopes()] == [WORKSPACE, NEIGHBOUR]
+    assert [r.scope for r in await store.retired_scopes(due_by=now + timedelta(days=2))] == [NEIGHBOUR]
+    assert await store.retired_scopes(due_by=now) == []
+
+    assert await store.reinstate_scope(WORKSPACE)
+    assert not await store.reinstate_scope(WORKSPACE)
+    assert [r.scope for r in await store.retired_scopes()] == [NEIGHBOUR]
+
+
+async def _fill_workspace(store: Storage, scope: Scope) -> dict[str, Generation]:
+    """Everything soracast keeps for a workspace: a character with references, videos in each state, spending,
+    settings and its organisation link."""
+    character, blobs = _with_references(scope)
+    await store.add_character(character, blobs)
+    generations = {
+        "done": _generation(scope, status=GenerationStatus.COMPLETED, delivered_at=utcnow()),
+        "waiting": _generation(scope, status=GenerationStatus.WAITING),
+        "cancelled": _generation(scope, status=GenerationStatus.CANCELLED),
+        "rendering": _generation(scope, status=GenerationStatus.IN_PROGRESS, api_video_id=f"video-{scope.id}"),
+    }
+    for generation in generations.values():
+        await store.save_generation(generation)
+    await store.reserve_spend(
+        SpendEntry(generation_id=generations["done"].id, scope=scope, person="u1", backend="openai", model="sora-2",
+                   seconds=4, usd=0.4),
+        monthly_usd=None, daily_seconds=None,
+    )
+    await store.save_scope_settings(ScopeSettings(scope=scope, register_role_id="r1"))
+    await store.link_org_workspace(scope.platform, "E1", scope.id)
+    return generations
+
+
+async def test_purging_a_workspace_deletes_all_of_its_data_and_nothing_of_anothers(store: Storage) -> None:
+    mine = await _fill_workspace(store, WORKSPACE)
+    theirs = await _fill_workspace(store, NEIGHBOUR)
+    await store.save_installation(_installation(workspace=NEIGHBOUR.id))
+    now = utcnow()
+    await store.retire_scope(RetiredScope(scope=WORKSPACE, reason="app_uninstalled", retired_at=now, purge_after=now))
+    await store.retire_scope(RetiredScope(scope=NEIGHBOUR, reason="app_uninstalled", retired_at=now,
+                                          purge_after=now + timedelta(days=30)))
+    neighbour_before = (
+        await store.list_characters(NEIGHBOUR),
+        [await store.get_generation(g.id) for g in theirs.values()],
+        await store.usage(NEIGHBOUR, now.strftime("%Y-%m")),
+        await store.get_scope_settings(NEIGHBOUR),
+    )
+    [their_character] = neighbour_before[0]
+
+    purged = await store.purge_scope(WORKSPACE)
+
+    assert purged.characters == 1
+    assert {g.id for g in purged.generations} == {mine[k].id for k in ("done", "waiting", "cancelled")}
+    assert purged.still_running == 1  # a tracker may still write the one rendering: the next sweep takes it
+    assert await store.list_characters(WORKSPACE) == []
+    assert await store.get_generation(mine["done"].id) is None
+    assert await store.get_generation(mine["rendering"].id) is not None
+    assert await store.usage(WORKSPACE, now.strftime("%Y-%m")) == []
+    assert await store.get_scope_settings(WORKSPACE) == ScopeSettings(scope=WORKSPACE)
+    assert await store.org_workspaces(Platform.SLACK, "E1") == [NEIGHBOUR.id]
+    assert await store.get_retired_scope(WORKSPACE) is not None  # kept until nothing is left
+
+    # The other workspace — whose id merely starts with this one's — is exactly as it was.
+    assert (
+        await store.list_characters(NEIGHBOUR),
+        [await store.get_generation(g.id) for g in theirs.values()],
+        await store.usage(NEIGHBOUR, now.strftime("%Y-%m")),
+        await store.get_scope_settings(NEIGHBOUR),
+    ) == neighbour_before
+    assert _in_stored_order(await store.load_references(their_character.id)) == _in_stored_order(
+        _with_references(NEIGHBOUR)[1]
+    )
+    assert await store.find_installation(Platform.SLACK, "", NEIGHBOUR.id) is not None
+    assert await store.get_retired_scope(NEIGHBOUR) is not None
+
+    # Once its last job has ended, the next purge takes the rest and the retirement mark with it.
+    rendering = mine["rendering"]
+    rendering.status = GenerationStatus.COMPLETED
+    await store.save_generation(rendering)
+    again = await store.purge_scope(WORKSPACE)
+    assert [g.id for g in again.generations] == [rendering.id] and again.still_running == 0
+    assert await store.get_retired_scope(WORKSPACE) is None
+    assert len(await store.list_characters(NEIGHBOUR)) == 1

@@ -55,12 +55,12 @@ class SlashCommands:
 
     async def sora(self, ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
-        origin = from_command(command, context.team_id)
+        origin = from_command(command, context)
         self.s.background.run(origin, self.generate(origin, render.unescape(command.get("text", ""))), "sora")
 
     async def character(self, ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
-        origin = from_command(command, context.team_id)
+        origin = from_command(command, context)
         work = self.run_character(
             origin, render.unescape(command.get("text", "")), trigger_id=command.get("trigger_id")
         )
@@ -68,12 +68,12 @@ class SlashCommands:
 
     async def soracast(self, ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
-        origin = from_command(command, context.team_id)
+        origin = from_command(command, context)
         self.s.background.run(origin, self.run_soracast(origin, render.unescape(command.get("text", ""))), "soracast")
 
     async def mention(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
         # bolt acks the event when this returns, which is at once: the work runs in the background.
-        origin = from_event(event, context.team_id)
+        origin = from_event(event, context)
         text = render.unescape(_USER_MENTION.sub(" ", event.get("text", ""), count=1)).strip()
         verb, _, rest = text.partition(" ")
         if verb.lower() == "character":
@@ -86,7 +86,7 @@ class SlashCommands:
 
     async def make_character(self, ack: AsyncAck, shortcut: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
-        origin = from_interaction(shortcut, context.team_id)
+        origin = from_interaction(shortcut, context)
         work = self.open_from_message(origin, shortcut.get("message") or {}, shortcut["trigger_id"])
         self.s.background.run(origin, work, "shortcut")
 
@@ -100,7 +100,7 @@ class SlashCommands:
             await self.run_line_command(origin, line_command)
             return
         prompt, options = parse_generation_command(text)
-        actor = await self.s.actors.get(origin.user_id, origin.user_name)
+        actor = await self.s.actors.get(origin)
         generation = await self.s.core.generations.generate(
             origin.scope, actor, prompt, options, origin.target(), announce=True
         )
@@ -112,7 +112,7 @@ class SlashCommands:
             entries = await self.s.core.generations.line(origin.scope)
             await self.s.replier.ephemeral(origin, render.line_message(entries))
             return
-        actor = await self.s.actors.get(origin.user_id, origin.user_name)
+        actor = await self.s.actors.get(origin)
         generation = await self.s.core.generations.cancel(origin.scope, actor, command.generation_id or "")
         await self.s.replier.ephemeral(origin, render.cancelled_message(generation))
 
@@ -128,11 +128,11 @@ class SlashCommands:
             await self.run_line_command(origin, LineCommand(LineVerb.CANCEL, generation_id))
         elif sub == "limits":
             changes = parse_limit_flags(rest)  # bad input is refused before anything is asked of Slack
-            actor = await self.s.actors.get(origin.user_id, origin.user_name)
+            actor = await self.s.actors.get(origin)
             limits = await change_limits(core.budgets, origin.scope, actor, changes)
             await self.s.replier.ephemeral(origin, render.limits_message(limits, changed=not changes.empty))
         elif sub == "usage" and not rest.strip():
-            actor = await self.s.actors.get(origin.user_id, origin.user_name)
+            actor = await self.s.actors.get(origin)
             usage = await core.budgets.usage(origin.scope, actor)
             await self.s.replier.ephemeral(origin, render.usage_message(usage))
         elif sub == "help":
@@ -156,14 +156,14 @@ class SlashCommands:
         elif sub == "info":
             character = await core.registry.get(scope, _arg(words, 0))
             files = await core.registry.files(character)
-            stills = await self.s.stills.file_ids(character, files.stills)
+            stills = await self.s.stills.file_ids(origin.workspace, character, files.stills)
             await self.s.replier.ephemeral(origin, render.character_message(character, stills))
         elif sub in ("remove", "rm", "delete"):
-            actor = await self.s.actors.get(origin.user_id, origin.user_name)
+            actor = await self.s.actors.get(origin)
             character = await core.registry.remove(scope, actor, _arg(words, 0))
             await self.s.replier.ephemeral(origin, render.removed_message(character))
         elif sub in ("rename", "mv"):
-            actor = await self.s.actors.get(origin.user_id, origin.user_name)
+            actor = await self.s.actors.get(origin)
             character = await core.registry.rename(scope, actor, _arg(words, 0), _arg(words, 1))
             await self.s.replier.ephemeral(origin, render.renamed_message(_arg(words, 0).lstrip("@"), character))
         elif sub == "add":
@@ -193,19 +193,19 @@ class SlashCommands:
         if trigger_id is None:
             raise InvalidInput("Adding a character needs a clip.", hint="Use `/character add @handle`.")
         # Everything that can be refused without the clip is refused before the form with the file picker opens.
-        actor = await self.s.actors.get(origin.user_id, origin.user_name)
+        actor = await self.s.actors.get(origin)
         if handle:
             await self.s.core.registry.precheck(origin.scope, actor, handle, options.get("name"))
         else:
             await self.s.core.registry.check_can_register(origin.scope, actor)
         state = ModalState(origin=origin)
         view = render.character_modal(state.encode(), handle=handle, max_mb=self.s.core.registry.limits.max_mb)
-        await self.s.client.views_open(trigger_id=trigger_id, view=view)
+        await (await self.s.client(origin)).views_open(trigger_id=trigger_id, view=view)
 
     async def _from_generation(self, origin: Origin, rest: str) -> None:
         positional, options = split_options(rest, {"name", "start"})
         words = _words(positional)
-        actor = await self.s.actors.get(origin.user_id, origin.user_name)
+        actor = await self.s.actors.get(origin)
         character = await self.s.core.generations.character_from_generation(
             origin.scope,
             actor,
@@ -219,11 +219,11 @@ class SlashCommands:
     async def open_from_message(self, origin: Origin, message: dict[str, Any], trigger_id: str) -> None:
         """The shortcut: the character form, pre-filled with the message's MP4 (or the soracast video it shows)."""
         # Who may not register is told before anything is asked of Slack about the file.
-        actor = await self.s.actors.get(origin.user_id, origin.user_name)
+        actor = await self.s.actors.get(origin)
         await self.s.core.registry.check_can_register(origin.scope, actor)
         video = first_video(message.get("files"))
         if video is not None:
-            video = await self.s.files.describe(video)
+            video = await self.s.files.describe(origin.workspace, video)
             self.s.files.check(video)
             state = ModalState(origin=origin, file=video.to_metadata())
             view = render.character_modal(state.encode(), clip_name=video.name)
@@ -235,4 +235,4 @@ class SlashCommands:
                 return
             state = ModalState(origin=origin, generation_id=generation_id)
             view = render.character_modal(state.encode(), generation_id=generation_id)
-        await self.s.client.views_open(trigger_id=trigger_id, view=view)
+        await (await self.s.client(origin)).views_open(trigger_id=trigger_id, view=view)

@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.webapi import slack_error
+from adapters.slack.workspaces import Workspace, WorkspaceClients
 from bot import media
 from bot.errors import SoracastError
 from bot.models import Character
@@ -81,10 +81,11 @@ def first_video(files: Iterable[dict[str, Any]] | None) -> SlackFile | None:
 
 
 class FileFetcher:
-    """Checks a Slack file with `bot.media.check_upload`, then streams it to a temp file under a size cap."""
+    """Checks a Slack file with `bot.media.check_upload`, then streams it to a temp file under a size cap, with
+    the token of the workspace the file was shared in."""
 
-    def __init__(self, client: AsyncWebClient, limits: media.ClipLimits, work_dir: Path) -> None:
-        self._client = client
+    def __init__(self, clients: WorkspaceClients, limits: media.ClipLimits, work_dir: Path) -> None:
+        self._clients = clients
         self._limits = limits
         self._work_dir = work_dir
 
@@ -92,12 +93,13 @@ class FileFetcher:
         """The core's verdict on name, type and size, from the description alone (nothing downloaded)."""
         media.check_upload(file.name, file.mimetype or None, file.size, self._limits)
 
-    async def describe(self, file: SlackFile) -> SlackFile:
+    async def describe(self, workspace: Workspace, file: SlackFile) -> SlackFile:
         """Fill in what a payload left out (URL, size, type) with `files.info`."""
         if file.complete:
             return file
+        client = await self._clients.client(workspace)
         try:
-            response = await self._client.files_info(file=file.id)
+            response = await client.files_info(file=file.id)
         except SlackApiError as exc:
             raise SlackFileUnavailable(
                 "Slack would not tell soracast about that file.",
@@ -107,20 +109,21 @@ class FileFetcher:
         return SlackFile.from_payload(response.get("file") or {})
 
     @contextlib.asynccontextmanager
-    async def fetched(self, file: SlackFile) -> AsyncIterator[Path]:
+    async def fetched(self, workspace: Workspace, file: SlackFile) -> AsyncIterator[Path]:
         """Describe, check, then download `file`; the temp copy is removed when the block ends."""
-        file = await self.describe(file)
+        file = await self.describe(workspace, file)
         self.check(file)
         self._work_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self._work_dir, prefix="slack-") as tmp:
             dest = Path(tmp) / (_UNSAFE.sub("_", file.name).strip("._") or "clip.mp4")
-            await self._download(file, dest)
+            await self._download(workspace, file, dest)
             yield dest
 
-    async def _download(self, file: SlackFile, dest: Path) -> None:
+    async def _download(self, workspace: Workspace, file: SlackFile, dest: Path) -> None:
         if not file.url:
             raise SlackFileUnavailable("Slack gave no download link for that file.", hint="Upload it again.")
-        headers = {"Authorization": f"Bearer {self._client.token}"}
+        client = await self._clients.client(workspace)
+        headers = {"Authorization": f"Bearer {client.token}"}
         received = 0
         timeout = aiohttp.ClientTimeout(total=300, sock_read=60)
         # aiohttp drops the Authorization header if Slack redirects to another host, so the token stays at Slack.
@@ -148,21 +151,23 @@ class StillUploads:
     """A character's stills as private Slack files the bot can show in image blocks, uploaded once each.
 
     Files uploaded with no channel stay private to the bot; a message the bot posts may show them through
-    `slack_file` image blocks. They are remembered by content hash for the life of the process.
+    `slack_file` image blocks. They are remembered by workspace and content hash for the life of the process
+    (a file belongs to the workspace it was uploaded to).
     """
 
-    def __init__(self, client: AsyncWebClient) -> None:
-        self._client = client
-        self._ids: dict[str, str] = {}
+    def __init__(self, clients: WorkspaceClients) -> None:
+        self._clients = clients
+        self._ids: dict[tuple[Workspace, str], str] = {}
 
-    async def file_ids(self, character: Character, paths: list[Path]) -> list[str]:
+    async def file_ids(self, workspace: Workspace, character: Character, paths: list[Path]) -> list[str]:
         """Slack file ids of the character's stills (best first), uploading those not sent before."""
         found: list[str] = []
         for index, (reference, path) in enumerate(zip(character.stills, paths, strict=False), 1):
-            known = self._ids.get(reference.sha256)
+            known = self._ids.get((workspace, reference.sha256))
             if known is None:
+                client = await self._clients.client(workspace)
                 try:
-                    upload = await self._client.files_upload_v2(
+                    upload = await client.files_upload_v2(
                         file=str(path), filename=f"{character.handle}-still-{index}.jpg", title=f"@{character.handle}"
                     )
                 except SlackApiError as exc:
@@ -171,6 +176,6 @@ class StillUploads:
                 known = str((upload.get("file") or {}).get("id") or "")
                 if not known:
                     break
-                self._ids[reference.sha256] = known
+                self._ids[(workspace, reference.sha256)] = known
             found.append(known)
         return found

@@ -56,6 +56,7 @@ class Interactions:
             view.get("private_metadata") or "",
             team_id=team_of(body, context.team_id),
             user_id=(body.get("user") or {}).get("id", ""),
+            context=context,
         )
 
     # --- buttons -------------------------------------------------------------------------------------------------
@@ -68,7 +69,7 @@ class Interactions:
         if decoded is None:
             return
         verb, generation_id = decoded
-        origin = from_interaction(body, context.team_id)
+        origin = from_interaction(body, context)
         work = self._button(origin, verb, generation_id, body.get("trigger_id", ""), body.get("message") or {})
         self.s.background.run(origin, work, f"button-{verb.value}")
 
@@ -78,12 +79,12 @@ class Interactions:
         core = self.s.core
         if verb is VideoAction.CANCEL:
             # Its message becomes "Cancelled" (without the button) when the core reports it, like any change.
-            actor = await self.s.actors.get(origin.user_id, origin.user_name)
+            actor = await self.s.actors.get(origin)
             generation = await core.generations.cancel(origin.scope, actor, generation_id)
             await self.s.replier.ephemeral(origin, render.cancelled_message(generation))
             return
         if verb is VideoAction.DELETE:
-            actor = await self.s.actors.get(origin.user_id, origin.user_name)
+            actor = await self.s.actors.get(origin)
             generation = await core.generations.delete(origin.scope, actor, generation_id)
             await self._remove_posts(generation, origin, message)
             await self.s.replier.ephemeral(origin, render.deleted_message(generation))
@@ -101,29 +102,30 @@ class Interactions:
             view = render.extend_modal(metadata, generation, [str(c) for c in choices], str(default))
         else:
             # Who may not register is told now, not after filling in the form.
-            actor = await self.s.actors.get(origin.user_id, origin.user_name)
+            actor = await self.s.actors.get(origin)
             await core.registry.check_can_register(origin.scope, actor)
             view = render.character_modal(metadata, generation_id=generation.id)
-        await self.s.client.views_open(trigger_id=trigger_id, view=view)
+        await (await self.s.client(origin)).views_open(trigger_id=trigger_id, view=view)
 
     async def _remove_posts(self, generation: Generation, origin: Origin, message: dict[str, Any]) -> None:
         """Take the deleted video's message (and its uploaded file) out of the channel; best effort."""
         channel = generation.target.extra.get("channel") or generation.target.channel_id or origin.channel_id
         ts = generation.target.message_id or message.get("ts")
         file_id = generation.target.extra.get("file_id")
+        client = await self.s.client(origin)
         if file_id:
             try:
-                await self.s.client.files_delete(file=file_id)
+                await client.files_delete(file=file_id)
             except Exception as exc:
                 log.warning("could not delete the file of %s: %s", generation.id, type(exc).__name__)
         if channel and ts:
             try:
-                await self.s.client.chat_delete(channel=channel, ts=ts)
+                await client.chat_delete(channel=channel, ts=ts)
             except Exception as exc:
                 # Deleting can be refused (old message, workspace policy): show it as deleted instead.
                 log.info("chat.delete of %s refused (%s); marking it deleted", generation.id, type(exc).__name__)
                 shown = render.generation_message(generation)
-                await self.s.client.chat_update(channel=channel, ts=ts, text=shown.text, blocks=shown.blocks)
+                await client.chat_update(channel=channel, ts=ts, text=shown.text, blocks=shown.blocks)
 
     # --- modal submissions ------------------------------------------------------------------------------------
 
@@ -177,7 +179,7 @@ class Interactions:
     async def _character_from_generation(
         self, origin: Origin, generation_id: str, handle: str, name: str | None, start: float
     ) -> None:
-        actor = await self.s.actors.get(origin.user_id, origin.user_name)
+        actor = await self.s.actors.get(origin)
         character = await self.s.core.generations.character_from_generation(
             origin.scope, actor, generation_id, handle, name=name, start=start
         )
@@ -193,7 +195,7 @@ class Interactions:
 
     async def _remix(self, state: ModalState, prompt: str) -> None:
         origin = state.origin
-        actor = await self.s.actors.get(origin.user_id, origin.user_name)
+        actor = await self.s.actors.get(origin)
         generation = await self.s.core.generations.remix(
             origin.scope, actor, state.generation_id or "", prompt, origin.target(), announce=True
         )
@@ -211,7 +213,7 @@ class Interactions:
 
     async def _extend(self, state: ModalState, prompt: str, seconds: str | None) -> None:
         origin = state.origin
-        actor = await self.s.actors.get(origin.user_id, origin.user_name)
+        actor = await self.s.actors.get(origin)
         generation = await self.s.core.generations.extend(
             origin.scope, actor, state.generation_id or "", prompt, origin.target(), seconds=seconds, announce=True
         )

@@ -14,6 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import render
 from adapters.slack.webapi import slack_error, without_retries
+from adapters.slack.workspaces import Workspace, WorkspaceClients
 from bot.generations import GenerationService
 from bot.models import DeliveryReceipt, Generation, utcnow
 
@@ -47,12 +48,23 @@ class UploadFailed(Exception):
 
 
 class SlackNotifier:
-    """Implements `bot.notify.Notifier`; also posts the first progress message for the listeners."""
+    """Implements `bot.notify.Notifier`; also posts the first progress message for the listeners.
 
-    def __init__(self, client: AsyncWebClient, generations: GenerationService) -> None:
-        self._client = client
-        self._once = without_retries(client)
+    Every call speaks with the token of the workspace the generation was asked for in (in any process, long
+    after the request). Where Slack's refusal means soracast is no longer installed there, `DestinationGone`
+    ends the job quietly instead of retrying it.
+    """
+
+    def __init__(self, clients: WorkspaceClients, generations: GenerationService) -> None:
+        self._clients = clients
         self._generations = generations
+
+    async def _client(self, generation: Generation) -> AsyncWebClient:
+        return await self._clients.client(Workspace.of(generation))
+
+    async def _check(self, generation: Generation, exc: SlackApiError) -> None:
+        """Raise DestinationGone if this refusal means the workspace is gone; else return (the caller goes on)."""
+        await self._clients.check_refusal(Workspace.of(generation), exc)
 
     @staticmethod
     def _channel(generation: Generation) -> str:
@@ -63,7 +75,8 @@ class SlackNotifier:
         """Post the progress message of a new generation (submitted with `announce=True`) and record it."""
         message = render.generation_message(generation, actions=self._generations.offered_actions(generation))
         try:
-            response = await self._client.chat_postMessage(
+            client = await self._client(generation)
+            response = await client.chat_postMessage(
                 channel=generation.target.channel_id,
                 thread_ts=generation.target.thread_id,
                 text=message.text,
@@ -82,32 +95,42 @@ class SlackNotifier:
         if generation.target.message_id is None:
             return
         message = render.generation_message(generation, actions=self._generations.offered_actions(generation))
-        await self._client.chat_update(
-            channel=self._channel(generation), ts=generation.target.message_id, text=message.text, blocks=message.blocks
-        )
+        client = await self._client(generation)
+        try:
+            await client.chat_update(
+                channel=self._channel(generation),
+                ts=generation.target.message_id,
+                text=message.text,
+                blocks=message.blocks,
+            )
+        except SlackApiError as exc:
+            await self._check(generation, exc)
+            raise
 
     async def completed(self, generation: Generation) -> DeliveryReceipt:
         """Post the MP4 next to the message (exactly once, see `_post_video`), then turn the message into "Done"
         with the video buttons."""
         note: str | None = None
+        client = await self._client(generation)
         path = generation.video_path
         if path is None or not path.exists():
             log.warning("the video of %s is not here (%s); posting the message without it", generation.id, path)
             note = "The finished video file was not found, so it could not be attached."
         else:
             try:
-                await self._post_video(generation, path)
+                await self._post_video(client, generation, path)
             except SlackApiError as exc:
+                await self._check(generation, exc)
                 error = slack_error(exc)
                 if error in _TRANSIENT:
                     raise  # the core tries the delivery again later
                 log.warning("upload of %s refused by Slack: %s", generation.id, error)
                 note = f"Slack refused the upload ({error}); invite soracast to this channel and ask again."
         # From here the video is in the channel: a failed edit must not make the core upload it twice.
-        ts = await self._show(generation, note)
+        ts = await self._show(client, generation, note)
         return DeliveryReceipt(message_id=ts, attached=note is None, note=note)
 
-    async def _post_video(self, generation: Generation, path: Path) -> str:
+    async def _post_video(self, client: AsyncWebClient, generation: Generation, path: Path) -> str:
         """Upload the video and share it in the channel, once, whatever dies when; returns its file id.
 
         Slack's upload is three steps: `files.getUploadURLExternal` (a file id), the bytes, then
@@ -119,7 +142,7 @@ class SlackNotifier:
         extra = generation.target.extra
         file_id, completing = extra.get(EXTRA_FILE), extra.get(EXTRA_COMPLETING)
         if file_id and completing:
-            state = await self._share_state(file_id)
+            state = await self._share_state(client, file_id)
             if state is Share.POSTED:
                 log.info("the video of %s is already in the channel (%s): not uploaded again", generation.id, file_id)
                 return file_id
@@ -131,20 +154,20 @@ class SlackNotifier:
                 # share that still comes later shows nothing.
                 log.warning("Slack never shared %s of %s; uploading it again", file_id, generation.id)
                 try:
-                    await self._once.files_delete(file=file_id)
+                    await without_retries(client).files_delete(file=file_id)
                 except SlackApiError as exc:
                     log.warning("could not take back %s of %s: %s", file_id, generation.id, slack_error(exc))
-        return await self._upload(generation, path)
+        return await self._upload(client, generation, path)
 
-    async def _upload(self, generation: Generation, path: Path) -> str:
+    async def _upload(self, client: AsyncWebClient, generation: Generation, path: Path) -> str:
         data = await asyncio.to_thread(path.read_bytes)
-        ticket = await self._client.files_getUploadURLExternal(filename=video_filename(generation), length=len(data))
+        ticket = await client.files_getUploadURLExternal(filename=video_filename(generation), length=len(data))
         file_id, upload_url = str(ticket["file_id"]), str(ticket["upload_url"])
         await self._generations.remember(generation.id, **{EXTRA_FILE: file_id, EXTRA_COMPLETING: ""})
-        await self._send_bytes(upload_url, data)
+        await self._send_bytes(client, upload_url, data)
         await self._generations.remember(generation.id, **{EXTRA_COMPLETING: utcnow().isoformat()})
         # Never repeated by the client itself: a completion whose answer was lost is checked, not sent again.
-        await self._once.files_completeUploadExternal(
+        await without_retries(client).files_completeUploadExternal(
             files=[{"id": file_id, "title": render.upload_title(generation)}],
             channel_id=self._channel(generation),
             thread_ts=generation.target.thread_id,
@@ -152,10 +175,10 @@ class SlackNotifier:
         )
         return file_id
 
-    async def _share_state(self, file_id: str) -> Share:
+    async def _share_state(self, client: AsyncWebClient, file_id: str) -> Share:
         """Whether an upload that was being completed is in a channel, on its way there, or was never posted."""
         try:
-            response = await self._client.files_info(file=file_id)
+            response = await client.files_info(file=file_id)
         except SlackApiError as exc:
             error = slack_error(exc)
             if error == "file_deleted":
@@ -171,9 +194,9 @@ class SlackNotifier:
             return Share.POSTED
         return Share.PENDING
 
-    async def _send_bytes(self, url: str, data: bytes) -> None:
+    async def _send_bytes(self, client: AsyncWebClient, url: str, data: bytes) -> None:
         """POST the video to the upload URL Slack gave (sending it twice only replaces the bytes)."""
-        session = self._client.session
+        session = client.session
         owned = session is None
         if owned:
             session = aiohttp.ClientSession()
@@ -182,9 +205,9 @@ class SlackNotifier:
             async with session.post(
                 url,
                 data=data,
-                proxy=self._client.proxy,
-                ssl=self._client.ssl,
-                timeout=aiohttp.ClientTimeout(total=self._client.timeout),
+                proxy=client.proxy,
+                ssl=client.ssl,
+                timeout=aiohttp.ClientTimeout(total=client.timeout),
             ) as response:
                 if response.status != 200:
                     raise UploadFailed(f"the upload URL answered {response.status}")
@@ -195,33 +218,41 @@ class SlackNotifier:
     async def failed(self, generation: Generation) -> None:
         """Replace the progress bar with why it failed and what to do next."""
         message = render.generation_message(generation)
-        if generation.target.message_id is None:
-            await self._post_new(generation, message)
-            return
-        await self._client.chat_update(
-            channel=self._channel(generation), ts=generation.target.message_id, text=message.text, blocks=message.blocks
-        )
+        client = await self._client(generation)
+        try:
+            if generation.target.message_id is None:
+                await self._post_new(client, generation, message)
+                return
+            await client.chat_update(
+                channel=self._channel(generation),
+                ts=generation.target.message_id,
+                text=message.text,
+                blocks=message.blocks,
+            )
+        except SlackApiError as exc:
+            await self._check(generation, exc)
+            raise
 
-    async def _show(self, generation: Generation, note: str | None) -> str | None:
+    async def _show(self, client: AsyncWebClient, generation: Generation, note: str | None) -> str | None:
         message = render.generation_message(generation, note, self._generations.offered_actions(generation))
         try:
             if generation.target.message_id is not None:
-                await self._client.chat_update(
+                await client.chat_update(
                     channel=self._channel(generation),
                     ts=generation.target.message_id,
                     text=message.text,
                     blocks=message.blocks,
                 )
                 return generation.target.message_id
-            return await self._post_new(generation, message)
+            return await self._post_new(client, generation, message)
         except Exception as exc:
             log.warning("could not update the message of %s: %s", generation.id, type(exc).__name__)
             return generation.target.message_id
 
-    async def _post_new(self, generation: Generation, message: render.Message) -> str:
+    async def _post_new(self, client: AsyncWebClient, generation: Generation, message: render.Message) -> str:
         """Post the generation's message where it has none (its first one failed), and record it at once: a
         delivery tried again then edits this message instead of posting another."""
-        response = await self._client.chat_postMessage(
+        response = await client.chat_postMessage(
             channel=self._channel(generation),
             thread_ts=generation.target.thread_id,
             text=message.text,

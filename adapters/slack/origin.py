@@ -7,9 +7,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
+from slack_bolt.context.async_context import AsyncBoltContext
 
+from adapters.slack.workspaces import Workspace
 from bot.errors import MalformedRequest
-from bot.models import DeliveryTarget, Platform, Scope
+from bot.models import DeliveryTarget, Scope
 
 #: Slack's limit for a view's private_metadata.
 METADATA_MAX = 3000
@@ -17,7 +19,9 @@ METADATA_MAX = 3000
 
 @dataclass(frozen=True)
 class Origin:
-    """The workspace, channel, thread and person of one request, plus its `response_url` when Slack gave one."""
+    """The workspace, channel, thread and person of one request, plus its `response_url` when Slack gave one.
+
+    `enterprise_id` and `org_install` (Enterprise Grid) say which installation speaks for soracast there."""
 
     team_id: str
     user_id: str
@@ -25,17 +29,28 @@ class Origin:
     thread_ts: str | None = None
     response_url: str | None = None
     user_name: str = ""
+    enterprise_id: str | None = None
+    org_install: bool = False
+
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(team_id=self.team_id, enterprise_id=self.enterprise_id, org_install=self.org_install)
 
     @property
     def scope(self) -> Scope:
         """Characters are private to a Slack team (workspace)."""
-        return Scope(platform=Platform.SLACK, id=self.team_id)
+        return self.workspace.scope
 
     def target(self) -> DeliveryTarget:
-        """Where a generation asked for here is posted."""
+        """Where a generation asked for here is posted (and through which installation, in OAuth mode)."""
         if not self.channel_id:
             raise ValueError("this request has no channel to post a video to")
-        return DeliveryTarget(channel_id=self.channel_id, thread_id=self.thread_ts)
+        return DeliveryTarget(channel_id=self.channel_id, thread_id=self.thread_ts, extra=self.workspace.target_extra())
+
+
+def _installation(context: AsyncBoltContext) -> dict[str, Any]:
+    """The Grid fields of a request, from bolt's context (read from the signed body)."""
+    return {"enterprise_id": context.enterprise_id or None, "org_install": bool(context.is_enterprise_install)}
 
 
 def team_of(body: dict[str, Any], context_team: str | None) -> str:
@@ -51,39 +66,42 @@ def team_of(body: dict[str, Any], context_team: str | None) -> str:
     )
 
 
-def from_command(command: dict[str, Any], context_team: str | None) -> Origin:
+def from_command(command: dict[str, Any], context: AsyncBoltContext) -> Origin:
     """A slash command's form fields."""
     return Origin(
-        team_id=team_of(command, context_team),
+        team_id=team_of(command, context.team_id),
         user_id=command["user_id"],
         channel_id=command.get("channel_id"),
         response_url=command.get("response_url"),
         user_name=command.get("user_name", ""),
+        **_installation(context),
     )
 
 
-def from_interaction(body: dict[str, Any], context_team: str | None) -> Origin:
+def from_interaction(body: dict[str, Any], context: AsyncBoltContext) -> Origin:
     """A block action or message shortcut: the message's channel, and its thread if it sits in one."""
     user = body.get("user") or {}
     channel = (body.get("channel") or {}).get("id")
     message = body.get("message") or {}
     return Origin(
-        team_id=team_of(body, context_team),
+        team_id=team_of(body, context.team_id),
         user_id=user.get("id", ""),
         channel_id=channel,
         thread_ts=message.get("thread_ts"),
         response_url=body.get("response_url"),
         user_name=user.get("username") or user.get("name", ""),
+        **_installation(context),
     )
 
 
-def from_event(event: dict[str, Any], context_team: str | None) -> Origin:
+def from_event(event: dict[str, Any], context: AsyncBoltContext) -> Origin:
     """An `app_mention` event; answers stay in the mention's thread when it was in one."""
     return Origin(
-        team_id=context_team or event.get("team") or "unknown",
+        team_id=context.team_id or event.get("team") or "unknown",
         user_id=event.get("user", ""),
         channel_id=event.get("channel"),
         thread_ts=event.get("thread_ts"),
+        **_installation(context),
     )
 
 
@@ -97,17 +115,20 @@ class ModalState:
     extra: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> str:
-        data = {"o": asdict(self.origin), "g": self.generation_id, "f": self.file, "x": self.extra}
+        # Who and where the submit comes from is read from its signed payload, not from here.
+        origin = {k: v for k, v in asdict(self.origin).items() if k in _OriginFields.model_fields}
+        data = {"o": origin, "g": self.generation_id, "f": self.file, "x": self.extra}
         text = json.dumps(data, separators=(",", ":"))
         if len(text) > METADATA_MAX:
             # A response_url is the only long optional part; without it replies fall back to chat.postEphemeral.
-            data["o"] = asdict(self.origin) | {"response_url": None}
+            data["o"] = origin | {"response_url": None}
             text = json.dumps(data, separators=(",", ":"))
         return text
 
     @classmethod
-    def decode(cls, text: str, *, team_id: str, user_id: str) -> ModalState:
-        """Read `private_metadata`; the submitting user and team always come from the signed payload itself.
+    def decode(cls, text: str, *, team_id: str, user_id: str, context: AsyncBoltContext) -> ModalState:
+        """Read `private_metadata`; the submitting user, team and installation always come from the signed
+        payload itself.
 
         Raises `MalformedRequest` for metadata soracast did not write.
         """
@@ -115,7 +136,7 @@ class ModalState:
             data = _Metadata.model_validate_json(text or "{}")
         except ValidationError:
             raise MalformedRequest("the view's private_metadata is not soracast's") from None
-        origin = Origin(team_id=team_id, user_id=user_id, **data.o.model_dump())
+        origin = Origin(team_id=team_id, user_id=user_id, **data.o.model_dump(), **_installation(context))
         file = data.f.model_dump() if data.f is not None else None
         return cls(origin=origin, generation_id=data.g, file=file, extra=data.x)
 

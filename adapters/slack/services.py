@@ -14,6 +14,7 @@ from adapters.slack.files import FileFetcher, SlackFile, StillUploads
 from adapters.slack.notifier import SlackNotifier
 from adapters.slack.origin import Origin
 from adapters.slack.replies import ActorDirectory, Replier
+from adapters.slack.workspaces import WorkspaceClients
 from bot.app import Soracast
 from bot.errors import SoracastError
 from bot.models import Generation
@@ -30,7 +31,7 @@ class Services:
     """Everything a listener needs, assembled once in `adapters.slack.app`."""
 
     core: Soracast
-    client: AsyncWebClient
+    clients: WorkspaceClients
     notifier: SlackNotifier
     replier: Replier
     actors: ActorDirectory
@@ -38,17 +39,21 @@ class Services:
     background: Background
     stills: StillUploads
 
+    async def client(self, origin: Origin) -> AsyncWebClient:
+        """The Web API client speaking for soracast in the origin's workspace."""
+        return await self.clients.client(origin.workspace)
+
     async def register_clip(
         self, origin: Origin, file: SlackFile, handle: str, *, name: str | None = None, start: float = 0.0
     ) -> None:
         """Check, download and register a Slack file as `@handle` in the origin's workspace, then say so."""
-        actor = await self.actors.get(origin.user_id, origin.user_name)
+        actor = await self.actors.get(origin)
         # Cheap refusals first: nothing is downloaded for a taken handle or someone who may not register.
         canonical = await self.core.registry.precheck(origin.scope, actor, handle, name)
-        described = await self.files.describe(file)
+        described = await self.files.describe(origin.workspace, file)
         self.files.check(described)
         await self.replier.ephemeral(origin, render.working_message(f"Registering @{canonical} from {described.name}…"))
-        async with self.files.fetched(described) as clip:
+        async with self.files.fetched(origin.workspace, described) as clip:
             character = await self.core.registry.register(
                 origin.scope, actor, canonical, clip, name=name, start=start, source_ref=described.name
             )

@@ -9,11 +9,18 @@ shares asynchronously); `files.info` then shows the file with its `shares`. A fi
 unknown to `files.info`. Completing a file twice shares it twice (the pessimistic reading of what Slack does).
 `latency` makes every answer take as long as the real Slack's, and `lost_answers` drops the connection after
 the work was done, so the answer never arrives.
+
+Many workspaces: every bot token the fake knows belongs to one team (`teams_by_token`; `bot_token` is
+`team_id`'s). `grant` prepares what "Add to Slack" in a workspace leads to: a one-time `code` that
+`oauth.v2.access` (authenticated with the app's client id and secret, as HTTP Basic) exchanges for a new bot
+token of that team; `uninstall` revokes a team's tokens (calls with them answer `token_revoked`). Each `Call`
+records the team whose token made it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import itertools
 import json
@@ -37,6 +44,8 @@ class Call:
     headers: dict[str, str]
     data: Payload
     body: bytes
+    #: The team whose bot token made the call (None: no known token, or not a Web API call).
+    team: str | None = None
 
 
 @dataclass
@@ -104,6 +113,20 @@ class FakeUser:
 
 
 @dataclass
+class Grant:
+    """What a one-time OAuth code is exchanged for: a new bot token of a team (or of a whole organisation)."""
+
+    team_id: str | None
+    token: str
+    enterprise_id: str | None = None
+    org_install: bool = False
+    installer: str = "U0INSTALLER"
+    #: With token rotation on, the token expires and comes with a refresh token.
+    expires_in: int | None = None
+    refresh_token: str | None = None
+
+
+@dataclass
 class FakeSlackAPI:
     """Slack's Web API as far as soracast uses it; start with `await start()`, stop with `await stop()`."""
 
@@ -127,14 +150,26 @@ class FakeSlackAPI:
     #: Called once a call's work is done and before its answer leaves (the soak kills soracast here).
     on_handled: Callable[[Call], Awaitable[None] | None] | None = None
     url: str = ""
+    #: The Slack app's credentials, checked by `oauth.v2.access`.
+    client_id: str = "1111.2222"
+    client_secret: str = "fake-client-secret"
+    #: Every bot token the fake accepts, and the team it belongs to.
+    teams_by_token: dict[str, str] = field(default_factory=dict)
+    #: Tokens of a Grid organisation's installs: token → enterprise id.
+    enterprises_by_token: dict[str, str] = field(default_factory=dict)
+    #: Tokens Slack revoked (the app was uninstalled): calls with them answer `token_revoked`.
+    revoked: set[str] = field(default_factory=set)
+    #: One-time OAuth codes waiting for `oauth.v2.access`, and refresh tokens of rotating installs.
+    grants: dict[str, Grant] = field(default_factory=dict)
+    refreshes: dict[str, Grant] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._pending_uploads: dict[str, str] = {}
         self._deleted: set[str] = set()
+        self.teams_by_token.setdefault(self.bot_token, self.team_id)
         self._methods: dict[str, Callable[[Payload], Payload]] = {
-            "auth.test": self._auth_test,
             "views.open": self._view,
             "views.update": self._view,
             "views.push": self._view,
@@ -199,6 +234,32 @@ class FakeSlackAPI:
         """A `response_url` for a payload; what is sent to it is recorded as a `response` call."""
         return f"{self.url}/response/{key}"
 
+    def grant(
+        self,
+        code: str,
+        team_id: str | None,
+        *,
+        enterprise_id: str | None = None,
+        org_install: bool = False,
+        rotating: bool = False,
+    ) -> Grant:
+        """Prepare what an installer's consent in `team_id` (or across organisation `enterprise_id`) gives the app:
+        `code` comes back to the redirect URL, and `oauth.v2.access` trades it for the returned grant's token."""
+        owner = team_id if not org_install else enterprise_id
+        token = f"xoxb-{owner}-{next(self._ids):04d}-{code[-6:]}"
+        found = Grant(team_id=team_id, token=token, enterprise_id=enterprise_id, org_install=org_install)
+        if rotating:
+            found.expires_in = 43200
+            found.refresh_token = f"xoxe-1-{owner}-{next(self._ids):04d}"
+        self.grants[code] = found
+        return found
+
+    def uninstall(self, team_id: str) -> None:
+        """Slack revokes every token of a team (or organisation) when the app is removed there."""
+        for token, team in self.teams_by_token.items():
+            if team == team_id or self.enterprises_by_token.get(token) == team_id:
+                self.revoked.add(token)
+
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
 
@@ -215,11 +276,19 @@ class FakeSlackAPI:
         method = request.match_info["method"]
         body = await request.read()
         data = _parse_body(request, body)
-        call = Call(method, request.path, dict(request.headers), data, body)
+        authorization = request.headers.get("Authorization", "")
+        token = authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else ""
+        call = Call(method, request.path, dict(request.headers), data, body, team=self.teams_by_token.get(token))
         self.calls.append(call)
         await self._travel()
-        if request.headers.get("Authorization") != f"Bearer {self.bot_token}":
+        if method == "oauth.v2.access":
+            answer = self._oauth_access(authorization, data)
+        elif token in self.revoked:
+            answer = {"ok": False, "error": "token_revoked"}
+        elif token not in self.teams_by_token:
             answer = {"ok": False, "error": "invalid_auth"}
+        elif method == "auth.test":
+            answer = self._auth_test(token)
         elif method in self.errors:
             answer = {"ok": False, "error": self.errors[method]}
         elif (handler := self._methods.get(method)) is None:
@@ -264,7 +333,8 @@ class FakeSlackAPI:
         hosted = self.files.get(file_id)
         if hosted is None:
             return web.Response(status=404)
-        if request.headers.get("Authorization") != f"Bearer {self.bot_token}":
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if token not in self.teams_by_token or token in self.revoked:
             # Slack answers an unauthenticated url_private fetch with its sign-in page, not the file.
             return web.Response(text="<html>sign in</html>", content_type="text/html")
         return web.Response(body=hosted.data, content_type=hosted.mimetype)
@@ -280,16 +350,65 @@ class FakeSlackAPI:
     def _ts(self) -> str:
         return f"1700000000.{next(self._ids):06d}"
 
-    def _auth_test(self, data: Payload) -> Payload:
-        return {
+    def _auth_test(self, token: str) -> Payload:
+        answer: Payload = {
             "ok": True,
             "url": "https://fake.slack.test/",
             "team": "Fake Team",
-            "team_id": self.team_id,
+            "team_id": self.teams_by_token[token],
             "user": "soracast",
             "user_id": self.bot_user_id,
             "bot_id": "B0BOT",
         }
+        if token in self.enterprises_by_token:
+            answer["enterprise_id"] = self.enterprises_by_token[token]
+            answer["is_enterprise_install"] = self.enterprises_by_token[token] == self.teams_by_token[token]
+        return answer
+
+    def _oauth_access(self, authorization: str, data: Payload) -> Payload:
+        """`oauth.v2.access`: the app authenticates with its client id and secret (HTTP Basic, as slack-sdk
+        sends them), then trades a one-time code — or, with token rotation, a refresh token — for a bot token."""
+        expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if authorization != f"Basic {expected}":
+            return {"ok": False, "error": "invalid_client"}
+        if data.get("grant_type") == "refresh_token":
+            found = self.refreshes.pop(str(data.get("refresh_token", "")), None)
+            if found is None:
+                return {"ok": False, "error": "invalid_refresh_token"}
+            self.revoked.add(found.token)
+            renewed = Grant(**{**found.__dict__, "token": f"{found.token}-r{next(self._ids)}",
+                               "refresh_token": f"{found.refresh_token}-r{next(self._ids)}"})
+            self._issue(renewed)
+            return {"ok": True, "token_type": "bot", "access_token": renewed.token, "expires_in": renewed.expires_in,
+                    "refresh_token": renewed.refresh_token}
+        found = self.grants.pop(str(data.get("code", "")), None)
+        if found is None:
+            return {"ok": False, "error": "invalid_code"}
+        self._issue(found)
+        answer: Payload = {
+            "ok": True,
+            "app_id": "A0SORA",
+            "authed_user": {"id": found.installer},
+            "scope": "app_mentions:read,chat:write,commands,files:read,files:write,users:read",
+            "token_type": "bot",
+            "access_token": found.token,
+            "bot_user_id": self.bot_user_id,
+            "team": {"id": found.team_id, "name": f"Team {found.team_id}"} if found.team_id else None,
+            "enterprise": {"id": found.enterprise_id, "name": "Grid"} if found.enterprise_id else None,
+            "is_enterprise_install": found.org_install,
+        }
+        if found.refresh_token:
+            answer |= {"expires_in": found.expires_in, "refresh_token": found.refresh_token}
+        return answer
+
+    def _issue(self, found: Grant) -> None:
+        owner = found.enterprise_id if found.org_install else found.team_id
+        assert owner is not None
+        self.teams_by_token[found.token] = owner
+        if found.enterprise_id:
+            self.enterprises_by_token[found.token] = found.enterprise_id
+        if found.refresh_token:
+            self.refreshes[found.refresh_token] = found
 
     def _view(self, data: Payload) -> Payload:
         view = data.get("view")
