@@ -7,6 +7,8 @@ import re
 import sys
 from urllib.parse import urlsplit
 
+from pydantic import SecretStr
+
 from bot.config import Settings
 
 # Tokens that are not configured secrets but travel in URLs: Discord interaction and webhook tokens, Slack
@@ -64,17 +66,13 @@ class SecretMask(logging.Filter):
 
 
 def configured_secrets(settings: Settings) -> list[str]:
-    values = [
-        settings.openai_api_key,
-        settings.discord_token,
-        settings.slack_bot_token,
-        settings.slack_signing_secret,
-        settings.slack_app_token,
-        settings.slack_client_secret,
-        settings.slack_state_secret,
-        settings.webhook_secret,
-    ]
-    secrets = [v.get_secret_value() for v in values if v is not None]
+    """Every secret the settings hold: each `SecretStr` field, so a newly added key is masked without a list to
+    keep up, plus each key of a rotation list and the database password."""
+    secrets: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            secrets.append(value.get_secret_value())
     if settings.secret_key is not None:
         secrets += [key.strip() for key in settings.secret_key.get_secret_value().split(",") if key.strip()]
     try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import logging
 
-from bot.logs import MaskingFormatter, mask_tokens
+from bot.config import Settings
+from bot.logs import MaskingFormatter, configured_secrets, mask_tokens
 
 
 def test_token_shaped_strings_are_masked() -> None:
@@ -35,3 +36,18 @@ def test_a_traceback_carrying_a_secret_is_masked() -> None:
     logger.removeHandler(handler)
     output = stream.getvalue()
     assert "RuntimeError" in output and "configured-secret-value" not in output
+
+
+def test_every_configured_key_is_masked_including_the_video_backends() -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        gemini_api_key="AIzaSy-gemini-key-under-test",
+        fal_key="fal-key-id:fal-key-secret-under-test",
+        openai_api_key="sk-openai-key-under-test-000",
+    )
+    secrets = configured_secrets(settings)
+    line = mask_tokens(
+        "calling with AIzaSy-gemini-key-under-test and fal-key-id:fal-key-secret-under-test", secrets
+    )
+    assert "gemini-key-under-test" not in line and "fal-key-secret-under-test" not in line
+    assert "sk-openai-key-under-test-000" in secrets
