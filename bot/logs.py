@@ -71,6 +71,9 @@ def configured_secrets(settings: Settings) -> list[str]:
         settings.slack_signing_secret,
         settings.slack_app_token,
         settings.webhook_secret,
+        settings.gemini_api_key,
+        settings.fal_key,
+        settings.gemini_webhook_secret,
     ]
     secrets = [v.get_secret_value() for v in values if v is not None]
     try:
