@@ -90,7 +90,7 @@ async def test_a_link_delivery_downloads_through_the_files_api(gemini_emulator: 
         ({"background": False}, 400, "background"),
         ({"model": "veo-3.1-generate-preview"}, 404, "is not found"),
         ({"extra_body": {"characters": [{"id": "char_1"}]}}, 400, 'Unknown name "characters"'),
-        ({"generation_config": {"video_config": {"task": "extend"}}}, 400, "needs the video to extend"),
+        ({"generation_config": {"video_config": {"task": "extend"}}}, 400, "needs a source"),
     ],
 )
 async def test_what_the_api_refuses_is_refused_in_googles_envelope(
