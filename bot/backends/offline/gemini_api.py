@@ -623,8 +623,14 @@ async def get_interaction(request: web.Request) -> web.StreamResponse:
 
 
 async def cancel_interaction(request: web.Request) -> web.StreamResponse:
-    video = await _known_video(_offline(request), request.match_info["interaction_id"])
-    _offline(request).cancel_video(video.id)
+    offline = _offline(request)
+    video = await _known_video(offline, request.match_info["interaction_id"])
+    if any(mark in (video.prompt or "") for mark in STATE_MARKERS):
+        # Waiting for an action (or idle) is not finished: a cancel ends it.
+        offline.fail_video(video.id, code="cancelled", message="The job was cancelled.")
+        offline.finish_now(video.id)
+    else:
+        offline.cancel_video(video.id)
     return web.json_response(await _interaction(request, video.id))
 
 
