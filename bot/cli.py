@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("discord", help="run the Discord bot (gateway; the Procfile's worker)")
     sub.add_parser("slack", help="run the Slack app in Socket Mode")
-    sub.add_parser("web", help="serve Slack over HTTP and the Videos API webhooks (the Procfile's web)")
+    sub.add_parser("web", help="serve Slack over HTTP and the video webhooks (the Procfile's web)")
     sub.add_parser("migrate", help="apply pending database migrations, then exit (the Procfile's release)")
     return parser
 
