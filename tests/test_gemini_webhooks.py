@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from bot.app import Soracast
+from bot.backends.base import VideoRequest
 from bot.backends.offline.gemini_api import SIGNER_KEY, EmulatorOptions, WebhookSigner
 from bot.config import Settings
 from bot.models import GenerationOptions, GenerationStatus, Platform
@@ -288,3 +289,34 @@ async def test_the_door_reads_no_more_than_it_must_and_acknowledges_other_events
     assert [r.getMessage().split(": ", 1)[1][:3] for r in refusals] == ["413", "400"]
     assert slow_jobs.requests.count("get_interaction") == 0
     assert await core.generations.recent(CONSOLE_SCOPE) == []
+
+
+async def test_a_signed_event_naming_a_job_made_for_another_generation_is_not_adopted(
+    soracasts: Soracasts, slow_jobs: GeminiEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    core, notifier = await soracasts.open()
+    generation_id = await _lost_create(core, slow_jobs)
+    [lost_job] = list(slow_jobs.offline._order)  # type: ignore[attr-defined]
+    # Another interaction on the same account, made for someone else's generation.
+    backend = slow_jobs.backend(registered_webhook=True)
+    try:
+        other = VideoRequest(prompt="a dog", model="gemini-omni-1.2-flash", seconds=4, size="640x360",
+                             request_key="gsomeone0")
+        stranger = (await backend.submit(other, "a dog")).id
+    finally:
+        await backend.aclose()
+    url = f"{soracasts.door.public}/webhooks/gemini"
+    genuine: WebhookSigner = slow_jobs.app[SIGNER_KEY]
+    signed = {"webhook-id": "msg_mixup", "webhook-timestamp": str(int(time.time())),
+              "webhook-signature": genuine.token(url), "content-type": "application/json"}
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(url, content=_event(stranger, generation_id), headers=signed)
+    assert answer.status_code == 200
+    assert "was made for gsomeone0; not adopted" in caplog.text
+    stored = await core.storage.get_generation(generation_id)
+    assert stored is not None and stored.api_video_id is None
+
+    slow_jobs.offline.finish_now(lost_job)
+    final = await core.generations.wait_finished(generation_id, within=WITHIN)
+    assert final.api_video_id == "v1_" + lost_job.removeprefix("video_")
+    assert [g.id for g in notifier.deliveries] == [generation_id]
