@@ -27,13 +27,13 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from bot.backends.base import GENERATION_KEY
 from bot.config import FAL_WEBHOOK_PATH, GEMINI_WEBHOOK_PATH
-from bot.errors import VideosAPIError
+from bot.errors import SoracastError
 from bot.http_door import Refused, read_body, refusing
 from bot.jwks import KeySet, KeySetUnavailable, SignatureRejected, ed25519_verifies, verify_rs256_token
 from bot.webhooks import TOLERANCE_SECONDS, WebhookRejected, check_signature, standard_headers
@@ -45,8 +45,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: A provider event is a few hundred bytes (fal's carries the result: a few kilobytes); anything larger is not one.
-MAX_BODY_BYTES = 64 * 1024
+#: Google documents thin events (a few hundred bytes), but a completed interaction may ride along with its video
+#: inline (Google answers inline up to about 4 MB): more than that is not an event.
+GEMINI_MAX_BODY_BYTES = 8 * 1024 * 1024
+#: fal's event carries the result (links to files, never the files): a few kilobytes.
+FAL_MAX_BODY_BYTES = 1024 * 1024
 #: Gemini events that say an interaction ended (or stopped to wait): the tracker looks at it at once.
 GEMINI_EVENTS = frozenset(
     {
@@ -102,7 +105,8 @@ class GeminiVerifier:
 
 class GeminiEvent:
     """What soracast reads of a Gemini event: its type, the interaction, and the generation it was made for.
-    Both shapes seen are read: `data.id` with `data.user_metadata`, or a nested `data.interaction`."""
+    Google's thin event (`data.id`, `data.user_metadata`) is read, and so are events that carry the interaction
+    itself, with its `webhook_config.user_metadata`."""
 
     def __init__(self, kind: str, interaction_id: str | None, generation_id: str | None) -> None:
         self.kind = kind
@@ -116,22 +120,36 @@ class GeminiEvent:
             event = json.loads(body.decode("utf-8"))
         except ValueError:
             raise Refused(400, "gemini webhook: the signed body is not UTF-8 JSON") from None
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        kind = (event.get("type") or event.get("event_type")) if isinstance(event, dict) else None
+        if not isinstance(kind, str):
             raise Refused(400, "gemini webhook: the signed body is not an event")
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
-        interaction = data.get("interaction") if isinstance(data.get("interaction"), dict) else {}
+        data = _object(event.get("data"))
+        # The interaction itself may be `data`, `data.interaction` or (as the SDK's stream events have it)
+        # `interaction`.
+        shapes = [_object(data.get("interaction")), _object(event.get("interaction")), data]
         ident = next(
-            (v for v in (data.get("id"), data.get("interaction_id"), interaction.get("id")) if isinstance(v, str)),
+            (
+                value
+                for value in (data.get("interaction_id"), *(shape.get("id") for shape in shapes))
+                if isinstance(value, str) and value
+            ),
             None,
         )
-        config = interaction.get("webhook_config") if isinstance(interaction.get("webhook_config"), dict) else {}
-        generation = None
-        for metadata in (data.get("user_metadata"), event.get("user_metadata"), config.get("user_metadata")):
-            value = metadata.get(GENERATION_KEY) if isinstance(metadata, dict) else None
-            if isinstance(value, str) and _GENERATION_ID.fullmatch(value):
-                generation = value
-                break
-        return cls(str(event["type"])[:80], ident[:256] if ident else None, generation)
+        metadata = [data.get("user_metadata"), event.get("user_metadata")]
+        metadata += [_object(shape.get("webhook_config")).get("user_metadata") for shape in shapes]
+        generation = next(
+            (
+                found
+                for found in (_object(m).get(GENERATION_KEY) for m in metadata)
+                if isinstance(found, str) and _GENERATION_ID.fullmatch(found)
+            ),
+            None,
+        )
+        return cls(kind[:80], ident[:256] if ident else None, generation)
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 # --- fal ---------------------------------------------------------------------------------------------------
@@ -218,7 +236,7 @@ class ProviderWebhooks:
     async def _receive_gemini(self, request: web.Request) -> web.Response:
         if not self._gemini_on:
             raise Refused(404, "Gemini webhooks are off (neither SORACAST_PUBLIC_URL nor GEMINI_WEBHOOK_SECRET is set)")
-        body = await read_body(request, MAX_BODY_BYTES)
+        body = await read_body(request, GEMINI_MAX_BODY_BYTES)
         webhook_id = await self._gemini.verify(request.headers, body)
         event = GeminiEvent.parse(body)
         if event.kind not in GEMINI_EVENTS:
@@ -233,7 +251,7 @@ class ProviderWebhooks:
     async def _receive_fal(self, request: web.Request) -> web.Response:
         if self._fal is None:
             raise Refused(404, "fal webhooks are off (SORACAST_PUBLIC_URL is not set)")
-        body = await read_body(request, MAX_BODY_BYTES)
+        body = await read_body(request, FAL_MAX_BODY_BYTES)
         signed_request = await self._fal.verify(request.headers, body)
         request_id = _fal_request_id(body, signed_request)
         generation_id = request.match_info["generation_id"]
@@ -245,9 +263,12 @@ class ProviderWebhooks:
     async def _act(self, backend: str, provider_id: str, generation_id: str | None, delivery: str) -> None:
         try:
             known = await self._generations.on_provider_event(backend, provider_id, generation_id)
-        except VideosAPIError as exc:
-            # The provider could not be asked about its job: answering 503 has the webhook delivered again.
-            raise Refused(503, f"{backend} webhook: could not confirm the job ({exc.code})") from None
+        except SoracastError as exc:
+            if exc.retryable:
+                # The provider (or storage) could not be asked now: a 503 has the webhook delivered again.
+                raise Refused(503, f"{backend} webhook: could not act on it now ({exc.code})") from None
+            log.warning("%s webhook for %s could not be acted on: %s", backend, provider_id[:80], exc.code)
+            known = True
         if not known:
             log.info("%s webhook for a job soracast does not track: %s", backend, provider_id[:80])
         # Acted on first (every action repeats safely), remembered after: a failed attempt is redelivered.
