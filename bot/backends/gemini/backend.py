@@ -6,7 +6,8 @@ stills as image parts, base64 inline — tied to its name by tags in the prompt 
 video comes back inline (base64) or, for large outputs, as a Files API file that is downloaded straight to
 disk; both are accepted whatever was asked for, as Google's guide warns either may come. A poll that finds the
 video inline writes it to a spool file at once (one at a time), so the download neither fetches the interaction
-again nor holds several videos in memory when many jobs finish together.
+again nor holds several videos in memory when many jobs finish together (at most four interactions are read
+at once, and one video decoded).
 
 Remix is Omni's `edit` and extend its `extend`, both of the earlier interaction by `previous_interaction_id`
 (Google stores interactions): an edit sends no duration or aspect ratio, an extension only the seconds it adds.
@@ -70,6 +71,9 @@ log = logging.getLogger(__name__)
 MAX_INLINE_BYTES = 20 * 1024 * 1024
 #: How long a finished Files API output may take to become ACTIVE before we give up for this attempt.
 FILE_READY_WAIT = 120.0
+#: Interactions read at once: a finished one may carry its whole video inline (up to about 4 MB of base64), so
+#: this bounds how many can be in memory when many jobs finish together.
+MAX_CONCURRENT_READS = 4
 
 _STATUS = {
     "queued": JobStatus.QUEUED,
@@ -137,7 +141,8 @@ class GeminiBackend:
         #: Job id → what its finishing poll found: a spooled video file, or the Files API link to fetch.
         self._spooled: dict[str, Path] = {}
         self._links: dict[str, str] = {}
-        #: One inline video decoded at a time, however many jobs finish together.
+        #: Few interactions read at once, and one inline video decoded at a time, however many jobs finish together.
+        self._reads = asyncio.Semaphore(MAX_CONCURRENT_READS)
         self._decoding = asyncio.Semaphore(1)
         options = types.HttpOptions(
             base_url=base_url,
@@ -233,11 +238,14 @@ class GeminiBackend:
         return job_id
 
     async def poll(self, job_id: str) -> JobState:
-        interaction = await self._call("get", self._client.aio.interactions.get(job_id))
-        state = self._state(interaction)
-        if state.status is JobStatus.COMPLETED:
-            await self._keep_output(job_id, interaction.output_video)
-        elif str(getattr(interaction, "status", "")) in ("requires_action", "idle"):
+        async with self._reads:
+            interaction = await self._call("get", self._client.aio.interactions.get(job_id))
+            state = self._state(interaction)
+            if state.status is JobStatus.COMPLETED:
+                await self._keep_output(job_id, interaction.output_video)
+            stopped = str(getattr(interaction, "status", "")) in ("requires_action", "idle")
+            del interaction
+        if stopped:
             # Nothing will move it on: stop it at Google too, so it holds nothing (best effort).
             with contextlib.suppress(VideosAPIError):
                 await self._call("cancel", self._client.aio.interactions.cancel(job_id))
@@ -252,11 +260,12 @@ class GeminiBackend:
     async def download(self, job_id: str, dest: Path) -> Path:
         if job_id not in self._spooled and job_id not in self._links:
             # Not polled to completion by this process (a restart, another machine): ask once more.
-            interaction = await self._call("get", self._client.aio.interactions.get(job_id))
-            if getattr(interaction, "output_video", None) is None:
-                raise APINotReady(f"Gemini has no video for {job_id}.")
-            await self._keep_output(job_id, interaction.output_video)
-            del interaction
+            async with self._reads:
+                interaction = await self._call("get", self._client.aio.interactions.get(job_id))
+                if getattr(interaction, "output_video", None) is None:
+                    raise APINotReady(f"Gemini has no video for {job_id}.")
+                await self._keep_output(job_id, interaction.output_video)
+                del interaction
         spooled = self._spooled.pop(job_id, None)
         if spooled is not None:
             await asyncio.to_thread(_move_into, spooled, dest)
