@@ -366,6 +366,9 @@ class JobRunner:
             return Outcome.REQUEUED
         except VideosAPIError as exc:
             if exc.retryable and not exc.maybe_sent:
+                pause = limiter.unreachable()
+                log.info("%s could not be reached for %s's create: back in line, %.1fs pause", generation.backend,
+                         generation.id, pause)
                 await self._requeue(generation)
                 return Outcome.REQUEUED
             if exc.retryable:

@@ -320,3 +320,20 @@ async def test_a_signed_event_naming_a_job_made_for_another_generation_is_not_ad
     final = await core.generations.wait_finished(generation_id, within=WITHIN)
     assert final.api_video_id == "v1_" + lost_job.removeprefix("video_")
     assert [g.id for g in notifier.deliveries] == [generation_id]
+
+
+async def test_a_create_that_never_connected_goes_back_in_line_rather_than_waiting_for_a_webhook(
+    tmp_path: Path, slow_jobs: GeminiEmulator
+) -> None:
+    harness = await _soracasts(tmp_path, slow_jobs)
+    closed = slow_jobs.origin.rsplit(":", 1)[0] + ":9"  # the discard port: nothing listens there
+    core = await open_gemini_core(harness.settings, slow_jobs, base_url=closed,
+                                  webhook_url=harness.settings.gemini_webhook_url)
+    core.generations.register_notifier(Platform.CONSOLE, RecordingNotifier())
+    try:
+        generation = await core.generations.generate(CONSOLE_SCOPE, TESTER, "a cat", GenerationOptions(), TARGET)
+        # Nothing can have reached Gemini: it waits in line (the backend paused a moment), not for a webhook.
+        assert generation.status is GenerationStatus.WAITING and generation.submitted_at is None
+        assert core.generations.runner.limiter("gemini").pause_left() > 0
+    finally:
+        await core.aclose()

@@ -393,18 +393,23 @@ class GeminiBackend:
             body = exc.body
             detail = f"{operation} -> {exc.status_code}: {str(body)[:2000]}"
             raise map_gemini_error(exc.status_code, read_error(body), headers, log_detail=detail) from None
-        except gx.APITimeoutError:
-            raise APIUnavailable(
+        except gx.APITimeoutError as exc:
+            error = APIUnavailable(
                 "Gemini did not answer in time.",
                 hint="soracast tries again by itself; if it keeps happening, try again later.",
                 log_detail=f"{operation}: timeout",
-            ) from None
+            )
+            error.maybe_sent = not _never_connected(exc)
+            raise error from None
         except gx.APIConnectionError as exc:
-            raise APIUnavailable(
+            error = APIUnavailable(
                 "Could not reach Gemini.",
                 hint="soracast tries again by itself; the bot's operator should check the network.",
                 log_detail=f"{operation}: {type(exc).__name__}",
-            ) from None
+            )
+            # A connection that was never made carried no create: nothing to wait for or to pay twice.
+            error.maybe_sent = not _never_connected(exc)
+            raise error from None
         except gx.APIError as exc:
             raise APIUnavailable(
                 "Gemini sent an answer soracast could not read.",
@@ -457,6 +462,20 @@ class APINotReady(VideosAPIError):
     """A completed interaction without a video to download (answered as a failure by the tracker)."""
 
     code = "no_video"
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """Whether the request failed before a connection was made (so it cannot have reached Google). The SDK's
+    HTTP stack is httpx or its fork httpx2: their connect errors are recognised by name, and refused
+    connections by the OS error underneath."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if type(seen).__name__ in ("ConnectError", "ConnectTimeout") or isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _response_format(request: VideoRequest) -> dict[str, str]:
