@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("discord", help="run the Discord bot (gateway; the Procfile's worker)")
     sub.add_parser("slack", help="run the Slack app in Socket Mode")
-    sub.add_parser("web", help="serve Slack over HTTP and the Videos API webhooks (the Procfile's web)")
+    sub.add_parser("web", help="serve Slack over HTTP and the video webhooks (the Procfile's web)")
     sub.add_parser("migrate", help="apply pending database migrations, then exit (the Procfile's release)")
     sub.add_parser("new-key", help="print a new key for SORACAST_SECRET_KEY")
     sub.add_parser("rekey", help="seal every stored token again under the first key of SORACAST_SECRET_KEY")

@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bot.errors import ConfigError
 
 ENV_PREFIX = "SORACAST_"
+#: Where `soracast web` receives the providers' webhooks (below `SORACAST_PUBLIC_URL`); fal's ends in `/<id>`.
+GEMINI_WEBHOOK_PATH = "/webhooks/gemini"
+FAL_WEBHOOK_PATH = "/webhooks/fal"
 
 
 class BackendChoice(StrEnum):
@@ -79,10 +82,10 @@ class Settings(BaseSettings):
     )
     #: Another endpoint for the Gemini API (tests point it at the emulator).
     gemini_base_url: str | None = Field(default=None, validation_alias="GOOGLE_GEMINI_BASE_URL")
-    gemini_models: Annotated[list[str], NoDecode] = ["gemini-omni-1.1-flash", "gemini-omni-1.2-flash"]
-    #: The most reference images and clips one request carries (Google's guide: 3 clips of ≤ 3 s).
-    gemini_max_reference_images: int = Field(default=3, ge=1, le=14)
-    gemini_max_reference_videos: int = Field(default=3, ge=0, le=3)
+    gemini_models: Annotated[list[str], NoDecode] = ["gemini-omni-1.2-flash", "gemini-omni-1.1-flash"]
+    #: Lower ceilings on reference images and clips per request than each model's own (unset: the model's).
+    gemini_max_reference_images: int | None = Field(default=None, ge=1, le=14)
+    gemini_max_reference_videos: int | None = Field(default=None, ge=0, le=3)
 
     # --- fal (one queue API in front of Kling, Vidu, Veo …) ---
     fal_key: SecretStr | None = Field(default=None, validation_alias="FAL_KEY")
@@ -172,6 +175,17 @@ class Settings(BaseSettings):
     uninstalled_retention_days: float = Field(default=30.0, ge=0, le=3650)
     #: Standard Webhooks secret (`whsec_…`) for the Videos API's `video.completed` / `video.failed` calls.
     webhook_secret: SecretStr | None = Field(default=None, validation_alias="OPENAI_WEBHOOK_SECRET")
+
+    # --- webhooks from the video providers (served by `soracast web`) ---
+    #: The https address where `soracast web` is reachable: turns on per-request webhooks (Gemini, fal).
+    public_url: str | None = None
+    #: Standard Webhooks secret (`whsec_…`) of a webhook registered with the Gemini API (shown once at creation).
+    gemini_webhook_secret: SecretStr | None = Field(default=None, validation_alias="GEMINI_WEBHOOK_SECRET")
+    #: Where Google publishes the keys that sign per-request webhooks (RS256 JWTs), and fal its keys (Ed25519).
+    gemini_jwks_url: str = "https://generativelanguage.googleapis.com/.well-known/jwks.json"
+    fal_jwks_url: str = "https://rest.fal.ai/.well-known/jwks.json"
+    #: How long a create whose answer was lost waits for its webhook before it is sent again (seconds).
+    webhook_wait: float = Field(default=1800.0, gt=0)
     host: str = "0.0.0.0"
     port: int = Field(default=3000, validation_alias="PORT", ge=1, le=65535)
     log_level: str = "INFO"
@@ -206,7 +220,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"{price.strip()!r} is not a price in USD per second") from None
         return prices
 
-    @field_validator("api_base_url", "gemini_base_url", "fal_queue_url", "slack_api_url")
+    @field_validator(
+        "api_base_url", "gemini_base_url", "fal_queue_url", "slack_api_url", "public_url", "gemini_jwks_url",
+        "fal_jwks_url",
+    )
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -266,6 +283,16 @@ class Settings(BaseSettings):
     def slack_oauth(self) -> bool:
         """Slack in OAuth mode: installed by many workspaces, each with its own bot token in the database."""
         return self.slack_client_id is not None
+
+    @property
+    def gemini_webhook_url(self) -> str | None:
+        """The address Gemini is asked to announce each job at (per request), when a public URL is set."""
+        return f"{self.public_url}{GEMINI_WEBHOOK_PATH}" if self.public_url else None
+
+    @property
+    def fal_webhook_url(self) -> str | None:
+        """The address fal is asked to announce each job at (followed by `/<generation id>`)."""
+        return f"{self.public_url}{FAL_WEBHOOK_PATH}" if self.public_url else None
 
     @property
     def use_offline(self) -> bool:

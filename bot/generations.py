@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from bot.actions import FINISHED_ACTIONS, VideoAction
 from bot.backends.base import ModelCapabilities, VideoBackend
 from bot.budgets import Budgets
-from bot.catalog import Choice, ModelCatalog
+from bot.catalog import Choice, ModelCatalog, describe_durations
 from bot.config import Settings
 from bot.errors import (
     APINotFound,
@@ -190,10 +190,20 @@ class GenerationService:
         parent = await self._finished_parent(scope, generation_id)
         backend, caps = self.derivable(parent, kind)
         text = self._check_prompt(prompt)
+        length = await self.runner.total_seconds(parent)
         if kind is GenerationKind.EXTEND:
-            allowed = caps.allowed_extensions()
-            added = self._catalog.check_seconds(caps, seconds, allowed) if seconds else None
+            allowed = self._extensions_left(parent, caps, length)
+            added = self._catalog.check_seconds(caps, seconds, caps.allowed_extensions()) if seconds else None
+            if added is not None and added not in allowed:
+                raise InvalidInput(
+                    f"Video {parent.id} is {length} s long and {caps.label or caps.model} extends a video to "
+                    f"{caps.max_total_seconds} s at most: {added} s more would make it {length + added} s.",
+                    hint=f"Use --seconds with {describe_durations(allowed)}.",
+                )
             seconds = str(added or min(allowed, key=lambda d: abs(d - int(parent.seconds))))
+        else:
+            # An edit keeps its source's length (the price is for that many seconds).
+            seconds = str(length)
         characters = await self._registry.by_handle(scope)
         resolved = resolve_prompt(text, characters, self._catalog.max_characters(caps), caps.model)
         self._registry.check_usable([characters[c.handle] for c in resolved.characters], caps)
@@ -213,6 +223,22 @@ class GenerationService:
             target=target,
         )
         return await self._admit(generation, announce)
+
+    @staticmethod
+    def _extensions_left(parent: Generation, caps: ModelCapabilities, length: int) -> list[int]:
+        """The lengths an extension of a `length`-second video may add, within the model's total."""
+        allowed = list(caps.allowed_extensions())
+        if caps.max_total_seconds is None:
+            return allowed
+        room = caps.max_total_seconds - length
+        fitting = [d for d in allowed if d <= room]
+        if not fitting:
+            raise GenerationNotReady(
+                f"Video {parent.id} is {length} s long; {caps.label or caps.model} extends a video to "
+                f"{caps.max_total_seconds} s at most, so there is no room for {min(allowed)} s more.",
+                hint="Make a new video with /sora instead.",
+            )
+        return fitting
 
     async def _admit(self, generation: Generation, announce: bool) -> Generation:
         """Check the person's place in line and the budget, store the request, and send it or let it wait."""
@@ -487,11 +513,65 @@ class GenerationService:
         generation = await self._storage.find_generation_by_video(api_video_id)
         if generation is None:
             return False
-        if self.runner.wake(generation.id):
+        await self._wake_holder(generation)
+        return True
+
+    async def on_provider_event(self, backend_name: str, provider_id: str, generation_id: str | None = None) -> bool:
+        """Handle a provider's webhook about its job `provider_id`, which names soracast's generation where the
+        provider carries it (Gemini's `user_metadata`, fal's URL path). A generation whose create's answer was
+        lost is given that job here (after asking the provider that it exists and, where it can say, that it was
+        made for this generation), then tracked as usual; the holder is woken to look at once. False when no
+        generation of that backend is concerned.
+
+        Raises a retryable `VideosAPIError` when the provider could not be asked (its webhook is retried)."""
+        backend = self._catalog.backend(backend_name)
+        if backend is None:
+            return False
+        generation = await self._storage.get_generation(generation_id) if generation_id else None
+        if generation is None or generation.backend != backend_name:
+            generation = await self._storage.find_generation_by_video(provider_id)
+            if generation is None or generation.backend != backend_name:
+                return False
+        if generation.api_video_id is not None:
+            if backend.provider_id_of(generation.api_video_id) != provider_id:
+                # An earlier create of this generation made a job after all; the one soracast tracks is another.
+                log.warning("a webhook names %s for %s, which tracks another job; ignored", provider_id[:80],
+                            generation.id)
+                return True
+            await self._wake_holder(generation)
             return True
+        if generation.status not in (GenerationStatus.SUBMITTING, GenerationStatus.ACCEPTED):
+            return True
+        await self._adopt(backend, generation, backend.job_id_of(provider_id, generation.model))
+        return True
+
+    async def _adopt(self, backend: VideoBackend, generation: Generation, job_id: str) -> None:
+        """Give a generation whose create's answer was lost the job its webhook announced."""
+        owner = await self._storage.find_generation_by_video(job_id)
+        if owner is not None:
+            if owner.id != generation.id:
+                log.warning("a webhook gives %s the job of %s; ignored", generation.id, owner.id)
+            return
+        try:
+            state = await self.runner.call(backend, lambda: backend.poll(job_id))
+        except VideosAPIError as exc:
+            if exc.retryable:
+                raise
+            log.warning("the job a webhook names for %s cannot be read (%s); not adopted", generation.id, exc.code)
+            return
+        if state.request_key is not None and state.request_key != generation.id:
+            log.warning("the job a webhook names for %s was made for %s; not adopted", generation.id,
+                        state.request_key[:40])
+            return
+        if await self._storage.adopt_job(generation.id, job_id):
+            log.info("the lost create of %s had made %s (its webhook said so): adopted", generation.id, job_id[:120])
+            await self._wake_holder(generation)
+
+    async def _wake_holder(self, generation: Generation) -> None:
+        if self.runner.wake(generation.id):
+            return
         if generation.delivered_at is None:
             # Another process holds it (the Discord worker, say, for a webhook received by `web`): wake it there.
             self.runner.tell_holder(generation.id)
             if generation.platform in self.runner.platforms:
                 await self.runner.start()  # …and take it up here if nobody holds it any more
-        return True

@@ -6,8 +6,11 @@
 - **Sending exactly once.** A job is claimed (`waiting` → `submitting`, atomically, with a lease) and the claim
   is stored with the time before its create goes out. A create that gets no answer (a 5xx, a timeout, a
   dropped connection) is not repeated blindly: the tracker first asks the backend whether the job exists
-  (`find_job`, where the backend can list jobs) and adopts it; only where nothing was made, or the backend
-  cannot tell, is it sent again.
+  (`find_job`, where the backend can list jobs) and adopts it. A backend that cannot list jobs but announces
+  them by a webhook naming the generation (`announces_jobs`: Gemini, fal with `SORACAST_PUBLIC_URL`) is not sent
+  again while that webhook can still come (`SORACAST_WEBHOOK_WAIT` after the create, read from what is stored,
+  so a restart keeps waiting): the webhook gives the generation its job (`Storage.adopt_job`). Only where
+  nothing was made, or nobody can tell, is it sent again.
 - **Leases.** Every unfinished or undelivered generation is worked on by the one live process that holds its
   lease; leases are renewed while the process lives and taken over when they expire. A process only leases
   generations of the platforms it serves.
@@ -27,7 +30,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -78,6 +81,8 @@ TRACK_MESSAGE = "track:"
 LINE_MESSAGE = "line:"
 #: Creates sent for one generation at most, when a backend keeps failing to answer them.
 MAX_SUBMIT_ATTEMPTS = 4
+#: Sources read up a chain of remixes and extensions at most (each extension adds seconds, so chains are short).
+MAX_SOURCE_CHAIN = 64
 
 
 def process_id() -> str:
@@ -131,6 +136,11 @@ class JobRunner:
         #: Generations whose destination is gone: no more progress notes are attempted for them.
         self._gone: set[str] = set()
         self._direct: dict[str, asyncio.Lock] = {}
+        #: Lost create answers whose webhook this process waits for (logged once each).
+        self._awaiting: set[str] = set()
+        #: Generations whose create this process is sending right now, and those a webhook woke meanwhile.
+        self._sending: set[str] = set()
+        self._woken_while_sending: set[str] = set()
         self._listening = False
         self._closing = False
 
@@ -328,6 +338,14 @@ class JobRunner:
             return None  # cancelled, or another process took it
         if not raise_refusal:
             self._left_line.add(generation.id)  # from the line, where its message shows a place
+        self._sending.add(generation.id)
+        try:
+            return await self._send_claimed(generation, raise_refusal)
+        finally:
+            self._sending.discard(generation.id)
+            self._woken_while_sending.discard(generation.id)
+
+    async def _send_claimed(self, generation: Generation, raise_refusal: bool) -> str | None:
         backend = self._catalog.backend(generation.backend)
         limiter = self.limiter(generation.backend)
         limiter.take_submit()
@@ -351,12 +369,17 @@ class JobRunner:
             return Outcome.REQUEUED
         except VideosAPIError as exc:
             if exc.retryable and not exc.maybe_sent:
+                pause = limiter.unreachable()
+                log.info("%s could not be reached for %s's create: back in line, %.1fs pause", generation.backend,
+                         generation.id, pause)
                 await self._requeue(generation)
                 return Outcome.REQUEUED
             if exc.retryable:
                 # The create may have made a job: the tracker finds out before anything is sent again.
                 log.warning("create of %s got no answer (%s); checking whether it was made", generation.id, exc.code)
-                self.track(generation.id, first_wait=self._find_job_grace)
+                woken = generation.id in self._woken_while_sending
+                self._sending.discard(generation.id)
+                self.track(generation.id, first_wait=0.0 if woken else self._find_job_grace)
                 return Outcome.UNKNOWN
             await self._refused(generation, exc, raise_refusal)
             return None
@@ -372,6 +395,9 @@ class JobRunner:
         first_wait = self._settings.poll_interval
         if generation.backend == "offline":
             first_wait = min(first_wait, OFFLINE_FIRST_WAIT)
+        if generation.id in self._woken_while_sending:
+            first_wait = 0.0  # its webhook came before the create's answer was in
+        self._sending.discard(generation.id)
         self.track(generation.id, first_wait=first_wait)
         return Outcome.SENT
 
@@ -392,6 +418,7 @@ class JobRunner:
         self.fail(generation, error.code, error.user_text())
         await self._storage.save_generation(generation)
         await self._budgets.release(generation.id)
+        self._sending.discard(generation.id)
         self.track(generation.id)
 
     async def build_request(self, generation: Generation, backend: VideoBackend) -> VideoRequest:
@@ -402,13 +429,18 @@ class JobRunner:
                 f"{generation.model} is no longer offered on {generation.backend}.", hint="Make it again with /sora."
             )
         characters = await self._registry.inputs_for(generation.characters, backend, caps)
-        source_job, source_video = None, None
+        source_job, source_video, source_seconds = None, None, None
         if generation.kind is not GenerationKind.CREATE:
             parent = await self._storage.get_generation(generation.parent_id or "")
             if parent is None or parent.api_video_id is None:
                 raise GenerationNotReady("The video this builds on is gone.", hint="Start from a new /sora video.")
-            source_job = parent.api_video_id
-            source_video = await self._source_video(parent, backend)
+            source_seconds = await self.total_seconds(parent)
+            if parent.backend == generation.backend:
+                # The backend made it and knows it by its id: the video itself need not travel.
+                source_job = parent.api_video_id
+                source_video = parent.video_path if await _on_disk(parent.video_path) else None
+            else:
+                source_video = await self._source_video(parent, backend)
         used = set(generation.handles)
         return VideoRequest(
             kind=generation.kind,
@@ -420,8 +452,27 @@ class JobRunner:
             size=generation.size,
             source_job_id=source_job,
             source_video=source_video,
+            source_seconds=source_seconds,
             request_key=generation.id,
         )
+
+    async def total_seconds(self, generation: Generation) -> int:
+        """How long a finished video is: a new one its own seconds, an edit its source's length, an extension its
+        source's length and what it added (read up the chain of sources)."""
+        added = 0
+        current: Generation | None = generation
+        for _ in range(MAX_SOURCE_CHAIN):
+            assert current is not None
+            if current.kind is GenerationKind.CREATE:
+                return added + int(current.seconds)
+            if current.kind is GenerationKind.EXTEND:
+                added += int(current.seconds)
+            parent = await self._storage.get_generation(current.parent_id or "")
+            if parent is None:
+                # The chain is broken (an old record): an edit recorded its source's length, an extension less.
+                return added + (int(current.seconds) if current.kind is GenerationKind.REMIX else 0)
+            current = parent
+        return added
 
     async def _source_video(self, parent: Generation, backend: VideoBackend) -> Path | None:
         """The finished video a remix or extension builds on, on this machine (fetched again if it is not)."""
@@ -472,7 +523,7 @@ class JobRunner:
     # --- tracking -----------------------------------------------------------------------------------------
 
     def track(self, generation_id: str, first_wait: float = 0.0) -> None:
-        if self._closing or generation_id in self._trackers:
+        if self._closing or generation_id in self._trackers or generation_id in self._sending:
             return
         self._wakeups[generation_id] = asyncio.Event()
         task = asyncio.create_task(self._track(generation_id, first_wait), name=f"track-{generation_id}")
@@ -486,6 +537,10 @@ class JobRunner:
 
     def wake(self, generation_id: str) -> bool:
         """Poll a tracked generation now (a webhook said it changed); False if this process does not track it."""
+        if generation_id in self._sending:
+            # Its create's answer is on its way: tracking starts once it is in, and polls at once.
+            self._woken_while_sending.add(generation_id)
+            return True
         event = self._wakeups.get(generation_id)
         if event is None:
             return False
@@ -502,6 +557,7 @@ class JobRunner:
         self._left_line.discard(generation_id)
         self._announcing.pop(generation_id, None)
         self._gone.discard(generation_id)
+        self._awaiting.discard(generation_id)
 
     async def _track(self, generation_id: str, first_wait: float) -> None:
         try:
@@ -584,6 +640,9 @@ class JobRunner:
         """A generation whose create may or may not have made a job: find it, or send the create (again)."""
         if generation.status is GenerationStatus.ACCEPTED and generation.submitted_at is None:
             generation.submitted_at = generation.created_at  # stored by an older version: assume it went out
+        if generation.submitted_at is not None and backend.announces_jobs and not backend.can_list_jobs:
+            if await self._await_announcement(generation, backend):
+                return
         found: JobState | None = None
         request = await self.build_request(generation, backend)
         if generation.submitted_at is not None and backend.can_list_jobs:
@@ -606,22 +665,28 @@ class JobRunner:
                 await self._storage.save_generation(generation)
                 await self._budgets.refund(generation.id)
                 return
-            if generation.submitted_at is not None and not backend.can_list_jobs:
+            if generation.submitted_at is not None and backend.announces_jobs and not backend.can_list_jobs:
+                log.warning(
+                    "no webhook from %s for the unanswered create of %s within %.0f s; sending it again",
+                    backend.service,
+                    generation.id,
+                    self._settings.webhook_wait,
+                )
+            elif generation.submitted_at is not None and not backend.can_list_jobs:
                 log.warning(
                     "%s cannot say whether the unanswered create of %s made a job; sending it again",
                     backend.service,
                     generation.id,
                 )
-            generation.submitted_at = utcnow()
-            generation.submit_attempts += 1
-            await self._storage.save_generation(generation)
+            # Conditional: a webhook may have given it its job a moment ago, and that must not be overwritten.
+            if not await self._stamp_resend(generation, utcnow()):
+                return
             try:
                 prompt = generation.api_prompt
                 found = await self._call(backend, Priority.SUBMIT, lambda: backend.submit(request, prompt))
             except VideosAPIError as exc:
                 if exc.retryable and not exc.maybe_sent:
-                    generation.submitted_at = None
-                    await self._storage.save_generation(generation)
+                    await self._stamp_resend(generation, None)
                 raise
         self.apply(generation, found)
         await self._storage.save_generation(generation)
@@ -630,6 +695,52 @@ class JobRunner:
             await self._budgets.refund(generation.id)
         else:
             await self._budgets.spent(generation.id)
+
+    async def _stamp_resend(self, generation: Generation, at: datetime | None) -> bool:
+        """Record that the create goes out again now (or, with None, that it never left); False — after taking
+        up what is stored — when the generation has a job by now or left `submitting`."""
+        stamped = await self._storage.stamp_resend(generation.id, at)
+        if stamped is None:
+            await self._refresh(generation)
+            return False
+        generation.submitted_at, generation.submit_attempts = stamped.submitted_at, stamped.submit_attempts
+        return True
+
+    async def _await_announcement(self, generation: Generation, backend: VideoBackend) -> bool:
+        """For a backend that announces its jobs by webhook: while that webhook can still come (within
+        `SORACAST_WEBHOOK_WAIT` of the create, derived from what is stored, so a restart keeps waiting), wait for
+        it instead of sending again. True while waiting (or once adopted); False when the wait is over."""
+        assert generation.submitted_at is not None
+        deadline = generation.submitted_at + timedelta(seconds=self._settings.webhook_wait)
+        remaining = (deadline - utcnow()).total_seconds()
+        if remaining <= 0:
+            return False
+        if generation.id not in self._awaiting:
+            self._awaiting.add(generation.id)
+            log.info(
+                "the create of %s got no answer; waiting up to %.0f s for %s's webhook instead of sending it again",
+                generation.id,
+                remaining,
+                backend.service,
+            )
+        # A webhook received here (or by another process) wakes this; the stored row is read again anyway, since
+        # processes on SQLite cannot wake each other.
+        await self._sleep(generation.id, min(remaining, self._settings.poll_interval))
+        await self._refresh(generation)
+        if generation.api_video_id is not None:
+            log.info("the create of %s had made %s (its webhook said so): adopted, not sent again",
+                     generation.id, generation.api_video_id)
+            await self._budgets.spent(generation.id)
+        return True
+
+    async def _refresh(self, generation: Generation) -> None:
+        """Take up what is stored for a generation this tracker holds (another writer changed it)."""
+        stored = await self._storage.get_generation(generation.id)
+        if stored is None:
+            generation.status = GenerationStatus.DELETED
+            return
+        for name in Generation.model_fields:
+            setattr(generation, name, getattr(stored, name))
 
     async def _status(self, backend: VideoBackend, job_id: str, *, urgent: bool = False) -> JobState:
         """A job's status: from the backend's batched sweep where it can list jobs, else (or when a webhook
@@ -645,6 +756,10 @@ class JobRunner:
             )
             self._boards[backend.name] = board
         return await board.status(job_id)
+
+    async def call(self, backend: VideoBackend, call: Callable[[], Awaitable[T]]) -> T:
+        """One request to a backend (a status check) through its limiter, for callers outside a tracker."""
+        return await self._call(backend, Priority.POLL, call)
 
     async def _call(self, backend: VideoBackend, priority: Priority, call: Callable[[], Awaitable[T]]) -> T:
         """One request to a backend through its limiter: a 429 pauses the backend for what it asked."""

@@ -94,6 +94,14 @@ class BackendLimiter:
             return 0.0
         return (1.0 - self._tokens) * 60.0 / self._rate
 
+    def unreachable(self) -> float:
+        """A create could not even connect: hold the creates back (doubling each time, reset by a success), so a
+        backend that is down is not retried in a tight loop. Returns the pause, in seconds."""
+        pause = self._backoff
+        self._backoff = min(MAX_BACKOFF, self._backoff * 2)
+        self._paused_until = max(self._paused_until, self._clock() + pause)
+        return pause
+
     def take_submit(self) -> None:
         """A create is going out now."""
         self._refill()

@@ -69,8 +69,9 @@ def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float | None = None) -> VideoEvent:
-    """Check id, timestamp window and signature; return the parsed event or raise WebhookRejected."""
+def standard_headers(headers: Mapping[str, str], now: float | None = None) -> tuple[str, int, str]:
+    """The Standard Webhooks headers (`webhook-id`, `webhook-timestamp` within the window, `webhook-signature`);
+    WebhookRejected when one is missing, malformed or stale."""
     lowered = {k.lower(): v for k, v in headers.items()}
     webhook_id = lowered.get("webhook-id")
     timestamp = lowered.get("webhook-timestamp")
@@ -86,10 +87,21 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float | No
         raise WebhookRejected("bad timestamp") from None
     if abs((now if now is not None else time.time()) - sent_at) > TOLERANCE_SECONDS:
         raise WebhookRejected("timestamp outside the tolerance window")
+    return webhook_id, sent_at, signatures
+
+
+def check_signature(secret: str, webhook_id: str, sent_at: int, signatures: str, body: bytes) -> None:
+    """One of the `v1,` signatures is the HMAC of this delivery under `secret`; WebhookRejected otherwise."""
     expected = sign(secret, webhook_id, sent_at, body).split(",", 1)[1]
     offered = [part.split(",", 1)[1] for part in signatures.split() if part.startswith("v1,")]
     if not any(hmac.compare_digest(expected, candidate) for candidate in offered):
         raise WebhookRejected("signature mismatch")
+
+
+def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float | None = None) -> VideoEvent:
+    """Check id, timestamp window and signature; return the parsed event or raise WebhookRejected."""
+    webhook_id, sent_at, signatures = standard_headers(headers, now)
+    check_signature(secret, webhook_id, sent_at, signatures, body)
     try:
         # Strict UTF-8 (json.loads would guess UTF-16/32 from the first bytes).
         event = VideoEvent.model_validate(json.loads(body.decode("utf-8")))

@@ -117,6 +117,16 @@ class Storage(Protocol):
         """Atomically move a waiting generation to `submitting` under `owner`'s lease; None if it is not waiting
         any more (another process took it, or it was cancelled)."""
 
+    async def adopt_job(self, generation_id: str, api_video_id: str) -> bool:
+        """Atomically give a generation whose create went out (`submitting`) and has no job id yet the job a
+        provider announced for it; False (nothing written) if it has a job by now, left that state, or another
+        generation owns that job."""
+
+    async def stamp_resend(self, generation_id: str, at: datetime | None) -> Generation | None:
+        """Atomically record that a create is sent again (`submitted_at`, one more attempt) — or, with None, that
+        it never left after all — only while the generation is `submitting` without a job id; None (nothing
+        written) otherwise: say, a webhook gave it its job meanwhile."""
+
     async def cancel_waiting(self, generation_id: str) -> bool:
         """Atomically cancel a generation that is still waiting; False if it left the line already."""
 

@@ -45,6 +45,9 @@ from storage.rows import (
 )
 from storage.schema import migrations
 
+#: A generation whose create went out (or may have) and whose job id is not known yet.
+_UNSENT = (GenerationStatus.SUBMITTING, GenerationStatus.ACCEPTED)
+
 log = logging.getLogger(__name__)
 
 SCHEMES = ("postgresql", "postgres")
@@ -468,17 +471,51 @@ class PostgresStorage:
 
         return await self._change_if_waiting(generation_id, place) is not None
 
+    async def adopt_job(self, generation_id: str, api_video_id: str) -> bool:
+        def adopt(generation: Generation) -> None:
+            generation.api_video_id = api_video_id
+            generation.updated_at = utcnow()
+
+        try:
+            changed = await self._change_if(generation_id, _UNSENT, adopt, {"api_video_id": api_video_id}, unsent=True)
+        except asyncpg.UniqueViolationError:
+            return False  # another generation owns that job
+        return changed is not None
+
+    async def stamp_resend(self, generation_id: str, at: datetime | None) -> Generation | None:
+        def stamp(generation: Generation) -> None:
+            generation.submitted_at = at
+            if at is not None:
+                generation.submit_attempts += 1
+
+        return await self._change_if(generation_id, _UNSENT, stamp, unsent=True)
+
     async def _change_if_waiting(
         self, generation_id: str, change: Callable[[Generation], None], columns: dict[str, object] | None = None
     ) -> Generation | None:
         """Read a generation, change it and write it back in one transaction, only while it is still waiting:
         the row lock makes the claim, the cancel and the place in line atomic across processes."""
+        return await self._change_if(generation_id, (GenerationStatus.WAITING,), change, columns)
+
+    async def _change_if(
+        self,
+        generation_id: str,
+        statuses: Sequence[GenerationStatus],
+        change: Callable[[Generation], None],
+        columns: dict[str, object] | None = None,
+        *,
+        unsent: bool = False,
+    ) -> Generation | None:
+        """Read a generation in one of `statuses` (and, with `unsent`, without a job id yet) under a row lock,
+        change it and write it back; None (nothing written) when it is not in that state any more."""
         extra = columns or {}
+        unsent_clause = " AND api_video_id IS NULL" if unsent else ""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT body, delivered_at, target FROM generations WHERE id = $1 AND status = $2 FOR UPDATE",
+                "SELECT body, delivered_at, target FROM generations"
+                f" WHERE id = $1 AND status = ANY($2::text[]){unsent_clause} FOR UPDATE",
                 generation_id,
-                GenerationStatus.WAITING.value,
+                [s.value for s in statuses],
             )
             if row is None:
                 return None

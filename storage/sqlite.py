@@ -41,6 +41,9 @@ from storage.rows import (
 )
 from storage.schema import migrations
 
+#: A generation whose create went out (or may have) and whose job id is not known yet.
+_UNSENT = (GenerationStatus.SUBMITTING, GenerationStatus.ACCEPTED)
+
 log = logging.getLogger(__name__)
 
 _FINISHED = tuple(s.value for s in GenerationStatus if s.finished)
@@ -490,18 +493,53 @@ class SQLiteStorage:
 
         return await self._change_if_waiting(generation_id, place) is not None
 
+    async def adopt_job(self, generation_id: str, api_video_id: str) -> bool:
+        def adopt(generation: Generation) -> None:
+            generation.api_video_id = api_video_id
+            generation.updated_at = utcnow()
+
+        try:
+            changed = await self._change_if(generation_id, _UNSENT, adopt, {"api_video_id": api_video_id}, unsent=True)
+        except sqlite3.IntegrityError:
+            return False  # another generation owns that job
+        return changed is not None
+
+    async def stamp_resend(self, generation_id: str, at: datetime | None) -> Generation | None:
+        def stamp(generation: Generation) -> None:
+            generation.submitted_at = at
+            if at is not None:
+                generation.submit_attempts += 1
+
+        return await self._change_if(generation_id, _UNSENT, stamp, unsent=True)
+
     async def _change_if_waiting(
         self, generation_id: str, change: Callable[[Generation], None], columns: dict[str, str] | None = None
     ) -> Generation | None:
         """Read a generation, change it and write it back in one transaction, only while it is still waiting:
         the claim, the cancel and the place in line can never undo one another."""
+        return await self._change_if(generation_id, (GenerationStatus.WAITING,), change, columns)
+
+    async def _change_if(
+        self,
+        generation_id: str,
+        statuses: Sequence[GenerationStatus],
+        change: Callable[[Generation], None],
+        columns: dict[str, str] | None = None,
+        *,
+        unsent: bool = False,
+    ) -> Generation | None:
+        """Read a generation in one of `statuses` (and, with `unsent`, without a job id yet), change it and write
+        it back in one transaction; None (nothing written) when it is not in that state any more."""
         extra = columns or {}
+        marks = ",".join("?" * len(statuses))
+        unsent_clause = " AND api_video_id IS NULL" if unsent else ""
         async with self._write_lock:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 async with self.db.execute(
-                    "SELECT body, delivered_at, target FROM generations WHERE id = ? AND status = ?",
-                    (generation_id, GenerationStatus.WAITING.value),
+                    "SELECT body, delivered_at, target FROM generations"
+                    f" WHERE id = ? AND status IN ({marks}){unsent_clause}",
+                    (generation_id, *(s.value for s in statuses)),
                 ) as cursor:
                     row = await cursor.fetchone()
                 if row is None:

@@ -124,7 +124,7 @@ async def test_gemini_is_checked_with_models_get_and_a_bad_key_or_model_is_named
     nowhere = await soracast_check(tmp_path, **gemini_env(gemini_emulator, GOOGLE_GEMINI_BASE_URL=closed))
 
     assert good.code == 0, good.err
-    assert "models confirmed: gemini-omni-1.1-flash, gemini-omni-1.2-flash" in good.out
+    assert "models confirmed: gemini-omni-1.2-flash, gemini-omni-1.1-flash" in good.out
     assert "New videos go to Gemini: SORACAST_BACKEND=auto and GEMINI_API_KEY is the first key set" in good.out
     assert bad_key.code == 1 and "Google refused GEMINI_API_KEY (HTTP 400 INVALID_ARGUMENT" in bad_key.err
     assert no_model.code == 1

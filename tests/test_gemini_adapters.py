@@ -50,12 +50,12 @@ async def test_the_terminal_makes_a_two_character_video_on_gemini_and_lists_the_
             "/character info @mascot",
         )
         assert run.code == 0, run.output
-        assert "Gemini (Gemini Omni 1.1 Flash)" in run.output
+        assert "Gemini (Gemini Omni 1.2 Flash)" in run.output
         [generation] = await core.generations.recent(console_identity()[0])
         assert generation.status is GenerationStatus.COMPLETED
         assert generation.prompt == "@mascot and @rex surfing at sunset"
         text, videos, images = _sent_media(gemini_emulator)
-        assert text.endswith("Captain Mascot and Rex surfing at sunset") and (len(videos), len(images)) == (2, 3)
+        assert text.endswith("Captain Mascot and Rex surfing at sunset") and (len(videos), len(images)) == (2, 6)
         info = run.output.split("> /character info @mascot", 1)[1]
         assert "a 3.0 s clip" in info and "3 stills" in info
         still_paths = [line.split()[-1] for line in info.splitlines() if line.strip().startswith("still ")]
@@ -79,7 +79,7 @@ async def test_discord_sora_with_two_handles_posts_the_gemini_video_and_info_att
 
     assert final.status is GenerationStatus.COMPLETED and final.backend == "gemini"
     text, videos, images = _sent_media(gemini_emulator)
-    assert text.endswith("Captain Mascot chases Rex through a market") and (len(videos), len(images)) == (2, 3)
+    assert text.endswith("Captain Mascot chases Rex through a market") and (len(videos), len(images)) == (2, 6)
     message = result_message(h, final)
     assert uploaded_video(h, message) == final.video_path.read_bytes()  # type: ignore[union-attr]
     assert "@mascot chases @rex through a market" in message["embeds"][0]["description"]
@@ -111,7 +111,7 @@ async def test_slack_sora_with_two_handles_posts_the_gemini_video_and_info_shows
 
         assert final.status is GenerationStatus.COMPLETED
         text, videos, images = _sent_media(gemini_emulator)
-        assert text.endswith("Mascot and Rex dance") and (len(videos), len(images)) == (2, 3)
+        assert text.endswith("Mascot and Rex dance") and (len(videos), len(images)) == (2, 6)
         [uploaded] = [c for c in slack_api.calls_to("upload") if c.body == final.video_path.read_bytes()]  # type: ignore[union-attr]
         assert uploaded is not None
 

@@ -21,7 +21,7 @@ from bot.errors import (
     InvalidInput,
     TooManyCharacters,
 )
-from bot.models import GenerationKind, GenerationOptions, GenerationStatus, Platform, ReferenceKind
+from bot.models import GenerationOptions, GenerationStatus, Platform, ReferenceKind
 from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier, serving
 from tests.fixtures.gemini import GEMINI_KEY, GeminiEmulator, gemini_settings, open_gemini_core
 
@@ -74,7 +74,7 @@ async def test_two_handles_become_reference_clips_and_stills_in_one_request(
     final = await core.generations.wait_finished(generation.id, within=WITHIN)
 
     # The user's words are kept as typed; Gemini got the names and the reference tags.
-    assert final.prompt == prompt and final.backend == "gemini" and final.model == "gemini-omni-1.1-flash"
+    assert final.prompt == prompt and final.backend == "gemini" and final.model == "gemini-omni-1.2-flash"
     request = gemini_emulator.requests.last("create_interaction")
     assert request.headers["x-goog-api-key"] == GEMINI_KEY
     body = request.json
@@ -84,21 +84,21 @@ async def test_two_handles_become_reference_clips_and_stills_in_one_request(
     }
     assert body["generation_config"]["video_config"]["task"] == "reference_to_video"
     parts = _parts(body)
-    assert [p["type"] for p in parts] == ["text", "video", "video", "image", "image", "image"]
+    # Omni 1.2 takes six stills (Google's guide sends more than three): every still of both characters fits.
+    assert [p["type"] for p in parts] == ["text", "video", "video", *["image"] * 6]
     text = parts[0]["text"]
     assert text.endswith("Captain Mascot surfing a giant wave while Rex cheers")
-    assert "Captain Mascot is the character shown in <VIDEO_REF_0> <IMAGE_REF_0> <IMAGE_REF_1>." in text
-    assert "Rex is the character shown in <VIDEO_REF_1> <IMAGE_REF_2>." in text
-    # The parts are the stored references, split fairly: each a clip, the first mentioned two stills.
+    assert "Captain Mascot is the character shown in <VIDEO_REF_0> <IMAGE_REF_0> <IMAGE_REF_1> <IMAGE_REF_2>." in text
+    assert "Rex is the character shown in <VIDEO_REF_1> <IMAGE_REF_3> <IMAGE_REF_4> <IMAGE_REF_5>." in text
+    # The parts are the stored references: each character's clip, then its stills, best first.
     stored = {c.id: {(b.reference.kind, b.reference.position): b.data for b in await core.storage.load_references(c.id)}
               for c in (mascot, rex)}
     sent = [base64.b64decode(p["data"]) for p in parts[1:]]
     assert sent == [
         stored[mascot.id][(ReferenceKind.CLIP, 0)],
         stored[rex.id][(ReferenceKind.CLIP, 0)],
-        stored[mascot.id][(ReferenceKind.STILL, 0)],
-        stored[mascot.id][(ReferenceKind.STILL, 1)],
-        stored[rex.id][(ReferenceKind.STILL, 0)],
+        *(stored[mascot.id][(ReferenceKind.STILL, i)] for i in range(3)),
+        *(stored[rex.id][(ReferenceKind.STILL, i)] for i in range(3)),
     ]
     # Delivered once, a real H.264 of the asked size and length that shows both characters.
     assert final.status is GenerationStatus.COMPLETED and [g.id for g in recorder.deliveries] == [generation.id]
@@ -120,7 +120,7 @@ async def test_one_more_character_than_fits_is_refused_before_any_call(
             await core.registry.register(CONSOLE_SCOPE, TESTER, handle, clip_maker())
         with pytest.raises(TooManyCharacters) as caught:
             await core.generations.generate(CONSOLE_SCOPE, TESTER, "@one @two @three", GenerationOptions(), TARGET)
-        assert "gemini-omni-1.1-flash can feature at most 2" in caught.value.user_text()
+        assert "gemini-omni-1.2-flash can feature at most 2" in caught.value.user_text()
         assert emulator.requests.for_route("create_interaction") == []
         assert await core.generations.recent(CONSOLE_SCOPE) == []
         # Two fit: one clip and one still each.
@@ -136,8 +136,9 @@ async def test_one_more_character_than_fits_is_refused_before_any_call(
 @pytest.mark.parametrize(
     "options, named",
     [
-        (GenerationOptions(seconds="20"), "gemini-omni-1.1-flash makes videos of 3–10 s; '20' is not one of them"),
-        (GenerationOptions(seconds="6.5"), "3–10 s"),
+        (GenerationOptions(seconds="20"), "gemini-omni-1.2-flash makes videos of 3–15 s; '20' is not one of them"),
+        (GenerationOptions(model="omni-1.1", seconds="12"), "gemini-omni-1.1-flash makes videos of 3–10 s"),
+        (GenerationOptions(seconds="6.5"), "3–15 s"),
         (GenerationOptions(size="640x480"), "1280x720 (16:9, 720p)"),
         (GenerationOptions(size="4:3"), "720x1280 (9:16, 720p)"),
         (GenerationOptions(model="veo-3.1-generate-preview"), "gemini-omni-1.1-flash (omni-1.1)"),
@@ -205,36 +206,6 @@ async def test_a_large_video_comes_by_link_and_is_streamed_to_disk(
     assert any(p.endswith(":download") for p in paths) and any(not p.endswith(":download") for p in paths)
     assert final.video_path is not None and _video_facts(final.video_path)[1:3] == (1920, 1080)
     assert not list(final.video_path.parent.glob("*.part"))
-
-
-async def test_extend_sends_the_finished_video_with_omnis_extend_task(
-    gemini_core: Soracast, gemini_emulator: GeminiEmulator, recorder: RecordingNotifier
-) -> None:
-    first = await gemini_core.generations.generate(
-        CONSOLE_SCOPE, TESTER, "a boat leaves the harbour", GenerationOptions(seconds="4"), TARGET
-    )
-    done = await gemini_core.generations.wait_finished(first.id, within=WITHIN)
-    assert done.video_path is not None
-    with pytest.raises(InvalidInput) as caught:
-        await gemini_core.generations.extend(CONSOLE_SCOPE, TESTER, first.id, "and sails", TARGET, seconds="30")
-    assert "3–10 s" in caught.value.user_text()
-
-    extension = await gemini_core.generations.extend(
-        CONSOLE_SCOPE, TESTER, first.id, "it sails into a storm", TARGET, seconds="3"
-    )
-    body = gemini_emulator.requests.last("create_interaction").json
-    assert body["generation_config"]["video_config"]["task"] == "extend"
-    video = next(p for p in _parts(body) if p["type"] == "video")
-    assert base64.b64decode(video["data"]) == done.video_path.read_bytes()
-    final = await gemini_core.generations.wait_finished(extension.id, within=WITHIN)
-    assert final.kind is GenerationKind.EXTEND and final.status is GenerationStatus.COMPLETED
-    assert final.video_path is not None and _video_facts(final.video_path)[3] == pytest.approx(7.0, abs=0.6)
-
-    remix = await gemini_core.generations.remix(CONSOLE_SCOPE, TESTER, first.id, "the same, at dawn", TARGET)
-    assert gemini_emulator.requests.last("create_interaction").json["generation_config"]["video_config"] == {
-        "task": "edit"
-    }
-    assert (await gemini_core.generations.wait_finished(remix.id, within=WITHIN)).status is GenerationStatus.COMPLETED
 
 
 async def test_a_model_that_cannot_remix_offers_no_remix_and_says_so_when_asked(

@@ -90,7 +90,7 @@ async def test_a_link_delivery_downloads_through_the_files_api(gemini_emulator: 
         ({"background": False}, 400, "background"),
         ({"model": "veo-3.1-generate-preview"}, 404, "is not found"),
         ({"extra_body": {"characters": [{"id": "char_1"}]}}, 400, 'Unknown name "characters"'),
-        ({"generation_config": {"video_config": {"task": "extend"}}}, 400, "needs the video to extend"),
+        ({"generation_config": {"video_config": {"task": "extend"}}}, 400, "needs a source"),
     ],
 )
 async def test_what_the_api_refuses_is_refused_in_googles_envelope(
@@ -154,3 +154,88 @@ def test_frame_sizes_follow_aspect_and_resolution() -> None:
     assert frame_size("16:9", "720p") == "1280x720"
     assert frame_size("9:16", "1080p") == "1080x1920"
     assert frame_size("16:9", "4k") == "3840x2160"
+
+
+async def _done(emulator: GeminiEmulator, client: genai.Client, **body: Any) -> Any:
+    created = await _create(client, **body)
+    emulator.offline.finish_now("video_" + created.id.removeprefix("v1_"))
+    done = await client.aio.interactions.get(created.id)
+    assert done.status == "completed"
+    return done
+
+
+async def test_an_edit_or_extension_of_an_earlier_interaction_is_checked_as_google_checks_it(
+    gemini_emulator: GeminiEmulator,
+) -> None:
+    client = _client(gemini_emulator)
+    source = await _done(gemini_emulator, client, model="gemini-omni-1.2-flash", response_format=_video("15s"))
+    edit = {"generation_config": {"video_config": {"task": "edit"}}, "previous_interaction_id": source.id}
+    extend = {"generation_config": {"video_config": {"task": "extend"}}, "previous_interaction_id": source.id}
+    model = {"model": "gemini-omni-1.2-flash"}
+    jobs = gemini_emulator.offline.job_count
+
+    # An edit keeps its source's length and frame: a duration or an aspect ratio is refused.
+    code, error = await _refusal(_create(client, **model, **edit, response_format=_video("4s")))
+    assert code == 400 and "response_format.duration" in error["message"] and "task 'edit'" in error["message"]
+    code, error = await _refusal(
+        _create(client, **model, **edit, response_format={"type": "video", "aspect_ratio": "9:16"})
+    )
+    assert code == 400 and "response_format.aspect_ratio" in error["message"]
+    # An extension adds 3–10 s, and 1.2 extends to 30 s in all: 15 + 16 is refused, so is 15 + 10 + 10.
+    sixteen = {"type": "video", "duration": "16s"}
+    code, error = await _refusal(_create(client, **model, **extend, response_format=sixteen))
+    assert code == 400 and "An extension adds 3 to 10 seconds" in error["message"]
+    assert gemini_emulator.offline.job_count == jobs
+
+    edited = await _create(client, **model, **edit, response_format={"type": "video"})
+    longer = await _create(client, **model, **extend, response_format={"type": "video", "duration": "10s"})
+    gemini_emulator.offline.finish_now("video_" + longer.id.removeprefix("v1_"))
+    assert (await client.aio.interactions.get(longer.id)).status == "completed"
+    again = {"generation_config": {"video_config": {"task": "extend"}}, "previous_interaction_id": longer.id}
+    ten = {"type": "video", "duration": "10s"}
+    code, error = await _refusal(_create(client, **model, **again, response_format=ten))
+    assert code == 400 and "at most 30 seconds" in error["message"] and "25 + 10" in error["message"]
+    assert edited.status == "in_progress"
+    await client.aio.aclose()
+
+
+async def test_an_unknown_interaction_is_googles_400_invalid_interaction_name(gemini_emulator: GeminiEmulator) -> None:
+    client = _client(gemini_emulator)
+    for call in (
+        client.aio.interactions.get("v1_doesnotexist0000"),
+        client.aio.interactions.get("not-an-id"),
+        client.aio.interactions.cancel("v1_doesnotexist0000"),
+        _create(
+            client,
+            generation_config={"video_config": {"task": "edit"}},
+            previous_interaction_id="v1_doesnotexist0000",
+            response_format={"type": "video"},
+        ),
+    ):
+        code, error = await _refusal(call)
+        assert code == 400 and error["status"] == "INVALID_ARGUMENT"
+        assert error["message"].startswith("Invalid interaction name")
+    await client.aio.aclose()
+
+
+async def test_a_webhook_config_is_checked_and_kept_with_the_interaction(gemini_emulator: GeminiEmulator) -> None:
+    client = _client(gemini_emulator)
+    code, error = await _refusal(_create(client, webhook_config={"uris": ["ftp://not-a-web-address"]}))
+    assert code == 400 and "webhook_config.uris" in error["message"]
+    config = {"user_metadata": {"soracast_generation": "gabcdefgh"}}
+    created = await _create(client, webhook_config=config)
+    read = await client.aio.interactions.get(created.id)
+    assert read.webhook_config is not None and read.webhook_config.user_metadata == config["user_metadata"]
+    await client.aio.aclose()
+
+
+@pytest.mark.parametrize("marker, status", [("[[requires_action]]", "requires_action"), ("[[idle]]", "idle")])
+async def test_a_marked_prompt_leaves_the_interaction_waiting_in_that_state(
+    gemini_emulator: GeminiEmulator, marker: str, status: str
+) -> None:
+    client = _client(gemini_emulator)
+    created = await _create(client, input=f"a lighthouse {marker}")
+    gemini_emulator.offline.finish_now("video_" + created.id.removeprefix("v1_"))
+    assert (await client.aio.interactions.get(created.id)).status == status
+    assert (await client.aio.interactions.cancel(created.id)).status == "cancelled"
+    await client.aio.aclose()

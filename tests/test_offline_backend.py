@@ -23,12 +23,12 @@ async def test_with_no_key_the_offline_renderer_plays_gemini_by_default(tmp_path
     origin = core.backend.inner._client._api_client._http_options.base_url  # type: ignore[attr-defined]
     try:
         core.generations.register_notifier(Platform.CONSOLE, RecordingNotifier())
-        assert core.backend.name == "offline" and core.catalog.default_model().model == "gemini-omni-1.1-flash"
+        assert core.backend.name == "offline" and core.catalog.default_model().model == "gemini-omni-1.2-flash"
         described = present.describe_backend(core.backend, core.catalog.default_model())
-        assert "playing Gemini Omni 1.1 Flash's rules" in described and "GEMINI_API_KEY" in described
+        assert "playing Gemini Omni 1.2 Flash's rules" in described and "GEMINI_API_KEY" in described
         with pytest.raises(InvalidInput) as caught:
             await core.generations.generate(CONSOLE_SCOPE, TESTER, "a cat", GenerationOptions(seconds="20"), TARGET)
-        assert "gemini-omni-1.1-flash makes videos of 3–10 s" in caught.value.user_text()
+        assert "gemini-omni-1.2-flash makes videos of 3–15 s" in caught.value.user_text()
 
         await core.registry.register(CONSOLE_SCOPE, TESTER, "mascot", clip_maker(seconds=3.0))
         generation = await core.generations.generate(

@@ -796,3 +796,46 @@ async def test_purging_a_workspace_deletes_all_of_its_data_and_nothing_of_anothe
     assert [g.id for g in again.generations] == [rendering.id] and again.still_running == 0
     assert await store.get_retired_scope(WORKSPACE) is None
     assert len(await store.list_characters(NEIGHBOUR)) == 1
+
+
+async def test_a_job_announced_for_a_lost_create_is_adopted_once_and_never_over_a_resend(store: Storage) -> None:
+    lost = _generation(status=GenerationStatus.SUBMITTING, submitted_at=utcnow(), submit_attempts=1)
+    other = _generation(status=GenerationStatus.SUBMITTING, api_video_id="v1_taken")
+    await store.save_generation(lost)
+    await store.save_generation(other)
+    # A job another generation owns is never given to this one; an unknown one is, once.
+    assert not await store.adopt_job(lost.id, "v1_taken")
+    assert await store.adopt_job(lost.id, "v1_announced")
+    assert not await store.adopt_job(lost.id, "v1_later")
+    adopted = await store.get_generation(lost.id)
+    assert adopted is not None and adopted.api_video_id == "v1_announced"
+    assert (await store.find_generation_by_video("v1_announced")).id == lost.id  # type: ignore[union-attr]
+    # Once it has a job, a resend is not stamped (the tracker takes up the job instead).
+    assert await store.stamp_resend(lost.id, utcnow()) is None
+    assert (await store.get_generation(lost.id)).submit_attempts == 1  # type: ignore[union-attr]
+
+
+async def test_a_resend_is_stamped_only_while_the_create_has_no_job(
+    store: Storage, new_storage: StorageFactory
+) -> None:
+    generation = _generation(status=GenerationStatus.SUBMITTING, submitted_at=utcnow(), submit_attempts=1)
+    await store.save_generation(generation)
+    again = utcnow()
+    stamped = await store.stamp_resend(generation.id, again)
+    assert stamped is not None and stamped.submit_attempts == 2 and stamped.submitted_at == again
+    unsent = await store.stamp_resend(generation.id, None)
+    assert unsent is not None and unsent.submitted_at is None and unsent.submit_attempts == 2
+    # Two processes adopting at once: one wins, and a waiting or finished generation is never adopted.
+    second = new_storage()
+    await second.open()
+    try:
+        results = await asyncio.gather(
+            *(s.adopt_job(generation.id, f"v1_job{i}") for i in range(4) for s in (store, second))
+        )
+        assert sum(results) == 1
+    finally:
+        await second.close()
+    waiting = _generation(status=GenerationStatus.WAITING)
+    await store.save_generation(waiting)
+    assert not await store.adopt_job(waiting.id, "v1_other")
+    assert await store.stamp_resend(waiting.id, utcnow()) is None

@@ -32,6 +32,7 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.http_door import app_runner, refusals, refusing
 from bot.models import Platform
+from bot.provider_webhooks import ProviderWebhooks
 from bot.webhooks import webhook_route
 
 log = logging.getLogger(__name__)
@@ -148,8 +149,9 @@ def create_web_app(
     core: Soracast, settings: Settings, adapter: SlackAdapter, extra_routes: Sequence[web.RouteDef] = ()
 ) -> web.Application:
     """What `soracast web` serves: `POST /slack/events` (see `adapters.slack.door` for what is checked, in
-    which order), `POST /webhooks/openai` (see `bot.webhooks`), `GET /healthz`, plus `extra_routes`. Every
-    refusal, aiohttp's own 404/405/413 included, is one 4xx and one log line."""
+    which order), `POST /webhooks/openai` (see `bot.webhooks`), `POST /webhooks/gemini` and
+    `POST /webhooks/fal/{generation id}` (see `bot.provider_webhooks`), `GET /healthz`, plus `extra_routes`.
+    Every refusal, aiohttp's own 404/405/413 included, is one 4xx and one log line."""
     signing_secret = _secret(
         settings.slack_signing_secret, "SLACK_SIGNING_SECRET", "HTTP mode checks every request with the signing secret."
     )
@@ -159,6 +161,11 @@ def create_web_app(
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "offline": settings.use_offline})
 
+    provider_webhooks = ProviderWebhooks(settings, core.storage, core.generations)
+
+    async def close_provider_webhooks(_app: web.Application) -> None:
+        await provider_webhooks.aclose()
+
     web_app = web.Application(client_max_size=1024 * 1024, middlewares=[refusals])
     install = oauth_routes(adapter.app.oauth_flow) if adapter.app.oauth_flow is not None else []
     web_app.add_routes(
@@ -166,10 +173,12 @@ def create_web_app(
             web.post(EVENTS_PATH, refusing(door)),
             *install,
             webhook_route(webhook_secret, core.storage, core.generations),
+            *provider_webhooks.routes(),
             web.get("/healthz", healthz),
             *extra_routes,
         ]
     )
+    web_app.on_cleanup.append(close_provider_webhooks)
     web_app[CORE_KEY] = core
     return web_app
 

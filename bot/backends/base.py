@@ -19,6 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.models import GenerationKind, HostedReference
 
+#: The key naming soracast's generation in what a provider keeps with a job and gives back (Gemini's
+#: `user_metadata`), so a job whose create's answer was lost can be tied back to its generation.
+GENERATION_KEY = "soracast_generation"
+
 
 class CharacterMode(StrEnum):
     """How a model carries a character into a video."""
@@ -91,6 +95,8 @@ class ModelCapabilities(BaseModel):
     can_extend: bool = False
     #: Seconds an extension may add (defaults to `durations`).
     extend_durations: tuple[int, ...] = ()
+    #: The longest a video may grow through extensions, in seconds (None: no published total).
+    max_total_seconds: int | None = None
     #: USD per second of output by resolution (`720p`), or `*` for any; empty when not published.
     price_per_second: dict[str, float] = Field(default_factory=dict)
     #: Where the price came from and when it was read.
@@ -139,6 +145,9 @@ class JobState(BaseModel):
     poll_after: float | None = None
     error_code: str | None = None
     error_message: str | None = None
+    #: The soracast generation the provider says this job was made for, where it keeps one (Gemini returns the
+    #: `user_metadata` it was sent); None when it keeps none.
+    request_key: str | None = None
 
 
 class CharacterInput(BaseModel):
@@ -179,9 +188,11 @@ class VideoRequest(BaseModel):
     model: str
     seconds: int
     size: str
-    #: For remix and extend: the backend's id of the finished source job, and its video file when on disk.
+    #: For remix and extend: the backend's id of the finished source job (None when this backend did not make
+    #: it), its video file when on disk, and how long it is in seconds.
     source_job_id: str | None = None
     source_video: Path | None = None
+    source_seconds: int | None = None
     #: Stable for the life of the request (soracast's generation id), for providers that deduplicate.
     request_key: str
 
@@ -211,6 +222,9 @@ class VideoBackend(Protocol):
     #: Whether the provider can list recent jobs: `poll_many` checks many in few calls, and `find_job` can tell
     #: whether a create whose answer was lost made a job.
     can_list_jobs: bool
+    #: Whether the provider announces this backend's jobs by a webhook naming soracast's generation (configured
+    #: here): a create whose answer was lost is then waited for, not sent again (see `bot.jobs`).
+    announces_jobs: bool
 
     def models(self) -> Sequence[ModelCapabilities]:
         """Every model this backend offers here, the default first."""
@@ -233,6 +247,12 @@ class VideoBackend(Protocol):
     async def find_job(self, request: VideoRequest, api_prompt: str, since: datetime) -> JobState | None:
         """The job an unanswered create made, if the provider can tell (None: none was made, or unknowable —
         see `can_list_jobs`)."""
+
+    def job_id_of(self, provider_id: str, model: str) -> str:
+        """The job id soracast stores for a job the provider names `provider_id` (what its webhooks carry)."""
+
+    def provider_id_of(self, job_id: str) -> str:
+        """The provider's own id of a stored job (the inverse of `job_id_of`)."""
 
     async def download(self, job_id: str, dest: Path) -> Path:
         """Stream a completed job's video to `dest` (written beside it, renamed into place)."""

@@ -204,6 +204,11 @@ ROUTE_CASES: list[RouteCase] = [
     RouteCase("POST to the health check", "POST", "/healthz", 405, MARKER.encode()),
     RouteCase("GET on the Slack door", "GET", "/slack/events", 405),
     RouteCase("PUT on the webhook", "PUT", "/webhooks/openai", 405, MARKER.encode()),
+    # The providers' webhooks are off without SORACAST_PUBLIC_URL (or GEMINI_WEBHOOK_SECRET): nothing is read.
+    RouteCase("POST to the Gemini webhook while it is off", "POST", "/webhooks/gemini", 404, MARKER.encode()),
+    RouteCase("POST to the fal webhook while it is off", "POST", "/webhooks/fal/gabcdefgh", 404, MARKER.encode()),
+    RouteCase("GET on the Gemini webhook", "GET", "/webhooks/gemini", 405),
+    RouteCase("PUT on the fal webhook", "PUT", "/webhooks/fal/gabcdefgh", 405, MARKER.encode()),
 ]
 
 

@@ -8,6 +8,10 @@ a place in its queue while a job waits; finished videos are fetched from the URL
 fal key (the URL names a public file host, which has no business seeing it).
 
 How the client is driven — one attempt per submit, another host for tests — is in `queue.py`.
+
+With `SORACAST_PUBLIC_URL` set, every submit asks fal to announce the job at `<public>/webhooks/fal/<generation
+id>` (fal-client's `webhook_url`, sent as `?fal_webhook=`): fal then says when the job ends, and a submit whose
+answer was lost is tied back to its generation by that URL instead of being submitted (and paid for) again.
 """
 
 from __future__ import annotations
@@ -73,13 +77,19 @@ class FalBackend:
         timeout: float = 60.0,
         name: str = "fal",
         account_key: str | None = None,
+        webhook_url: str | None = None,
     ) -> None:
         if not key:
             raise ConfigError("FAL_KEY is empty: set the fal API key.")
         self.name = name
         self.account_key = account_key or f"fal@{queue_url or FAL_QUEUE}"
         self._models = models
+        #: As configured (None: fal's own hosts), for `soracast check`; job URLs are built on `_queue_base`.
         self._queue_url = queue_url
+        self._queue_base = (queue_url or f"https://{FAL_QUEUE}").rstrip("/")
+        #: fal announces each job at this address followed by `/<generation id>` (None: no webhooks).
+        self._webhook_url = webhook_url
+        self.announces_jobs = webhook_url is not None
         self._client = QueueClient(
             key, queue_http_client(key, timeout=timeout, queue_url=queue_url), timeout=timeout, fal_url=queue_url
         )
@@ -99,7 +109,11 @@ class FalBackend:
             if settings.fal_key is None:
                 raise ConfigError("FAL_KEY is not set: the fal backend needs a key.")
             key = settings.fal_key.get_secret_value()
-        options: dict[str, Any] = {"queue_url": settings.fal_queue_url, "timeout": settings.api_timeout}
+        options: dict[str, Any] = {
+            "queue_url": settings.fal_queue_url,
+            "timeout": settings.api_timeout,
+            "webhook_url": settings.fal_webhook_url,
+        }
         options.update(overrides)
         return cls(key, fal_models(settings.fal_models), **options)
 
@@ -130,8 +144,9 @@ class FalBackend:
         # them); what is missing is uploaded now.
         urls, _ = await self._stills.urls(plan)
         arguments = build_arguments(model, request, plan, api_prompt, urls)
+        webhook = f"{self._webhook_url}/{request.request_key}" if self._webhook_url else None
         try:
-            handle = await self._client.submit(model.id, arguments)
+            handle = await self._client.submit(model.id, arguments, webhook_url=webhook)
         except SubmitFailed as exc:
             raise _submit_error(exc, model) from None
         except (KeyError, ValueError, fal_client.FalClientError, httpx.HTTPError) as exc:
@@ -146,6 +161,17 @@ class FalBackend:
         job = FalJob.of(handle)
         log.info("fal accepted %s as request %s", request.request_key, job.request_id)
         return JobState(id=job.encode(), status=JobStatus.QUEUED)
+
+    def job_id_of(self, provider_id: str, model: str) -> str:
+        """A request fal's webhook names, as its submit would have answered it (its app's request URLs)."""
+        app = "/".join(self._model(model).id.split("/")[:2])
+        base = f"{self._queue_base}/{app}/requests/{provider_id}"
+        return FalJob(
+            request_id=provider_id, status_url=f"{base}/status", response_url=base, cancel_url=f"{base}/cancel"
+        ).encode()
+
+    def provider_id_of(self, job_id: str) -> str:
+        return FalJob.decode(job_id).request_id
 
     async def poll_many(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         return {}

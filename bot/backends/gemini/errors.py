@@ -1,8 +1,10 @@
 """Gemini API errors as the `SoracastError`s a user reads (the one mapping of them).
 
 Google's envelope is `{"error": {"code", "message", "status", "details"}}`; request validation of the
-Interactions API also answers `{"error": {"code": "invalid_request", "message"}}`. Both are read. Google's own
-message is kept, and a hint says what to do next.
+Interactions API also answers `{"error": {"code": "invalid_request", "message"}}`, and some answers wrap the
+envelope in a JSON array (`[{"error": {…}}]`). All are read. Google's own message is kept, and a hint says what to
+do next. An unknown or expired interaction id is a 400 "Invalid interaction name": that video is gone, which is
+not the same as a request Gemini refused.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ _LIKENESS = re.compile(
     r"likeness|real (?:person|people)|\bperson\b|\bpeople\b|\bfaces?\b|celebrit|minor", re.IGNORECASE
 )
 _KEY = re.compile(r"api[ _-]?key", re.IGNORECASE)
+_GONE = re.compile(r"invalid interaction name", re.IGNORECASE)
+_REGION = re.compile(
+    r"(location|region|country|territor)\w*\b.{0,60}\bnot (supported|available|offered)"
+    r"|not (supported|available|offered)\b.{0,60}\b(location|region|country|territor)",
+    re.IGNORECASE,
+)
 
 LIKENESS_HINT = (
     "Gemini will not make videos of real people from reference pictures. Use a character that is a mascot, an "
@@ -47,12 +55,14 @@ class GoogleError:
 
 
 def read_error(body: Any) -> GoogleError:
-    """The fields of a Google error body (a dict, JSON text, or anything else)."""
+    """The fields of a Google error body (an object, an array of them, JSON text, or anything else)."""
     if isinstance(body, bytes | str):
         try:
             body = json.loads(body)
         except ValueError:
             return GoogleError(message=str(body)[:500] if isinstance(body, str) else "")
+    if isinstance(body, list):
+        body = next((item for item in body if isinstance(item, dict)), None)
     if not isinstance(body, dict):
         return GoogleError()
     error = body.get("error", body)
@@ -119,7 +129,7 @@ def map_gemini_error(
             hint="The bot's operator should check GEMINI_API_KEY, then restart the bot.",
             **common,
         )
-    if status == 404:
+    if status == 404 or (status == 400 and _GONE.search(text)):
         return APINotFound(
             lead("Gemini does not know this video", text),
             hint="It may have expired or been deleted; make a new one.",
@@ -139,6 +149,11 @@ def map_gemini_error(
         hint="Check the command's options and try again.",
         **common,
     )
+
+
+def is_region_refusal(text: str) -> bool:
+    """Whether Google refused because of where the caller is (a feature not offered in its region)."""
+    return bool(_REGION.search(text))
 
 
 def classify_refusal_text(text: str) -> tuple[str, str]:

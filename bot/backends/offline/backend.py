@@ -51,6 +51,16 @@ class OfflineBackend:
     def can_list_jobs(self) -> bool:
         return self.inner.can_list_jobs
 
+    @property
+    def announces_jobs(self) -> bool:
+        return self.inner.announces_jobs
+
+    def job_id_of(self, provider_id: str, model: str) -> str:
+        return self.inner.job_id_of(provider_id, model)
+
+    def provider_id_of(self, job_id: str) -> str:
+        return self.inner.provider_id_of(job_id)
+
     def models(self) -> Sequence[ModelCapabilities]:
         return self.inner.models()
 
@@ -110,7 +120,14 @@ async def open_offline_backend(settings: Settings, *, root: Path | None = None, 
         models = gemini_models(
             settings.gemini_models, max_images=limits.max_images, max_videos=limits.max_videos
         )
-        inner: VideoBackend = GeminiBackend(OFFLINE_KEY, models, base_url=origin, name="offline", account_key="offline")
+        inner: VideoBackend = GeminiBackend(
+            OFFLINE_KEY,
+            models,
+            base_url=origin,
+            name="offline",
+            account_key="offline",
+            spool_dir=settings.resolved_media_dir,
+        )
         return OfflineBackend(inner, [runner.cleanup, api.aclose], plays.value)
     if plays is BackendChoice.FAL:
         from bot.backends.fal.backend import FalBackend

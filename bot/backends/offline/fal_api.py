@@ -18,6 +18,11 @@ unknown application or request (404). Files reach it as they reach fal: uploaded
 and CDN routes of `fal_platform` (served by this same app), then named by URL. Content rules are played as the
 other emulators play them: a still whose JPEG comment says "person" is refused as a real person's likeness, and
 a prompt containing `[[moderation]]` completes with a content-policy error.
+
+A submit with `?fal_webhook=<url>` is announced there once it ends, as fal does (docs.fal.ai webhooks page):
+`{request_id, gateway_request_id, status: OK|ERROR, payload}`, signed with Ed25519 over
+`request id \n user id \n timestamp \n sha256(body)` (headers `X-Fal-Webhook-*`, signature in hex), the public
+key published at `GET /.well-known/jwks.json`; an answer other than 2xx gets the webhook again.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import base64
 import binascii
 import hashlib
 import io
+import json
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -35,11 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 
 from bot.backends.offline.emulation import (
     MAX_BODY_BYTES,
     FaultPlan,
+    WebhookSender,
     add_stats_route,
     make_middleware,
     request_body,
@@ -55,8 +64,9 @@ from bot.backends.offline.fal_platform import (
 from bot.backends.offline.renderer import HUMAN_LIKENESS_MARKER, OfflineVideosAPI
 from bot.backends.openai.schemas import VideoStatus
 from bot.errors import APIRequestRejected, VideosAPIError
+from bot.jwks import b64url_encode
 
-ROUTES = ("submit", "status", "result", "cancel", "file", *PLATFORM_ROUTES)
+ROUTES = ("submit", "status", "result", "cancel", "file", "jwks", *PLATFORM_ROUTES)
 
 _FRAMES = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1), "4:3": (4, 3), "3:4": (3, 4)}
 _SHORT_SIDE = {"360p": 360, "540p": 540, "720p": 720, "1080p": 1080, "4k": 2160}
@@ -142,6 +152,8 @@ FAULTS_KEY = web.AppKey("fal_faults", FaultPlan)
 SERVED_KEY = web.AppKey("fal_served", dict)
 #: Video ids of requests not known to be finished, in the order submitted (their queue).
 PENDING_KEY = web.AppKey("fal_pending", list)
+WEBHOOKS_KEY = web.AppKey("fal_webhooks", WebhookSender)
+SIGNER_KEY = web.AppKey("fal_signer", "WebhookSigner")
 
 #: fal's `error_type` for the renderer's failure codes.
 _ERROR_TYPES = {"moderation_blocked": "content_policy_violation", "cancelled": "request_cancelled"}
@@ -190,7 +202,7 @@ class FalDialect:
 
     def authorize(self, request: web.Request) -> web.Response | None:
         route = request.match_info.route.name
-        if route == "file" or route in OPEN_ROUTES:
+        if route in ("file", "jwks") or route in OPEN_ROUTES:
             return None
         if route == TOKEN_ROUTE:
             refused = token_refusal(request)
@@ -213,6 +225,49 @@ class FalDialect:
         headers: dict[str, str] | None = None,
     ) -> web.Response:
         return fal_error(status, message, error_type=type or code, field=param, headers=headers)
+
+
+# --- webhooks --------------------------------------------------------------------------------------------
+
+
+class WebhookSigner:
+    """fal's webhook signature: Ed25519 over `request id \n user id \n timestamp \n sha256(body)`, in hex."""
+
+    def __init__(self, user_id: str = "emulator-user") -> None:
+        self.user_id = user_id
+        self.key = Ed25519PrivateKey.generate()
+        self.kid = uuid.uuid4().hex[:16]
+
+    def headers(self, request_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        message = "\n".join([request_id, self.user_id, stamp, hashlib.sha256(body).hexdigest()]).encode()
+        return {
+            "Content-Type": "application/json",
+            "X-Fal-Webhook-Request-Id": request_id,
+            "X-Fal-Webhook-User-Id": self.user_id,
+            "X-Fal-Webhook-Timestamp": stamp,
+            "X-Fal-Webhook-Signature": self.key.sign(message).hex(),
+        }
+
+    def jwks(self) -> dict[str, Any]:
+        raw = self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": self.kid, "use": "sig", "x": b64url_encode(raw)}]}
+
+
+async def _webhook_body(request_id: str, video: Any, app: web.Application, origin: str) -> bytes:
+    """What fal posts when a request ends: its result as `payload`, or the error."""
+    video_id = video_id_of(request_id)
+    event: dict[str, Any] = {"request_id": request_id, "gateway_request_id": request_id}
+    if video.status is VideoStatus.FAILED:
+        code, message = app[OFFLINE_KEY].failure_of(video_id) or ("failed", "The video could not be generated.")
+        event.update(status="ERROR", error=message, payload={"detail": message, "error_type": _ERROR_TYPES.get(code)})
+    else:
+        event.update(status="OK", payload=await _result_body(app, video_id, origin))
+    return json.dumps(event).encode()
+
+
+async def jwks(request: web.Request) -> web.StreamResponse:
+    return web.json_response(request.app[SIGNER_KEY].jwks())
 
 
 # --- ids -------------------------------------------------------------------------------------------------
@@ -425,6 +480,16 @@ async def submit(request: web.Request) -> web.StreamResponse:
     )
     request.app[PENDING_KEY].append(video.id)
     request_id = request_id_of(video.id)
+    webhook = request.query.get("fal_webhook")
+    if webhook:
+        app, origin = request.app, str(request.url.origin())
+
+        async def announce(video_id: str) -> list[tuple[str, bytes, dict[str, str]]]:
+            ended = await app[OFFLINE_KEY].retrieve_video(video_id)
+            body = await _webhook_body(request_id, ended, app, origin)
+            return [(webhook, body, app[SIGNER_KEY].headers(request_id, body))]
+
+        request.app[WEBHOOKS_KEY].after_job(video.id, announce)
     return web.json_response(
         {"request_id": request_id, "status": "IN_QUEUE", "queue_position": 0, **_urls(request, model, request_id)}
     )
@@ -498,19 +563,21 @@ async def result(request: web.Request) -> web.StreamResponse:
         if code == "moderation_blocked":
             raise invalid(message, "prompt", "content_policy_violation")
         raise platform_error(400 if code == "cancelled" else 500, message, _ERROR_TYPES.get(code, "internal_error"))
-    path = await _offline(request).content_path(video_id)
+    return web.json_response(await _result_body(request.app, video_id, str(request.url.origin())))
+
+
+async def _result_body(app: web.Application, video_id: str, origin: str) -> dict[str, Any]:
+    path = await app[OFFLINE_KEY].content_path(video_id)
     size = await asyncio.to_thread(lambda: path.stat().st_size)
     file_id = video_id.removeprefix("video_")
-    return web.json_response(
-        {
-            "video": {
-                "url": f"{request.url.origin()}/files/{file_id}/output.mp4",
-                "content_type": "video/mp4",
-                "file_name": "output.mp4",
-                "file_size": size,
-            }
+    return {
+        "video": {
+            "url": f"{origin}/files/{file_id}/output.mp4",
+            "content_type": "video/mp4",
+            "file_name": "output.mp4",
+            "file_size": size,
         }
-    )
+    }
 
 
 async def cancel(request: web.Request) -> web.StreamResponse:
@@ -557,7 +624,15 @@ def create_fal_app(
     served = {m: ENDPOINTS[m] for m in (endpoints if endpoints is not None else ENDPOINTS)}
     app[SERVED_KEY] = served
     add_platform_routes(app, {model: endpoint.price for model, endpoint in served.items()})
+    app[WEBHOOKS_KEY] = WebhookSender(offline)
+    app[SIGNER_KEY] = WebhookSigner()
+
+    async def stop_webhooks(_app: web.Application) -> None:
+        await _app[WEBHOOKS_KEY].aclose()
+
+    app.on_cleanup.append(stop_webhooks)
     requests = "/{owner}/{alias}/requests/{request_id}"
+    app.router.add_get("/.well-known/jwks.json", jwks, name="jwks")
     app.router.add_get("/files/{file_id}/{name}", get_file, name="file")
     app.router.add_get(f"{requests}/status", status, name="status")
     app.router.add_put(f"{requests}/cancel", cancel, name="cancel")

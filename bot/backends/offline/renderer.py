@@ -521,6 +521,11 @@ class OfflineVideosAPI:
         video = self._video(job)
         return PolledVideo(**video.model_dump(), poll_after=self._poll_after(job, video))
 
+    def seconds_left(self, video_id: str) -> float:
+        """Real seconds until a job finishes (0 once it has)."""
+        job = self._job(video_id)
+        return max(0.0, job.duration - self._elapsed(job)) / self.time_scale
+
     def poll_after_ms_for(self, video: Video) -> int | None:
         """The `openai-poll-after-ms` value for a video just read (None: send no header)."""
         job = self._jobs.get(video.id)

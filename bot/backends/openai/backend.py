@@ -79,6 +79,8 @@ class OpenAIBackend:
 
     service = "the Videos API"
     can_list_jobs = True
+    #: Videos API webhooks are the account's (not per request) and jobs can be listed: nothing to wait for.
+    announces_jobs = False
     #: Pages of recent videos read per sweep at most; jobs older than that are polled one by one.
     max_list_pages = 20
 
@@ -137,6 +139,12 @@ class OpenAIBackend:
                 if len(found) == len(wanted):
                     break
         return found
+
+    def job_id_of(self, provider_id: str, model: str) -> str:
+        return provider_id
+
+    def provider_id_of(self, job_id: str) -> str:
+        return job_id
 
     async def find_job(self, request: VideoRequest, api_prompt: str, since: datetime) -> JobState | None:
         """A recent video with this request's prompt, model, length and size, made since `since`."""
