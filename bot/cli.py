@@ -98,9 +98,14 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         await run_socket_mode(settings)
         return 0
     if args.command == "web":
-        from adapters.slack.app import run_web
+        if settings.slack_configured:
+            from adapters.slack.app import run_web
 
-        await run_web(settings)
+            await run_web(settings)
+        else:
+            from bot.web_app import run_webhooks_only
+
+            await run_webhooks_only(settings)
         return 0
     if args.command == "migrate":
         from bot.app import migrate

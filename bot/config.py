@@ -285,6 +285,13 @@ class Settings(BaseSettings):
         return self.slack_client_id is not None
 
     @property
+    def slack_configured(self) -> bool:
+        """Any Slack setting is present: `soracast web` serves Slack (and says what is missing), not webhooks only."""
+        return any(
+            value is not None for value in (self.slack_signing_secret, self.slack_bot_token, self.slack_client_id)
+        )
+
+    @property
     def gemini_webhook_url(self) -> str | None:
         """The address Gemini is asked to announce each job at (per request), when a public URL is set."""
         return f"{self.public_url}{GEMINI_WEBHOOK_PATH}" if self.public_url else None

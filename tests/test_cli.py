@@ -73,6 +73,52 @@ def test_soracast_web_serves_slack_and_webhooks_and_refuses_unsigned_requests(tm
         assert secret not in output
 
 
+def _start_web(tmp_path: Path, port: int, **extra: str) -> tuple[subprocess.Popen[str], httpx.Response]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "web"], cwd=tmp_path,
+        env=_env(tmp_path, PORT=str(port), SORACAST_HOST="127.0.0.1", **extra),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return process, httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                output = process.stdout.read() if process.stdout else ""
+                raise AssertionError(output or "soracast web did not start") from None
+            time.sleep(0.2)
+
+
+def test_soracast_web_without_slack_serves_the_video_webhooks_only(tmp_path: Path) -> None:
+    # A Discord-only deployment still needs somewhere for Gemini's and fal's webhooks to land.
+    port = _free_port()
+    process, health = _start_web(
+        tmp_path, port, SORACAST_PUBLIC_URL="https://soracast.example", GEMINI_WEBHOOK_SECRET="whsec_" + "QUJD" * 8
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert health.status_code == 200
+        assert httpx.post(base + "/slack/events", data={"command": "/sora"}, timeout=5).status_code == 404
+        assert httpx.post(base + "/webhooks/gemini", content=b"{}", timeout=5).status_code == 401
+        assert httpx.post(base + "/webhooks/fal/gen_1", content=b"{}", timeout=5).status_code == 401
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "Slack is not configured" in output and "serving only the video webhooks" in output
+
+
+def test_soracast_web_with_half_of_slack_names_what_is_missing(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "web"], cwd=tmp_path,
+        env=_env(tmp_path, SLACK_BOT_TOKEN="xoxb-0000-test-not-a-real-token"),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2 and "SLACK_SIGNING_SECRET" in result.stderr
+
+
 def test_a_malformed_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bot.cli", "web"], cwd=tmp_path, env=_env(tmp_path, SORACAST_MAX_UPLOAD_MB="lots"),

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,16 +27,13 @@ from adapters.slack.workspaces import InstalledWorkspaces, OneWorkspace, Workspa
 from bot.app import Soracast, build_app, settle_after_start_up
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.http_door import app_runner, refusals, refusing
+from bot.http_door import app_runner, refusing
 from bot.models import Platform
-from bot.provider_webhooks import ProviderWebhooks
-from bot.webhooks import webhook_route
+from bot.web_app import create_core_web_app, serve, wait_for_stop
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-#: Where extra routes (the Videos API webhook) find the core: `request.app[CORE_KEY]`.
-CORE_KEY = web.AppKey("soracast_core", Soracast)
 
 
 def _secret(value: SecretStr | None, env: str, why: str) -> str:
@@ -148,39 +142,15 @@ def build_slack_app(core: Soracast, settings: Settings, client: AsyncWebClient |
 def create_web_app(
     core: Soracast, settings: Settings, adapter: SlackAdapter, extra_routes: Sequence[web.RouteDef] = ()
 ) -> web.Application:
-    """What `soracast web` serves: `POST /slack/events` (see `adapters.slack.door` for what is checked, in
-    which order), `POST /webhooks/openai` (see `bot.webhooks`), `POST /webhooks/gemini` and
-    `POST /webhooks/fal/{generation id}` (see `bot.provider_webhooks`), `GET /healthz`, plus `extra_routes`.
-    Every refusal, aiohttp's own 404/405/413 included, is one 4xx and one log line."""
+    """What `soracast web` serves with Slack: `POST /slack/events` (see `adapters.slack.door` for what is checked,
+    in which order), the install routes in OAuth mode, the core's webhooks and `/healthz` (`bot.web_app`), plus
+    `extra_routes`."""
     signing_secret = _secret(
         settings.slack_signing_secret, "SLACK_SIGNING_SECRET", "HTTP mode checks every request with the signing secret."
     )
     door = SlackDoor(adapter.app, signing_secret, adapter.services.background.gate)
-    webhook_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret is not None else None
-
-    async def healthz(_request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "offline": settings.use_offline})
-
-    provider_webhooks = ProviderWebhooks(settings, core.storage, core.generations)
-
-    async def close_provider_webhooks(_app: web.Application) -> None:
-        await provider_webhooks.aclose()
-
-    web_app = web.Application(client_max_size=1024 * 1024, middlewares=[refusals])
     install = oauth_routes(adapter.app.oauth_flow) if adapter.app.oauth_flow is not None else []
-    web_app.add_routes(
-        [
-            web.post(EVENTS_PATH, refusing(door)),
-            *install,
-            webhook_route(webhook_secret, core.storage, core.generations),
-            *provider_webhooks.routes(),
-            web.get("/healthz", healthz),
-            *extra_routes,
-        ]
-    )
-    web_app.on_cleanup.append(close_provider_webhooks)
-    web_app[CORE_KEY] = core
-    return web_app
+    return create_core_web_app(core, settings, [web.post(EVENTS_PATH, refusing(door)), *install, *extra_routes])
 
 
 def _web_client(settings: Settings, http: aiohttp.ClientSession) -> AsyncWebClient:
@@ -195,16 +165,6 @@ def _web_client(settings: Settings, http: aiohttp.ClientSession) -> AsyncWebClie
 def _api_url(settings: Settings) -> dict[str, str]:
     """`base_url` for the Web API client when `SORACAST_SLACK_API_URL` names another than Slack's own."""
     return {"base_url": settings.slack_api_url + "/"} if settings.slack_api_url else {}
-
-
-async def _wait_for_stop() -> None:
-    """Until SIGTERM / SIGINT (a platform's shutdown), so jobs are left stored and resume next start."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
 
 
 async def run_socket_mode(settings: Settings) -> None:
@@ -229,7 +189,7 @@ async def run_socket_mode(settings: Settings) -> None:
         core.departures.start_sweeping()
         await handler.connect_async()
         log.info("soracast is connected to Slack over Socket Mode")
-        await _wait_for_stop()
+        await wait_for_stop()
     finally:
         await handler.close_async()
         await adapter.aclose()
@@ -254,11 +214,7 @@ async def run_web(settings: Settings, extra_routes: Sequence[web.RouteDef] = ())
     try:
         await core.generations.resume(Platform.SLACK)
         core.departures.start_sweeping()
-        await runner.setup()
-        # Slack can send a burst at once (a busy channel, retries); the default backlog of 128 would drop some.
-        await web.TCPSite(runner, settings.host, settings.port, backlog=1024).start()
-        log.info("soracast listens on http://%s:%d%s", settings.host, settings.port, EVENTS_PATH)
-        await _wait_for_stop()
+        await serve(runner, settings, f"Slack at {EVENTS_PATH} and the video webhooks")
     finally:
         await runner.cleanup()
         await adapter.aclose()
