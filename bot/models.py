@@ -284,6 +284,11 @@ class Generation(BaseModel):
     def handles(self) -> list[str]:
         return [c.handle for c in self.characters]
 
+    @property
+    def character_ids(self) -> list[str]:
+        """The stored characters it features (empty ids of very old generations left out)."""
+        return [c.character_id for c in self.characters if c.character_id]
+
 
 class GenerationOptions(BaseModel):
     """What a user may choose per video; None means the configured default."""

@@ -167,7 +167,7 @@ async def test_a_clip_of_the_wrong_length_is_refused_privately(
     sent = await add_character(h, clip, "wrong")
 
     with pytest.raises(ClipWrongLength) as expected:
-        await h.core.registry.register(h.scope, Actor(id=ALICE.id), "wrong", clip)
+        await h.core.registry.register(h.scope, Actor(id=ALICE.id), "wrong", clip, rights_confirmed=True)
     assert_private_error(h, sent, expected.value)
 
 
@@ -178,7 +178,7 @@ async def test_a_handle_already_taken_is_refused_privately(discord_bot: DiscordH
     again = await add_character(h, clip, user=BOB)
 
     with pytest.raises(HandleTaken) as expected:
-        await h.core.registry.register(h.scope, Actor(id=BOB.id), "mascot", clip)
+        await h.core.registry.register(h.scope, Actor(id=BOB.id), "mascot", clip, rights_confirmed=True)
     assert_private_error(h, again, expected.value)
     assert (await h.core.registry.get(h.scope, "mascot")).owner_id == ALICE.id
 

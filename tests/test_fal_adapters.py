@@ -113,7 +113,7 @@ async def test_slack_sends_two_characters_to_kling_as_elements_and_posts_the_use
     slack = await start_harness(slack_api, settings, core)
     try:
         for handle, clip in zip(("mascot", "cat"), clips(tmp_path), strict=True):
-            await core.registry.register(slack.scope, Actor(id=SLACK_ALICE), handle, clip)
+            await core.registry.register(slack.scope, Actor(id=SLACK_ALICE), handle, clip, rights_confirmed=True)
 
         reply = await slack.command("/sora", f"{TYPED} --model kling-o1 --seconds 3")
         assert reply.status == 200

@@ -31,7 +31,7 @@ def slack_private_texts(slack: SlackHarness) -> list[str]:
 
 
 async def register(core: Soracast, scope: Scope, clip: Path, handle: str = "mascot") -> None:
-    await core.registry.register(scope, Actor(id="owner"), handle, clip)
+    await core.registry.register(scope, Actor(id="owner"), handle, clip, rights_confirmed=True)
 
 
 async def restrict_registering(core: Soracast, scope: Scope, role: str = "artists") -> None:

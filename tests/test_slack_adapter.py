@@ -94,7 +94,7 @@ def clip(make_mp4: Mp4Factory) -> bytes:
 async def register(slack: SlackHarness, clip: bytes, handle: str = "mascot", owner: str = ALICE) -> None:
     path = slack.settings.data_dir / f"{handle}.mp4"
     path.write_bytes(clip)
-    await slack.core.registry.register(slack.scope, Actor(id=owner), handle, path)
+    await slack.core.registry.register(slack.scope, Actor(id=owner), handle, path, rights_confirmed=True)
 
 
 # --- /sora ---------------------------------------------------------------------------------------------------
