@@ -60,8 +60,8 @@ async def test_the_terminal_sends_two_characters_to_kling_as_elements_and_prints
             settings,
             core,
             tmp_path / "script.txt",
-            f"/character add @mascot {mascot}",
-            f"/character add @cat {cat}",
+            f"/character add @mascot {mascot} --confirm",
+            f"/character add @cat {cat} --confirm",
             f"/sora {TYPED} --model kling-o1 --seconds 3",
         )
         scope, _ = console_identity()

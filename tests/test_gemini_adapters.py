@@ -44,8 +44,8 @@ async def test_the_terminal_makes_a_two_character_video_on_gemini_and_lists_the_
             settings,
             core,
             tmp_path / "script.txt",
-            f"/character add @mascot {red} --name \"Captain Mascot\"",
-            f"/character add @rex {blue}",
+            f"/character add @mascot {red} --name \"Captain Mascot\" --confirm",
+            f"/character add @rex {blue} --confirm",
             "/sora @mascot and @rex surfing at sunset --seconds 5",
             "/character info @mascot",
         )
