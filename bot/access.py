@@ -49,7 +49,7 @@ def check_use(characters: Sequence[Character], actor: Actor) -> None:
         hint = "Ask their owners to let you use them (the Ask buttons, or `/character ask @handle`)."
     error = CharacterNotShared(message, hint=hint)
     error.people = tuple(dict.fromkeys(c.owner_id for c in refused))
-    error.offers = tuple((VideoAction.ASK, c.id) for c in refused)
+    error.offers = tuple((VideoAction.ASK, c.id, f"Ask to use @{c.handle}") for c in refused)
     raise error
 
 

@@ -23,8 +23,9 @@ class SoracastError(Exception):
         self.log_detail = log_detail
         #: People the text names as `<@id>` (chat adapters may show these, and only these, as mentions).
         self.people: tuple[str, ...] = ()
-        #: Buttons that act on the refusal (an Ask button for a character not shared with the person).
-        self.offers: tuple[tuple[VideoAction, str], ...] = ()
+        #: Buttons that act on the refusal, as (action, the id it acts on, label): an Ask button for a character
+        #: not shared with the person.
+        self.offers: tuple[tuple[VideoAction, str, str], ...] = ()
 
     def user_text(self) -> str:
         """The message and the next step, as one plain paragraph."""

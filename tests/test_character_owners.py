@@ -98,7 +98,7 @@ async def test_a_character_kept_to_its_owner_is_refused_to_others_before_anythin
 
     error = refused.value
     assert "@mascot belongs to <@alice>" in error.message and "/character ask @mascot" in (error.hint or "")
-    assert error.people == ("alice",) and error.offers == ((VideoAction.ASK, mascot.id),)
+    assert error.people == ("alice",) and error.offers == ((VideoAction.ASK, mascot.id, "Ask to use @mascot"),)
     assert await stored_state(app) == before, "nothing stored or reserved for a refused request"
     videos_dir = offline_api.root / "videos"
     assert (len(list(videos_dir.glob("*"))) if videos_dir.exists() else 0) == jobs_before, "nothing was sent"

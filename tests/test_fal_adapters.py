@@ -83,7 +83,7 @@ async def test_discord_sends_two_characters_to_kling_as_elements_and_posts_the_u
     h = await discord_bots.start(backends=fal_backends(fal_emulator), **fal_overrides(fal_emulator))
     for handle, clip in zip(("mascot", "cat"), clips(tmp_path), strict=True):
         attachment = h.attachment(clip.name, clip.read_bytes())
-        options = {"handle": handle, "clip": ""}
+        options = {"handle": handle, "clip": "", "confirm": True}
         await h.run(h.slash("character", options, subcommand="add", attachments={"clip": attachment}, user=ALICE))
 
     await h.run(h.slash("sora", {"prompt": TYPED, "model": KLING_O1, "seconds": "3"}, user=ALICE))

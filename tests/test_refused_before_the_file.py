@@ -199,7 +199,7 @@ async def test_discord_character_add_refuses_a_reserved_handle_before_downloadin
     h = discord_bot
     clip = make_mp4("everyone.mp4")
     attachment = h.attachment(clip.name, clip.read_bytes())
-    options = {"handle": "everyone", "clip": ""}
+    options = {"handle": "everyone", "clip": "", "confirm": True}
     sent = await h.run(h.slash("character", options, subcommand="add", attachments={"clip": attachment}))
 
     description = h.api.messages_of(sent.token)[-1]["embeds"][0]["description"]
