@@ -458,3 +458,18 @@ def test_kling_reads_the_instructions_by_element_and_vidu_by_name(tmp_path: Path
     assert plan_request(vidu, request).prompt == (
         "Captain Mascot surfs past Rex\n\nStanding instructions for Rex: never looks at Element1 or teamElement2."
     )
+
+
+async def test_a_video_that_fails_for_likeness_later_says_whose_confirmation_it_was_made_under(
+    app: Soracast, clip_maker, offline_api: OfflineVideosAPI
+) -> None:
+    await register(app, clip_maker)
+    offline_api.fail_next(code="human_likeness", message="The video seems to show a real person.")
+    generation = await app.generations.generate(SCOPE, BOB, "@mascot dancing", GenerationOptions(), TARGET)
+    failed = await app.generations.wait_finished(generation.id, within=WITHIN)
+
+    assert failed.status is GenerationStatus.FAILED and failed.error_code == "human_likeness"
+    text = present.failure_text(failed)
+    assert "Right to use its subject: @mascot: confirmed by its registrant on " in text
+    assert "<@" not in text, "the channel's message names no one"
+    assert messenger(app).failures[-1].error_message == failed.error_message, "the posted failure says it too"

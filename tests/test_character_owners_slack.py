@@ -210,6 +210,8 @@ async def test_an_owner_who_cannot_be_messaged_finds_the_request_in_character_re
     listing = private_answers(slack)[-1]
     [request] = await slack.core.storage.pending_access_requests(slack.scope)
     assert f"`{request.id}` · <@U0BOB> asks to use @mascot" in text_of(listing)
+    await run(slack, "/character", f"approve {request.id}", user=BOB)
+    assert "Only <@U0ALICE>, who owns @mascot, or an admin can decide" in text_of(private_answers(slack)[-1])
     await run(slack, "/character", f"decline {request.id}")
     assert "Declined by <@U0ALICE>: <@U0BOB> may not use @mascot." in text_of(private_answers(slack)[-1])
 
@@ -249,6 +251,9 @@ async def test_character_videos_lists_them_for_the_owner_whose_delete_removes_po
 
     await run(slack, "/character", "videos @mascot", user=CAROL)
     assert "can list its videos" in text_of(private_answers(slack)[-1])
+    await run(slack, "/character", f"takedown {video.id}", user=CAROL)
+    assert "Only the person who asked for this video" in private_texts(slack)[-1]
+    assert slack.api.calls_to("chat.delete") == []
     await run(slack, "/character", "videos @mascot")
     listing = private_answers(slack)[-1]
     blocks = blocks_of(listing)
