@@ -476,9 +476,9 @@ class GenerationService:
     ) -> Character:
         """The Sora app's "character from a video": cut a finished generation and register it. The video's own
         characters must be the person's to use (a cut of them is their likeness too)."""
-        require_rights(rights_confirmed)
         generation = await self._finished_parent(scope, generation_id)
         check_use(await characters_in(self._storage, scope, generation.character_ids), actor)
+        require_rights(rights_confirmed)
         path = generation.video_path
         if path is None or not path.exists():
             path = await self._download(generation)

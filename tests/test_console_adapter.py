@@ -236,7 +236,6 @@ async def test_a_video_left_unfinished_last_time_is_reported_when_the_console_st
         pytest.param(
             lambda d: f"/character add @mascot {d / 'good.mp4'}", "needs your confirmation", id="add-without-confirm"
         ),
-        pytest.param(lambda d: "/character from gabcdefgh @hero", "needs your confirmation", id="from-without-confirm"),
         pytest.param(lambda d: "/character remove @ghost", "There is no character @ghost", id="remove-unknown"),
         pytest.param(lambda d: "/sorra a cat", "Did you mean /sora?", id="unknown-command"),
         pytest.param(lambda d: "/character ad @x y.mp4", "Did you mean /character add?", id="unknown-subcommand"),

@@ -26,7 +26,6 @@ from bot.commands import (
     video_id_arg,
 )
 from bot.errors import InvalidInput, SoracastError, UnknownHandle
-from bot.likeness import require_rights
 from bot.limits import change_limits, parse_limit_flags
 from bot.models import Actor, DeliveryTarget, Generation, GenerationStatus, Scope
 
@@ -283,7 +282,6 @@ class ConsoleCommands:
             raise _usage(usage)
         generation_id, handle = words
         start = parse_start(options.get("start"))
-        require_rights(confirmed)
         self.view.info(f"Cutting a clip from {generation_id} and registering @{handle.lstrip('@')}…")
         character = await self.core.generations.character_from_generation(
             self.scope,

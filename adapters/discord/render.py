@@ -268,7 +268,7 @@ def owner_notice_embed(notices: Sequence[VideoNotice]) -> discord.Embed:
     )
 
 
-#: Videos `/character videos` shows with a Delete button each (five rows of four, and room for paging later).
+#: Videos `/character videos` shows with a Delete button each (four rows of five; a message holds 25 buttons).
 VIDEOS_SHOWN = 20
 
 
