@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+from bot.access import characters_in
 from bot.models import (
     Character,
     Generation,
@@ -123,6 +124,23 @@ class OwnerNotices:
                 if due is not None:
                     next_due = due if next_due is None else min(next_due, due)
             return next_due
+
+    async def missed(self, scope: Scope, owner_id: str) -> list[VideoNotice]:
+        """Notes that could not reach `owner_id` privately, for a platform that shows them another way (Discord:
+        privately after their next command); each is handed out once."""
+        found = []
+        for generation_id in await self._storage.take_undelivered_notices(scope, owner_id, self._clock()):
+            generation = await self._storage.get_generation(generation_id)
+            if generation is None or generation.status is not GenerationStatus.COMPLETED:
+                continue
+            handles = [
+                c.handle
+                for c in await characters_in(self._storage, scope, generation.character_ids)
+                if c.owner_id == owner_id
+            ]
+            if handles:
+                found.append(VideoNotice(generation=generation, handles=tuple(handles)))
+        return found
 
     async def _ready(self, notice: OwnerNotice, now: datetime) -> VideoNotice | None:
         """The note's video once it is posted; notes that will never be sent are dropped here."""

@@ -122,6 +122,10 @@ class Storage(Protocol):
     async def reopen_owner_notices(self, scope: Scope, owner_id: str, generation_ids: Sequence[str]) -> None:
         """Put notes back to waiting after a send that failed for now (tried again at the next sweep)."""
 
+    async def take_undelivered_notices(self, scope: Scope, owner_id: str, at: datetime) -> list[str]:
+        """The generation ids of an owner's notes that could not be sent privately, marked sent now (a platform
+        showed them another way); each is returned to one caller only."""
+
     async def last_owner_message(self, scope: Scope, owner_id: str) -> datetime | None:
         """When an owner was last sent (or meant to be sent) a note about videos with their characters."""
 

@@ -478,6 +478,18 @@ class PostgresStorage:
             list(generation_ids),
         )
 
+    async def take_undelivered_notices(self, scope: Scope, owner_id: str, at: datetime) -> list[str]:
+        rows = await self.pool.fetch(
+            "UPDATE owner_notices SET state = $1, sent_at = $2 WHERE scope = $3 AND owner_id = $4 AND state = $5"
+            " RETURNING generation_id",
+            NoticeState.SENT.value,
+            at,
+            scope.key,
+            owner_id,
+            NoticeState.UNDELIVERED.value,
+        )
+        return [row["generation_id"] for row in rows]
+
     async def last_owner_message(self, scope: Scope, owner_id: str) -> datetime | None:
         value = await self.pool.fetchval(
             "SELECT max(sent_at) FROM owner_notices WHERE scope = $1 AND owner_id = $2 AND state = ANY($3::text[])",

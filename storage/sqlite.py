@@ -543,6 +543,17 @@ class SQLiteStorage:
             )
             await self.db.commit()
 
+    async def take_undelivered_notices(self, scope: Scope, owner_id: str, at: datetime) -> list[str]:
+        async with self._write_lock:
+            async with self.db.execute(
+                "UPDATE owner_notices SET state = ?, sent_at = ? WHERE scope = ? AND owner_id = ? AND state = ?"
+                " RETURNING generation_id",
+                (NoticeState.SENT.value, at.isoformat(), scope.key, owner_id, NoticeState.UNDELIVERED.value),
+            ) as cursor:
+                taken = [row[0] async for row in cursor]
+            await self.db.commit()
+        return taken
+
     async def last_owner_message(self, scope: Scope, owner_id: str) -> datetime | None:
         async with self.db.execute(
             "SELECT max(sent_at) FROM owner_notices WHERE scope = ? AND owner_id = ? AND state IN (?, ?)",

@@ -303,3 +303,23 @@ async def test_a_make_character_form_without_its_box_ticked_is_refused(
     assert "needs your confirmation" in private_embeds(h, sent)[-1]["description"]
     assert not h.api.calls("GET", "/cdn/attachments/")
 
+
+
+async def test_an_owner_with_closed_direct_messages_sees_the_note_privately_at_their_next_command(
+    discord_bot: DiscordHarness, make_mp4: Any
+) -> None:
+    h = discord_bot
+    h.api.dm_closed.add(ALICE.id)
+    await owned_by_alice(h, make_mp4, to="everyone")
+    _, bobs = await sora(h, "@mascot with bob", user=BOB)
+    bobs = await h.core.generations.wait_finished(bobs.id, WITHIN)
+    await h.core.generations.notices.flush()
+    assert h.api.dms_to(ALICE.id) == []
+
+    listed = await h.run(h.slash("character", None, subcommand="list", user=ALICE))
+    note = last_private(h, listed)["embeds"][0]
+    assert note["title"] == "A video was made with your character"
+    jump = f"https://discord.com/channels/{GUILD}/{CHANNEL}/{bobs.target.message_id}"
+    assert f"[see the post]({jump})" in note["description"]
+    again = await h.run(h.slash("character", None, subcommand="list", user=ALICE))
+    assert len([m for m in h.api.messages_of(again.token) if m["flags"] & EPHEMERAL]) == 1, "shown once"

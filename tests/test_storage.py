@@ -873,4 +873,10 @@ async def test_owner_notices_wait_are_settled_once_and_remember_the_last_message
     assert await store.settle_owner_notices(GUILD, "u1", [ids[0]], NoticeState.UNDELIVERED, later) == [ids[0]]
     assert await store.last_owner_message(GUILD, "u1") == later
     assert await store.waiting_owner_notices([Platform.DISCORD]) == []
+    # Notes that could not be sent are handed out once to whoever shows them another way.
+    shown = later + timedelta(minutes=1)
+    assert await store.take_undelivered_notices(OTHER_GUILD, "u1", shown) == []
+    assert await store.take_undelivered_notices(GUILD, "u1", shown) == [ids[0]]
+    assert await store.take_undelivered_notices(GUILD, "u1", shown) == []
+    assert await store.last_owner_message(GUILD, "u1") == shown
     assert [n.generation_id for n in await store.waiting_owner_notices([Platform.SLACK])] == ["gslackone"]

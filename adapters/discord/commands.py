@@ -225,25 +225,29 @@ class Commands:
             await reply_private(interaction, render.notify_embed(character))
 
     async def show_unseen_requests(self, interaction: discord.Interaction) -> None:
-        """Discord's fallback for an owner whose direct messages are closed: the requests that could not reach
-        them are shown privately after their next soracast command, with Approve / Decline, once."""
+        """Discord's fallback for a member whose direct messages are closed to the bot: what could not reach them
+        privately — requests to use their characters (with Approve / Decline) and notes about videos made with
+        them — is shown privately after their next soracast command, once."""
         if interaction.guild_id is None or not interaction.response.is_done():
             return
+        scope, member = scope_of(interaction), str(interaction.user.id)
         try:
-            unseen = await self._core.requests.unseen(scope_of(interaction), str(interaction.user.id))
-            if not unseen:
-                return
-            shown = unseen[: render.REQUESTS_SHOWN]
-            await interaction.followup.send(
-                ephemeral=True,
-                embed=render.requests_embed(shown),
-                view=views.requests_view([r.id for r, _ in shown]),  # type: ignore[arg-type]
-                allowed_mentions=NO_MENTIONS,
-            )
-            for request, _ in shown:
-                await self._core.requests.seen(request.id)
+            unseen = (await self._core.requests.unseen(scope, member))[: render.REQUESTS_SHOWN]
+            if unseen:
+                await interaction.followup.send(
+                    ephemeral=True,
+                    embed=render.requests_embed(unseen),
+                    view=views.requests_view([r.id for r, _ in unseen]),  # type: ignore[arg-type]
+                    allowed_mentions=NO_MENTIONS,
+                )
+                for request, _ in unseen:
+                    await self._core.requests.seen(request.id)
+            missed = await self._core.generations.notices.missed(scope, member)
+            if missed:
+                embed = render.owner_notice_embed(missed)
+                await interaction.followup.send(ephemeral=True, embed=embed, allowed_mentions=NO_MENTIONS)
         except Exception as exc:
-            log.warning("could not show waiting requests to %s: %s", interaction.user.id, type(exc).__name__)
+            log.warning("could not show what %s missed: %s", interaction.user.id, type(exc).__name__)
 
     async def complete_handle(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         """This server's handles matching what is typed so far."""
