@@ -273,6 +273,13 @@ class GenerationService:
         log.info("generation %s accepted (%s)", generation.id, outcome or "waiting in line")
         return await self._storage.get_generation(generation.id) or generation
 
+    async def check_characters(self, scope: Scope, actor: Actor, generation_id: str) -> Generation:
+        """Refuse, before a form opens, building on a video (remix, extend, a character cut from it) whose
+        characters `actor` may not use; returns the video."""
+        generation = await self.get(scope, generation_id)
+        check_use(await characters_in(self._storage, scope, generation.character_ids), actor)
+        return generation
+
     def derivable(self, parent: Generation, kind: GenerationKind) -> tuple[VideoBackend, ModelCapabilities]:
         """The backend and model a remix or extension of `parent` goes to, or why there is none."""
         backend = self._catalog.backend(parent.backend)

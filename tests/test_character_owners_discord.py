@@ -75,6 +75,13 @@ async def test_remix_and_make_character_of_a_video_with_someone_elses_character_
     _, parent = await sora(h, "@mascot surfing", user=ALICE)
     done = await h.core.generations.wait_finished(parent.id, WITHIN)
 
+    message = result_message(h, done)
+    for action in (VideoAction.REMIX, VideoAction.EXTEND, VideoAction.CHARACTER):
+        clicked = await h.run(h.button(encode_action(action, done.id), message, user=BOB))
+        assert "@mascot belongs to" in private_embeds(h, clicked)[-1]["description"], "refused before the form"
+    menu = await h.run(h.message_command("Make character", message, user=BOB))
+    assert "@mascot belongs to" in private_embeds(h, menu)[-1]["description"]
+    # A form opened earlier (before the owner kept it to herself) is refused when it comes back.
     remix = await h.run(h.modal_submit(encode_action(VideoAction.REMIX, done.id), {"prompt": "at night"}, user=BOB))
     assert "@mascot belongs to" in private_embeds(h, remix)[-1]["description"]
     cut = await h.run(

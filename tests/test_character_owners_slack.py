@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from adapters.slack import render
+from adapters.slack.origin import ModalState, Origin
 from bot.actions import VideoAction, encode_action
 from bot.app import build_app
 from bot.models import AccessRequestStatus, GenerationStatus, Sharing
@@ -102,9 +103,15 @@ async def test_remix_and_cuts_of_a_video_with_someone_elses_character_are_refuse
     await run(slack, "/character", f"from {video.id} @copycat --confirm", user=BOB)
     assert "@mascot belongs to <@U0ALICE>" in text_of(private_answers(slack)[-1])
     message = {"type": "message", "ts": video.target.message_id, "blocks": []}
-    await slack.interaction(slack.button(encode_action(VideoAction.REMIX, video.id), message, user=BOB))
-    await slack.settle()
-    await slack.interaction(slack.submission(slack.opened_view(), input_values(prompt="at night"), user=BOB))
+    for action in (VideoAction.REMIX, VideoAction.EXTEND, VideoAction.CHARACTER):
+        await slack.interaction(slack.button(encode_action(action, video.id), message, user=BOB))
+        await slack.settle()
+        assert "@mascot belongs to <@U0ALICE>" in private_texts(slack)[-1]
+    assert slack.api.calls_to("views.open") == [], "refused before any form opens"
+    # A form opened earlier (before the owner kept it to herself) is refused when it comes back.
+    state = ModalState(origin=Origin(team_id=slack.team_id, user_id=BOB, channel_id=CHANNEL), generation_id=video.id)
+    view = render.remix_modal(state.encode(), video)
+    await slack.interaction(slack.submission(view, input_values(prompt="at night"), user=BOB))
     await slack.settle()
     assert "@mascot belongs to <@U0ALICE>" in private_texts(slack)[-1]
     assert [g.id for g in await slack.core.generations.recent(slack.scope)] == [video.id]

@@ -375,6 +375,10 @@ class Commands:
             await self._core.registry.check_can_register(scope_of(interaction), actor_of(interaction))
             generation_id = self._generation_of(message)
             if generation_id is not None:
+                # A video with a character the member may not use is refused now, not after the form.
+                await self._core.generations.check_characters(
+                    scope_of(interaction), actor_of(interaction), generation_id
+                )
                 custom_id = encode_action(VideoAction.CHARACTER, generation_id)
                 await interaction.response.send_modal(views.character_modal(custom_id, ask_name=True))
                 return

@@ -93,6 +93,11 @@ class Components:
 
     async def video_button(self, interaction: discord.Interaction, action: VideoAction, generation_id: str) -> None:
         async with guarded(interaction, f"{action.value} button"):
+            if action in (VideoAction.REMIX, VideoAction.EXTEND, VideoAction.CHARACTER):
+                # A video with a character the member may not use is refused now, not after the form.
+                await self._core.generations.check_characters(
+                    scope_of(interaction), actor_of(interaction), generation_id
+                )
             if action is VideoAction.REMIX:
                 await interaction.response.send_modal(views.remix_modal(generation_id))
             elif action is VideoAction.EXTEND:

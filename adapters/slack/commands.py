@@ -245,6 +245,7 @@ class SlashCommands:
                 text = "That message has no MP4 to make a character from. Use it on a message with a video clip."
                 await self.s.replier.ephemeral(origin, render.note(text))
                 return
+            await self.s.core.generations.check_characters(origin.scope, actor, generation_id)
             state = ModalState(origin=origin, generation_id=generation_id)
             view = render.character_modal(state.encode(), generation_id=generation_id)
         await self.s.client.views_open(trigger_id=trigger_id, view=view)

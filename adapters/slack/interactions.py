@@ -113,7 +113,9 @@ class Interactions:
             generation = await core.generations.delete(origin.scope, actor, generation_id)
             await self.s.replier.ephemeral(origin, render.deleted_message(generation))
             return
-        generation = await core.generations.get(origin.scope, generation_id)
+        # A video with a character the person may not use is refused now, not after the form.
+        actor = await self.s.actors.get(origin.user_id, origin.user_name)
+        generation = await core.generations.check_characters(origin.scope, actor, generation_id)
         metadata = ModalState(origin=origin, generation_id=generation.id).encode()
         if verb is VideoAction.REMIX:
             view = render.remix_modal(metadata, generation)
@@ -126,7 +128,6 @@ class Interactions:
             view = render.extend_modal(metadata, generation, [str(c) for c in choices], str(default))
         else:
             # Who may not register is told now, not after filling in the form.
-            actor = await self.s.actors.get(origin.user_id, origin.user_name)
             await core.registry.check_can_register(origin.scope, actor)
             view = render.character_modal(metadata, generation_id=generation.id)
         await self.s.client.views_open(trigger_id=trigger_id, view=view)
