@@ -444,11 +444,14 @@ class SQLiteStorage:
                         " SELECT character_id, requester_id, ?, ? FROM access_requests WHERE id = ?",
                         (by, at.isoformat(), request_id),
                     )
+                # Read back inside the transaction: a read of this connection left open while another coroutine
+                # begins the next write would hold a stale snapshot, which SQLite refuses at once ("locked").
+                result = await self.get_access_request(request_id) if decided else None
             except BaseException:
                 await self.db.rollback()
                 raise
             await self.db.commit()
-        return await self.get_access_request(request_id) if decided else None
+        return result
 
     async def mark_owner_told(self, request_id: str, told: bool) -> None:
         async with self._write_lock:
