@@ -1,4 +1,5 @@
-"""Buttons on a video's message, as ids that survive restarts: `soracast:<action>:<generation id>`."""
+"""Buttons, as ids that survive restarts: `soracast:<action>:<id>` — a generation id for a video's buttons, a
+character id for Ask, a request id for Approve / Decline."""
 
 from __future__ import annotations
 
@@ -9,14 +10,18 @@ PREFIX = "soracast"
 
 
 class VideoAction(StrEnum):
-    """What a button under a video does: Cancel while it waits in line; once finished, the others (each opens a
-    form or acts at once, like Delete)."""
+    """What a button does. Under a video: Cancel while it waits in line; once finished, the others (each opens a
+    form or acts at once, like Delete). Under a refusal, Ask (its owner for a character); under a request, Approve
+    and Decline."""
 
     REMIX = "remix"
     EXTEND = "extend"
     CHARACTER = "character"
     DELETE = "delete"
     CANCEL = "cancel"
+    ASK = "ask"
+    APPROVE = "approve"
+    DECLINE = "decline"
 
     @property
     def label(self) -> str:
@@ -26,6 +31,9 @@ class VideoAction(StrEnum):
             "character": "Make character",
             "delete": "Delete",
             "cancel": "Cancel",
+            "ask": "Ask to use it",
+            "approve": "Approve",
+            "decline": "Decline",
         }[self.value]
 
 
@@ -39,7 +47,7 @@ def encode_action(action: VideoAction, generation_id: str) -> str:
 
 
 def decode_action(custom_id: str) -> tuple[VideoAction, str] | None:
-    """The action and generation id of a button id, or None if it is not one of ours."""
+    """The action and the id it acts on, or None if it is not one of ours."""
     prefix, _, rest = custom_id.partition(":")
     action, _, generation_id = rest.partition(":")
     if prefix != PREFIX or not generation_id:
@@ -50,5 +58,5 @@ def decode_action(custom_id: str) -> tuple[VideoAction, str] | None:
         return None
 
 
-#: A whole button id of ours (`decode_action` also reads a few looser forms); generation ids are lowercase.
+#: A whole button id of ours (`decode_action` also reads a few looser forms); every id it carries is lowercase.
 ACTION_ID = re.compile(rf"^{PREFIX}:(?:{'|'.join(a.value for a in VideoAction)}):[a-z0-9]{{1,64}}$")

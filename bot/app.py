@@ -6,19 +6,24 @@ import gc
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from bot import media
+from bot.access import CharacterAccess
+from bot.access_requests import AccessRequests
 from bot.backends import open_backends
 from bot.backends.base import VideoBackend
 from bot.backends.openai.api import VideosAPI
 from bot.backfill import backfill_references
 from bot.budgets import Budgets
 from bot.catalog import ModelCatalog
+from bot.character_videos import CharacterVideos
 from bot.config import Settings
 from bot.departures import Departures
 from bot.errors import ConfigError
 from bot.generations import GenerationService
 from bot.jobs import JobRunner
+from bot.owner_notices import OwnerNotices
 from bot.registry import CharacterRegistry
 from storage.base import Storage
 
@@ -36,6 +41,10 @@ class Soracast:
     budgets: Budgets
     generations: GenerationService
     departures: Departures
+    #: Who may use a character, asking its owner, and every video it appears in.
+    access: CharacterAccess
+    requests: AccessRequests
+    character_videos: CharacterVideos
 
     @property
     def backend(self) -> VideoBackend:
@@ -128,7 +137,10 @@ async def build_app(
     )
     budgets = Budgets(store, catalog, settings)
     runner = JobRunner(store, catalog, registry, budgets, settings)
-    generations = GenerationService(store, catalog, registry, budgets, settings, runner)
+    notices = OwnerNotices(
+        store, runner.messenger, lambda: runner.platforms, timedelta(minutes=settings.owner_digest_minutes)
+    )
+    generations = GenerationService(store, catalog, registry, budgets, settings, runner, notices)
     await backfill_references(store, settings, registry.limits)
     return Soracast(
         settings=settings,
@@ -138,6 +150,9 @@ async def build_app(
         budgets=budgets,
         generations=generations,
         departures=Departures(store, settings, generations),
+        access=CharacterAccess(store, registry),
+        requests=AccessRequests(store, registry, runner.messenger),
+        character_videos=CharacterVideos(store, registry),
     )
 
 

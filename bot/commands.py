@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.errors import InvalidInput
-from bot.models import GenerationOptions
+from bot.models import GenerationOptions, Sharing
 
 # Phones and Slack turn `--` into an em or en dash; accept those as the same flag marker.
 _DASHES = re.compile(r"(?<!\S)(?:--|—|–)(?=[a-z])")
@@ -114,3 +115,53 @@ def video_id_arg(text: str, usage: str) -> str:
 
 def _unquote(value: str) -> str:
     return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+
+
+# --- a character belongs to someone: the words `/character share`, `notify` and registering take ---------------
+
+#: Registering confirms the right to use the subject with this flag where there is no form (`--confirm`).
+CONFIRM_FLAG = "confirm"
+_SHARE_WORDS = {
+    "everyone": Sharing.EVERYONE,
+    "all": Sharing.EVERYONE,
+    "only-me": Sharing.ONLY_ME,
+    "only_me": Sharing.ONLY_ME,
+    "onlyme": Sharing.ONLY_ME,
+    "me": Sharing.ONLY_ME,
+    "private": Sharing.ONLY_ME,
+}
+_SWITCH_WORDS = {"on": True, "yes": True, "true": True, "off": False, "no": False, "false": False}
+
+
+def take_flag(text: str, name: str) -> tuple[str, bool]:
+    """`text` without the value-less flag `--name` (as typed, or with a phone's dash), and whether it was there."""
+    normalized = _DASHES.sub("--", text)
+    words = normalized.split(" ")
+    kept = [w for w in words if w.lower() != f"--{name}"]
+    return " ".join(kept).strip(), len(kept) != len(words)
+
+
+def parse_share(words: Sequence[str]) -> tuple[Sharing | None, list[str]]:
+    """`everyone`, `only-me`, or the people to let use a character (as the platform wrote them: the adapter
+    turns them into ids). Mixing a word and people is refused."""
+    sharing = [_SHARE_WORDS[w.lower()] for w in words if w.lower() in _SHARE_WORDS]
+    people = [w for w in words if w.lower() not in _SHARE_WORDS]
+    if not sharing and not people:
+        raise InvalidInput(
+            "Say who may use it.",
+            hint="`everyone`, `only-me`, or the people to share it with, e.g. `/character share @mascot @ana`.",
+        )
+    if len(sharing) > 1 or (sharing and people):
+        raise InvalidInput(
+            "Share a character with `everyone`, with `only-me`, or with named people — one of these.",
+            hint="e.g. `/character share @mascot everyone` or `/character share @mascot @ana @ben`.",
+        )
+    return (sharing[0] if sharing else None), people
+
+
+def parse_switch(word: str) -> bool:
+    """`on` / `off` (also yes/no, true/false)."""
+    found = _SWITCH_WORDS.get(word.strip().lower())
+    if found is None:
+        raise InvalidInput(f"{word!r} is neither on nor off.", hint="Say `on` or `off`.")
+    return found

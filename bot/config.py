@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=60.0, ge=5, le=3600)
     #: Characters one workspace may keep (each keeps a clip and stills); refused before a form opens.
     max_characters_per_workspace: int = Field(default=500, ge=1)
+    #: An owner gets at most one private note per this many minutes about videos others made with their
+    #: characters; the first goes at once, those within the window together as a digest when it ends.
+    owner_digest_minutes: float = Field(default=10.0, ge=0, le=24 * 60)
     #: Operator prices in USD per second, overriding the built-in table: `model=0.1` or `model:720p=0.1`.
     prices: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
 

@@ -6,6 +6,8 @@ core failure. `message` is for the user, `hint` says what to do next, `log_detai
 
 from __future__ import annotations
 
+from bot.actions import VideoAction
+
 
 class SoracastError(Exception):
     """Base of every user-facing error: `message` says what went wrong, `hint` what to do next."""
@@ -19,6 +21,11 @@ class SoracastError(Exception):
         self.message = message
         self.hint = hint
         self.log_detail = log_detail
+        #: People the text names as `<@id>` (chat adapters may show these, and only these, as mentions).
+        self.people: tuple[str, ...] = ()
+        #: Buttons that act on the refusal, as (action, the id it acts on, label): an Ask button for a character
+        #: not shared with the person.
+        self.offers: tuple[tuple[VideoAction, str, str], ...] = ()
 
     def user_text(self) -> str:
         """The message and the next step, as one plain paragraph."""
@@ -150,6 +157,32 @@ class PermissionDenied(SoracastError):
     """The actor may not do this here (remove someone else's character, register without the role)."""
 
     code = "permission_denied"
+
+
+class CharacterNotShared(PermissionDenied):
+    """A character whose owner has not shared it with the person asking (checked before anything is stored).
+
+    Carries the owners to ask and an Ask button per character."""
+
+    code = "character_not_shared"
+
+
+class RightsNotConfirmed(InvalidInput):
+    """A character registered without confirming the right to use its subject (a person, a pet, a product)."""
+
+    code = "rights_not_confirmed"
+
+
+class UnknownRequest(InvalidInput):
+    """No request to use a character with that id (here)."""
+
+    code = "unknown_request"
+
+
+class AlreadyDecided(InvalidInput):
+    """A request to use a character that was approved or declined already."""
+
+    code = "already_decided"
 
 
 # --- storage -----------------------------------------------------------------------------------------------

@@ -10,8 +10,10 @@ exactly once — is `bot.jobs.JobRunner`'s.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot.access import characters_in, check_use
 from bot.actions import FINISHED_ACTIONS, VideoAction
 from bot.backends.base import ModelCapabilities, VideoBackend
 from bot.budgets import Budgets
@@ -20,6 +22,7 @@ from bot.config import Settings
 from bot.errors import (
     APINotFound,
     GenerationNotReady,
+    HumanLikenessRefused,
     InvalidInput,
     LineFull,
     PermissionDenied,
@@ -29,6 +32,7 @@ from bot.errors import (
 )
 from bot.handles import resolve_prompt
 from bot.jobs import JobRunner
+from bot.likeness import explain_refusal, require_rights
 from bot.line import Place, fair_order, places
 from bot.models import (
     Actor,
@@ -44,6 +48,7 @@ from bot.models import (
     utcnow,
 )
 from bot.notify import Notifier
+from bot.owner_notices import OwnerNotices
 from bot.registry import CharacterRegistry
 from storage.base import Storage
 
@@ -70,6 +75,7 @@ class GenerationService:
         budgets: Budgets,
         settings: Settings,
         runner: JobRunner,
+        notices: OwnerNotices,
     ) -> None:
         self._storage = storage
         self._catalog = catalog
@@ -77,6 +83,8 @@ class GenerationService:
         self._budgets = budgets
         self._settings = settings
         self.runner = runner
+        self.notices = notices
+        runner.on_delivered = notices.wake
 
     # --- wiring ----------------------------------------------------------------------------------------
 
@@ -85,11 +93,15 @@ class GenerationService:
         self.runner.register_notifier(platform, notifier)
 
     async def resume(self, platform: Platform | None = None) -> int:
-        """Start serving the registered platforms: take over their unfinished generations and run the line."""
-        return await self.runner.start(platform)
+        """Start serving the registered platforms: take over their unfinished generations, run the line, and send
+        the owners' notes that are due."""
+        resumed = await self.runner.start(platform)
+        self.notices.start()
+        return resumed
 
     async def aclose(self) -> None:
-        """Stop the line and the trackers; stored generations are taken up again on the next start."""
+        """Stop the line, the trackers and the owners' notes; all are taken up again on the next start."""
+        await self.notices.aclose()
         await self.runner.aclose()
 
     # --- options ---------------------------------------------------------------------------------------
@@ -130,7 +142,9 @@ class GenerationService:
         choice = self.resolve_options(options)
         characters = await self._registry.by_handle(scope)
         resolved = resolve_prompt(text, characters, self._catalog.max_characters(choice.caps), choice.caps.model)
-        self._registry.check_usable([characters[c.handle] for c in resolved.characters], choice.caps)
+        used = [characters[c.handle] for c in resolved.characters]
+        check_use(used, actor)
+        self._registry.check_usable(used, choice.caps)
         generation = Generation(
             scope=scope,
             requester_id=actor.id,
@@ -143,7 +157,7 @@ class GenerationService:
             size=choice.size,
             target=target,
         )
-        return await self._admit(generation, announce)
+        return await self._admit(generation, announce, used)
 
     async def remix(
         self,
@@ -206,7 +220,11 @@ class GenerationService:
             seconds = str(length)
         characters = await self._registry.by_handle(scope)
         resolved = resolve_prompt(text, characters, self._catalog.max_characters(caps), caps.model)
-        self._registry.check_usable([characters[c.handle] for c in resolved.characters], caps)
+        named = [characters[c.handle] for c in resolved.characters]
+        # The source video carries its own characters into the new one: they must be the person's to use too.
+        carried = await characters_in(self._storage, scope, [c.character_id for c in parent.characters])
+        check_use([*named, *carried], actor)
+        self._registry.check_usable(named, caps)
         generation = Generation(
             scope=scope,
             requester_id=actor.id,
@@ -222,7 +240,7 @@ class GenerationService:
             size=parent.size,
             target=target,
         )
-        return await self._admit(generation, announce)
+        return await self._admit(generation, announce, named or carried)
 
     @staticmethod
     def _extensions_left(parent: Generation, caps: ModelCapabilities, length: int) -> list[int]:
@@ -240,7 +258,7 @@ class GenerationService:
             )
         return fitting
 
-    async def _admit(self, generation: Generation, announce: bool) -> Generation:
+    async def _admit(self, generation: Generation, announce: bool, used: Sequence[Character]) -> Generation:
         """Check the person's place in line and the budget, store the request, and send it or let it wait."""
         backend = self._catalog.backend(generation.backend)
         caps = self._catalog.capabilities_of(generation.backend, generation.model)
@@ -258,6 +276,10 @@ class GenerationService:
         generation.cost_usd = self._budgets.estimate(caps, int(generation.seconds), generation.size).usd
         await self._budgets.reserve(generation)
         try:
+            # Where the video appears, and the notes its characters' owners get, are stored first: an owner can
+            # always find it (rows of a request that is then refused go with it; see `delete_generation`).
+            await self._storage.add_appearances(generation.id, [c.id for c in used])
+            await self.notices.expect(generation, used)
             await self._storage.save_generation(generation)
         except BaseException:
             await self._budgets.release(generation.id)
@@ -266,6 +288,9 @@ class GenerationService:
             self.runner.announce(generation.id)
         try:
             outcome = await self.runner.send_now_if_free(generation)
+        except HumanLikenessRefused as exc:
+            self.runner.announced(generation.id)
+            raise explain_refusal(exc, used) from None
         except SoracastError:
             self.runner.announced(generation.id)
             raise
@@ -273,6 +298,13 @@ class GenerationService:
             self.runner.wake_line(generation.backend)
         log.info("generation %s accepted (%s)", generation.id, outcome or "waiting in line")
         return await self._storage.get_generation(generation.id) or generation
+
+    async def check_characters(self, scope: Scope, actor: Actor, generation_id: str) -> Generation:
+        """Refuse, before a form opens, building on a video (remix, extend, a character cut from it) whose
+        characters `actor` may not use; returns the video."""
+        generation = await self.get(scope, generation_id)
+        check_use(await characters_in(self._storage, scope, generation.character_ids), actor)
+        return generation
 
     def derivable(self, parent: Generation, kind: GenerationKind) -> tuple[VideoBackend, ModelCapabilities]:
         """The backend and model a remix or extension of `parent` goes to, or why there is none."""
@@ -444,12 +476,17 @@ class GenerationService:
         return stopped
 
     async def delete(self, scope: Scope, actor: Actor, generation_id: str) -> Generation:
-        """Delete a video at its backend and here; its requester or an admin only."""
+        """Delete a video: its post in the chat, its file here and its copy at the backend (where it keeps one).
+        Its requester, an admin, or the owner of a character it features may."""
         generation = await self.get(scope, generation_id)
         if actor.id != generation.requester_id and not actor.is_admin:
-            raise PermissionDenied(
-                "Only the person who asked for this video or an admin can delete it.", hint=None
-            )
+            owners = {c.owner_id for c in await characters_in(self._storage, scope, generation.character_ids)}
+            if actor.id not in owners:
+                raise PermissionDenied(
+                    "Only the person who asked for this video, the owner of a character in it, or an admin can "
+                    "delete it.",
+                    hint=None,
+                )
         self.runner.stop_tracking(generation.id)
         backend = self._catalog.backend(generation.backend)
         if generation.api_video_id and backend is not None:
@@ -469,6 +506,13 @@ class GenerationService:
         if was_waiting:
             await self._budgets.release(generation.id)
             self.runner.wake_line(generation.backend)
+        messenger = self.runner.messenger(generation.platform)
+        if messenger is not None:
+            try:
+                await messenger.remove_post(generation)
+            except Exception as exc:
+                log.warning("the post of deleted video %s could not be removed: %s", generation.id, type(exc).__name__)
+        log.info("generation %s deleted by %s", generation.id, actor.id)
         return generation
 
     async def character_from_generation(
@@ -480,9 +524,13 @@ class GenerationService:
         *,
         name: str | None = None,
         start: float = 0.0,
+        rights_confirmed: bool,
     ) -> Character:
-        """The Sora app's "character from a video": cut a finished generation and register it."""
+        """The Sora app's "character from a video": cut a finished generation and register it. The video's own
+        characters must be the person's to use (a cut of them is their likeness too)."""
         generation = await self._finished_parent(scope, generation_id)
+        check_use(await characters_in(self._storage, scope, generation.character_ids), actor)
+        require_rights(rights_confirmed)
         path = generation.video_path
         if path is None or not path.exists():
             path = await self._download(generation)
@@ -495,6 +543,7 @@ class GenerationService:
             start=start,
             source=CharacterSource.GENERATION,
             source_ref=generation.id,
+            rights_confirmed=rights_confirmed,
         )
 
     async def wait_finished(self, generation_id: str, within: float | None = None) -> Generation:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bot import media
+from bot.access import characters_in
 from bot.backends.base import JobState, JobStatus, VideoBackend, VideoRequest
 from bot.budgets import Budgets
 from bot.catalog import ModelCatalog
@@ -47,10 +48,11 @@ from bot.errors import (
     VideosAPIError,
 )
 from bot.handles import mentions_of
+from bot.likeness import explain_failure
 from bot.limiter import BackendLimiter, Priority
 from bot.line import fair_order, places
 from bot.models import Generation, GenerationKind, GenerationStatus, Platform, utcnow
-from bot.notify import DestinationGone, Notifier
+from bot.notify import DestinationGone, Messenger, Notifier
 from bot.registry import CharacterRegistry
 from bot.statusboard import StatusBoard
 from storage.base import Storage
@@ -119,6 +121,8 @@ class JobRunner:
         self._media_dir = settings.resolved_media_dir
         self.owner = owner or process_id()
         self._notifiers: dict[Platform, Notifier] = {}
+        #: Called after a generation was delivered (the owners' notes wake up).
+        self.on_delivered: Callable[[], None] = lambda: None
         self._trackers: dict[str, asyncio.Task[None]] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
         self._finished: dict[str, asyncio.Event] = {}
@@ -156,6 +160,11 @@ class JobRunner:
     def notifier(self, platform: Platform) -> Notifier | None:
         """The notifier this process reports a platform's generations through (None: it does not serve it)."""
         return self._notifiers.get(platform)
+
+    def messenger(self, platform: Platform) -> Messenger | None:
+        """The platform's private messages, where this process serves it and its notifier sends them."""
+        notifier = self._notifiers.get(platform)
+        return notifier if isinstance(notifier, Messenger) else None
 
     async def start(self, platform: Platform | None = None) -> int:
         """Serve the registered platforms: take over their unfinished generations and run the line.
@@ -859,6 +868,7 @@ class JobRunner:
                     receipt = await notifier.completed(generation)
                     message_id = receipt.message_id
                 else:
+                    await self._explain_likeness(generation)
                     await notifier.failed(generation)
                     message_id = None
             except DestinationGone as gone:
@@ -874,7 +884,18 @@ class JobRunner:
             await self._storage.release_lease(self.owner, generation.id)
             self._signal_finished(generation.id)
             self.wake_line(generation.backend)
+            self.on_delivered()
             return
+
+    async def _explain_likeness(self, generation: Generation) -> None:
+        """A video refused for showing a real person says whose rights confirmation it was made under."""
+        if generation.error_code != "human_likeness":
+            return
+        characters = await characters_in(self._storage, generation.scope, generation.character_ids)
+        explained = explain_failure(generation.error_message or "", characters)
+        if explained != generation.error_message:
+            generation.error_message = explained
+            await self._storage.save_generation(generation)
 
     async def _note_progress(self, generation: Generation, *, surely: bool = False) -> None:
         """Tell the adapter, at most once per progress interval; `surely` waits out the interval instead of

@@ -93,6 +93,15 @@ class ReferenceBlob(BaseModel):
     data: bytes = Field(repr=False)
 
 
+class Sharing(StrEnum):
+    """Who besides its owner (and admins, who always may) may use a character in their videos."""
+
+    EVERYONE = "everyone"
+    #: The people its owner approved (`Character.approved`).
+    APPROVED = "approved"
+    ONLY_ME = "only_me"
+
+
 def new_character_id() -> str:
     """A stable id that survives renames: `c` + 12 hex characters."""
     return "c" + secrets.token_hex(6)
@@ -129,6 +138,17 @@ class Character(BaseModel):
     references: list[CharacterReference] = Field(default_factory=list)
     #: Ids that backends' accounts gave this character, by the backend's account key.
     native_ids: dict[str, str] = Field(default_factory=dict)
+    #: Who may use it (its owner and admins always may), and the people its owner approved.
+    sharing: Sharing = Sharing.EVERYONE
+    approved: list[str] = Field(default_factory=list)
+    #: Standing instructions added to every prompt that uses it ("always wears the red scarf"); "" for none.
+    instructions: str = ""
+    #: Whether its owner is told privately when someone else's video uses it.
+    notify_owner: bool = True
+    #: Who confirmed, when registering it, having the right to use its subject, and when (None: registered
+    #: before soracast asked).
+    rights_confirmed_by: str | None = None
+    rights_confirmed_at: datetime | None = None
 
     @property
     def clip(self) -> CharacterReference | None:
@@ -279,6 +299,11 @@ class Generation(BaseModel):
     def handles(self) -> list[str]:
         return [c.handle for c in self.characters]
 
+    @property
+    def character_ids(self) -> list[str]:
+        """The stored characters it features (empty ids of very old generations left out)."""
+        return [c.character_id for c in self.characters if c.character_id]
+
 
 class GenerationOptions(BaseModel):
     """What a user may choose per video; None means the configured default."""
@@ -380,3 +405,54 @@ class PurgedScope(BaseModel):
     characters: int = 0
     generations: list[Generation] = Field(default_factory=list)
     still_running: int = 0
+
+
+class AccessRequestStatus(StrEnum):
+    """Where a request to use someone's character stands."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DECLINED = "declined"
+
+
+def new_request_id() -> str:
+    """`r` + 8 lowercase base32 characters, like generation ids (they travel in button ids)."""
+    return "r" + new_generation_id()[1:]
+
+
+class AccessRequest(BaseModel):
+    """Someone asking a character's owner to let them use it; decided once, by the owner or an admin."""
+
+    id: str = Field(default_factory=new_request_id)
+    scope: Scope
+    character_id: str
+    requester_id: str
+    status: AccessRequestStatus = AccessRequestStatus.PENDING
+    created_at: datetime = Field(default_factory=utcnow)
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    #: Whether the owner's private message went out (False: their direct messages are closed to the bot).
+    owner_told: bool = False
+
+
+class NoticeState(StrEnum):
+    """Where the owner's private note about one video with their character stands."""
+
+    #: The video is not posted yet, or the note waits for the owner's digest window.
+    WAITING = "waiting"
+    SENT = "sent"
+    #: The owner could not be reached (direct messages closed).
+    UNDELIVERED = "undelivered"
+    #: Not to be sent: the video failed, was cancelled or deleted, or the owner turned notes off.
+    DROPPED = "dropped"
+
+
+class OwnerNotice(BaseModel):
+    """A character owner to be told that someone else's video used their character(s)."""
+
+    generation_id: str
+    owner_id: str
+    scope: Scope
+    created_at: datetime = Field(default_factory=utcnow)
+    state: NoticeState = NoticeState.WAITING
+    sent_at: datetime | None = None

@@ -1,10 +1,13 @@
-"""The Notifier protocol: how the core tells a platform what happened to a generation."""
+"""What adapters implement for the core: the Notifier (a generation's messages) and the Messenger (private
+messages to one person, and a posted video's link and removal)."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
-from bot.models import DeliveryReceipt, Generation
+from bot.models import AccessRequest, Character, DeliveryReceipt, Generation, Scope
 
 
 class DestinationGone(Exception):
@@ -25,3 +28,36 @@ class Notifier(Protocol):
     async def completed(self, generation: Generation) -> DeliveryReceipt: ...
 
     async def failed(self, generation: Generation) -> None: ...
+
+
+@dataclass(frozen=True)
+class VideoNotice:
+    """One video someone else made with an owner's characters: what the owner's private note is about."""
+
+    generation: Generation
+    #: The owner's characters it features (handles as they are now).
+    handles: tuple[str, ...]
+
+
+@runtime_checkable
+class Messenger(Protocol):
+    """Private messages to one person, and what the core needs of a posted video. Each adapter's notifier
+    implements it too; wording comes from `bot.present`. A send returns False where the person cannot be
+    reached privately (direct messages closed); raising means "try again later"."""
+
+    async def ask_owner(self, scope: Scope, request: AccessRequest, character: Character) -> bool:
+        """Ask a character's owner to approve or decline a request (Approve / Decline buttons)."""
+        ...
+
+    async def tell_requester(self, scope: Scope, request: AccessRequest, character: Character) -> bool:
+        """Tell whoever asked what the owner decided."""
+        ...
+
+    async def tell_owner(self, scope: Scope, owner_id: str, notices: Sequence[VideoNotice]) -> bool:
+        """Tell an owner about videos other people made with their characters (one, or a digest of many), each
+        with a link to its post."""
+        ...
+
+    async def remove_post(self, generation: Generation) -> None:
+        """Take a deleted video's post (and its uploaded file) out of the chat; best effort."""
+        ...

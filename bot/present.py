@@ -15,7 +15,18 @@ from bot.errors import (
     QuotaExhausted,
     SoracastError,
 )
-from bot.models import BudgetKind, Character, Generation, GenerationKind, GenerationStatus, utcnow
+from bot.models import (
+    AccessRequest,
+    AccessRequestStatus,
+    BudgetKind,
+    Character,
+    Generation,
+    GenerationKind,
+    GenerationStatus,
+    Sharing,
+    utcnow,
+)
+from bot.notify import VideoNotice
 
 if TYPE_CHECKING:  # present is imported by the services it describes
     from bot.budgets import Usage
@@ -266,3 +277,212 @@ def usage_lines(usage: Usage, *, person: Callable[[str], str] | None = None) -> 
     if usage.unpriced_videos:
         lines.append(f"{usage.unpriced_videos} video(s) used a model with no known price (set SORACAST_PRICES).")
     return lines
+
+
+# --- a character belongs to someone ------------------------------------------------------------------------
+
+
+def day(moment: datetime) -> str:
+    """`2026-12-05` (UTC)."""
+    return moment.strftime("%Y-%m-%d")
+
+
+def people_list(ids: Sequence[str], person: Callable[[str], str] = mention) -> str:
+    """`A, B and C`."""
+    shown = [person(i) for i in ids]
+    if len(shown) <= 1:
+        return "".join(shown)
+    return ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+def sharing_text(character: Character, person: Callable[[str], str] = mention) -> str:
+    """Who may use a character: `everyone in this workspace`, `only <@owner> (and admins)`, or the approved."""
+    if character.sharing is Sharing.EVERYONE:
+        return "everyone in this workspace"
+    owner = person(character.owner_id)
+    if character.sharing is Sharing.ONLY_ME or not character.approved:
+        return f"only {owner} (and admins)"
+    return f"{owner}, admins and {people_list(character.approved, person)}"
+
+
+def instructions_text(character: Character) -> str:
+    """A character's standing instructions, or that it has none."""
+    return character.instructions or "none (its owner sets them with `/character instructions`)"
+
+
+def notify_text(character: Character) -> str:
+    if character.notify_owner:
+        return "on: its owner is told privately about each video someone else makes with it"
+    return "off"
+
+
+def rights_text(character: Character, person: Callable[[str], str] = mention) -> str:
+    """Who confirmed having the right to use the character's subject, and when."""
+    if character.rights_confirmed_by is None or character.rights_confirmed_at is None:
+        return "not confirmed (registered before soracast asked)"
+    return f"confirmed by {person(character.rights_confirmed_by)} on {day(character.rights_confirmed_at)}"
+
+
+#: What registering a character asks the registrant to confirm (forms show it next to the box).
+RIGHTS_QUESTION = (
+    "I have the right to use this character's subject: the person (their consent), pet, mascot or product the clip "
+    "shows"
+)
+
+
+def owner_settings_lines(character: Character, person: Callable[[str], str] = mention) -> list[str]:
+    """What `/character info` adds about who the character belongs to: use, instructions, notices, rights."""
+    return [
+        f"Owner: {person(character.owner_id)}",
+        f"Who may use it: {sharing_text(character, person)}",
+        f"Instructions: {instructions_text(character)}",
+        f"Owner notices: {notify_text(character)}",
+        f"Right to use its subject: {rights_text(character, person)}",
+    ]
+
+
+def sharing_changed_text(character: Character, person: Callable[[str], str] = mention) -> str:
+    """The owner's answer to `/character share | unshare`."""
+    return f"@{character.handle} may now be used by {sharing_text(character, person)}."
+
+
+def instructions_changed_text(character: Character) -> str:
+    if not character.instructions:
+        return f"@{character.handle} has no standing instructions now."
+    return f"Every video with @{character.handle} now follows: {character.instructions}"
+
+
+def notify_changed_text(character: Character) -> str:
+    if character.notify_owner:
+        return f"You will be told privately about each video someone else makes with @{character.handle}."
+    return f"You will no longer be told about other people's videos with @{character.handle}."
+
+
+def request_text(request: AccessRequest, character: Character, person: Callable[[str], str] = mention) -> str:
+    """The owner's private message about a request to use their character."""
+    return (
+        f"{person(request.requester_id)} asks to use @{character.handle} ({character.name}) in their videos. "
+        f"Approve adds them to the people who may use it (take them off again with "
+        f"`/character unshare @{character.handle}`); Decline tells them no."
+    )
+
+
+def asked_text(
+    request: AccessRequest, character: Character, *, new: bool, person: Callable[[str], str] = mention
+) -> str:
+    """The private answer to whoever asked."""
+    owner = person(character.owner_id)
+    if not new:
+        return (
+            f"You asked {owner} on {day(request.created_at)} to use @{character.handle}; they have not decided yet. "
+            "You will be told privately when they do."
+        )
+    if request.owner_told:
+        return f"Asked {owner} to let you use @{character.handle}. You will be told privately when they decide."
+    return (
+        f"Your request to use @{character.handle} is saved, but {owner} could not be sent a private message (their "
+        "direct messages are closed to soracast). They see it with `/character requests`, and you are told when "
+        "they decide."
+    )
+
+
+def decision_text(request: AccessRequest, character: Character, person: Callable[[str], str] = mention) -> str:
+    """The requester's private message once the owner (or an admin) decided."""
+    who = person(request.decided_by or character.owner_id)
+    if request.status is AccessRequestStatus.APPROVED:
+        return f"{who} approved your request: you may now use @{character.handle}. Try `/sora @{character.handle} …`."
+    return f"{who} declined your request to use @{character.handle}."
+
+
+def decided_text(request: AccessRequest, character: Character, person: Callable[[str], str] = mention) -> str:
+    """What the decider sees (and what the owner's message turns into once decided)."""
+    requester = person(request.requester_id)
+    when = f" by {person(request.decided_by)}" if request.decided_by else ""
+    if request.status is AccessRequestStatus.APPROVED:
+        return f"Approved{when}: {requester} may now use @{character.handle}."
+    if request.status is AccessRequestStatus.DECLINED:
+        return f"Declined{when}: {requester} may not use @{character.handle}."
+    return request_text(request, character, person)
+
+
+def requests_summary(count: int) -> str:
+    if not count:
+        return "Nobody is waiting for your answer about your characters."
+    return f"{count} request{'s' if count != 1 else ''} to use your characters waiting for an answer:"
+
+
+def request_line(request: AccessRequest, character: Character, person: Callable[[str], str] = mention) -> str:
+    """One waiting request in `/character requests`."""
+    who = person(request.requester_id)
+    return f"`{request.id}` · {who} asks to use @{character.handle} · {day(request.created_at)}"
+
+
+def owner_notice_title(count: int) -> str:
+    if count == 1:
+        return "A video was made with your character"
+    return f"{count} videos were made with your characters"
+
+
+def owner_notice_lines(
+    notices: Sequence[VideoNotice],
+    links: Mapping[str, str | None],
+    *,
+    person: Callable[[str], str] = mention,
+    quote: Callable[[str], str] = _as_typed,
+    link: Callable[[str, str], str] | None = None,
+) -> list[str]:
+    """An owner's private note: one line per video (who, which of their characters, the prompt, the post), then
+    how to see them all and how to stop the notes. `link(url, label)` makes a platform link."""
+    linked = link or (lambda url, label: f"{label}: {url}")
+    lines = []
+    for notice in notices:
+        generation = notice.generation
+        handles = ", ".join(f"@{h}" for h in notice.handles)
+        url = links.get(generation.id)
+        where = linked(url, "see the post") if url else "posted"
+        prompt = quote(" ".join(generation.prompt.split())[:120])
+        lines.append(f"{person(generation.requester_id)} used {handles} · `{generation.id}` · {prompt} · {where}")
+    handles = sorted({h for n in notices for h in n.handles})
+    first = handles[0] if handles else "handle"
+    lines.append(
+        f"See every video with a character: `/character videos @{first}` (you can delete any of them there). "
+        f"Stop these notes: `/character notify @{first} off`."
+    )
+    return lines
+
+
+def video_lines(
+    generations: Sequence[Generation],
+    *,
+    person: Callable[[str], str] = mention,
+    where: Callable[[Generation], str] | None = None,
+    quote: Callable[[str], str] = _as_typed,
+) -> list[str]:
+    """`/character videos @h`: who made each video, when, where it was posted and its id, newest first."""
+    posted = where or (lambda g: f"channel {g.target.channel_id}")
+    return [
+        f"`{g.id}` · {person(g.requester_id)} · {day(g.created_at)} · {posted(g)} · "
+        f"{status_word(g)} · {quote(' '.join(g.prompt.split())[:80])}"
+        for g in generations
+    ]
+
+
+def status_word(generation: Generation) -> str:
+    """`posted`, `being made`."""
+    return "posted" if generation.status is GenerationStatus.COMPLETED else "being made"
+
+
+def videos_summary(character: Character, count: int, shown: int) -> str:
+    if not count:
+        return f"No video features @{character.handle} yet."
+    head = f"{count} video{'s' if count != 1 else ''} feature @{character.handle}, newest first"
+    if shown < count:
+        head += f" ({shown} shown; delete any by id with `/character takedown <video id>`)"
+    return head + ":"
+
+
+def taken_down_text(generation: Generation) -> str:
+    return (
+        f"Deleted video `{generation.id}`: its post, its file here and, where the video service keeps one, its "
+        "copy there."
+    )

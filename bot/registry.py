@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot import media
+from bot.access import check_manager
 from bot.backends.base import (
     CharacterInput,
     CharacterMode,
@@ -22,14 +23,26 @@ from bot.catalog import ModelCatalog
 from bot.errors import (
     CharacterNeedsClip,
     HandleTaken,
+    HumanLikenessRefused,
     InvalidInput,
     PermissionDenied,
     UnknownHandle,
     WorkspaceFull,
 )
 from bot.handles import suggest_handles, validate_handle
+from bot.instructions import for_prompt, validate_instructions
+from bot.likeness import explain_refusal, require_rights
 from bot.mass_mentions import refuse_mass_mentions
-from bot.models import Actor, Character, CharacterRef, CharacterSource, ReferenceKind, Scope, ScopeSettings
+from bot.models import (
+    Actor,
+    Character,
+    CharacterRef,
+    CharacterSource,
+    ReferenceKind,
+    Scope,
+    ScopeSettings,
+    utcnow,
+)
 from bot.references import ReferenceCache, ReferenceFiles, make_references
 from storage.base import Storage
 
@@ -111,15 +124,18 @@ class CharacterRegistry:
         start: float = 0.0,
         source: CharacterSource = CharacterSource.UPLOAD,
         source_ref: str | None = None,
+        rights_confirmed: bool,
     ) -> Character:
         """Make `clip`'s references (a short clip and three stills) and store them under `@handle` in `scope`.
 
-        Every check that can fail without a backend runs first, so a refused request changes nothing. Where the
-        backend new videos go to keeps characters by id (OpenAI shape), the character is created there now, so
-        a refusal (a clip of a real person) is told at once rather than at the first video.
+        `rights_confirmed`: the registrant confirmed having the right to use the subject (stored with who and
+        when; refused without it). Every check that can fail without a backend runs first, so a refused request
+        changes nothing. Where the backend new videos go to keeps characters by id (OpenAI shape), the character
+        is created there now, so a refusal (a clip of a real person) is told at once rather than at the first video.
         """
         handle = validate_handle(handle)
         display_name = validate_name(name) if name is not None else default_name(handle)
+        require_rights(rights_confirmed)
         await self.check_can_register(scope, actor)
         async with self._locks[f"{scope.key}/{handle}"]:
             await self._ensure_free(scope, handle)
@@ -132,6 +148,8 @@ class CharacterRegistry:
                 source=source,
                 source_ref=source_ref if source_ref is not None else clip.name,
                 references=[blob.reference for blob in references],
+                rights_confirmed_by=actor.id,
+                rights_confirmed_at=utcnow(),
             )
             backend = self._catalog.default_backend
             if self._catalog.default_model().character_mode is CharacterMode.NATIVE_ID:
@@ -142,7 +160,10 @@ class CharacterRegistry:
                     character_id=character.id,
                     clip=await self._cache.put(clip_blob),
                 )
-                character.native_ids[backend.account_key] = await backend.create_character(made)
+                try:
+                    character.native_ids[backend.account_key] = await backend.create_character(made)
+                except HumanLikenessRefused as exc:
+                    raise explain_refusal(exc, [character]) from None
             await self._storage.add_character(character, references)
         log.info("registered @%s in %s as %s", handle, scope.key, character.id)
         return character
@@ -183,6 +204,7 @@ class CharacterRegistry:
                 clip=files.clip,
                 stills=files.stills,
                 native_id=native,
+                instructions=for_prompt(character.instructions, ref.name, (ref.handle, character.handle)),
             )
             if isinstance(backend, HostsReferences):
                 given.hosted = await self._storage.hosted_references(
@@ -204,13 +226,17 @@ class CharacterRegistry:
             await self._storage.save_hosted_reference(hosted)
             log.info("hosted a reference of %s at %s", request.request_key, hosted.account)
 
-    async def precheck(self, scope: Scope, actor: Actor, handle: str, name: str | None = None) -> str:
+    async def precheck(
+        self, scope: Scope, actor: Actor, handle: str, name: str | None = None, *, rights_confirmed: bool | None = None
+    ) -> str:
         """Every refusal `register` can give without the clip; adapters call it before opening a form for the
-        clip or downloading one. Returns the canonical handle.
+        clip or downloading one (`rights_confirmed` None: the form still asks). Returns the canonical handle.
         """
         canonical = validate_handle(handle)
         if name is not None:
             validate_name(name)
+        if rights_confirmed is not None:
+            require_rights(rights_confirmed)
         await self.check_can_register(scope, actor)
         await self._ensure_free(scope, canonical)
         return canonical
@@ -291,6 +317,25 @@ class CharacterRegistry:
         self._check_owner(character, actor, "remove")
         await self._storage.remove_character(scope, character.handle)
         log.info("removed @%s from %s", character.handle, scope.key)
+        return character
+
+    async def set_instructions(self, scope: Scope, actor: Actor, handle: str, text: str) -> Character:
+        """Standing instructions for every video with the character ("" or `clear` removes them); its owner or an
+        admin only."""
+        character = await self.get(scope, handle)
+        check_manager(character, actor, "change its instructions")
+        character.instructions = validate_instructions(text)
+        await self._storage.save_character_options(character)
+        log.info("instructions of @%s in %s set by %s", character.handle, scope.key, actor.id)
+        return character
+
+    async def set_notify(self, scope: Scope, actor: Actor, handle: str, on: bool) -> Character:
+        """Whether the owner is told privately about other people's videos with the character; its owner or an
+        admin only."""
+        character = await self.get(scope, handle)
+        check_manager(character, actor, "change who is told about its videos")
+        character.notify_owner = on
+        await self._storage.save_character_options(character)
         return character
 
     async def configure(self, scope: Scope, actor: Actor, *, register_role_id: str | None) -> ScopeSettings:

@@ -7,10 +7,14 @@ from datetime import datetime
 from typing import Protocol
 
 from bot.models import (
+    AccessRequest,
+    AccessRequestStatus,
     Character,
     DeliveryTarget,
     Generation,
     HostedReference,
+    NoticeState,
+    OwnerNotice,
     Platform,
     PurgedScope,
     ReferenceBlob,
@@ -71,6 +75,69 @@ class Storage(Protocol):
 
     async def remove_character(self, scope: Scope, handle: str) -> bool:
         """Forget a character with its references and native ids."""
+
+    # who may use a character, and requests to use it --------------------------------------------------
+    async def save_character_options(self, character: Character) -> None:
+        """Store a character's sharing, instructions and owner-notice switch (nothing else of it)."""
+
+    async def grant_access(self, character_id: str, person_id: str, by: str, at: datetime) -> bool:
+        """Add a person to the people a character's owner approved; False if they were already."""
+
+    async def revoke_access(self, character_id: str, person_id: str) -> bool:
+        """Take a person off a character's approved people; False if they were not on it."""
+
+    async def clear_access(self, character_id: str) -> None:
+        """Empty a character's approved people."""
+
+    async def add_access_request(self, request: AccessRequest) -> AccessRequest:
+        """Store a new pending request, unless one is pending already for this person and character: then that
+        one is returned and nothing is stored."""
+
+    async def get_access_request(self, request_id: str) -> AccessRequest | None: ...
+
+    async def latest_access_request(self, character_id: str, requester_id: str) -> AccessRequest | None:
+        """This person's newest request to use this character, whatever its status."""
+
+    async def decide_access_request(
+        self, request_id: str, status: AccessRequestStatus, by: str, at: datetime
+    ) -> AccessRequest | None:
+        """Decide a pending request, once: approving also adds the requester to the character's approved people,
+        in the same transaction. None if it was decided already (by anyone, in any process)."""
+
+    async def mark_owner_told(self, request_id: str, told: bool) -> None:
+        """Record whether the owner's private message about a request went out."""
+
+    async def pending_access_requests(self, scope: Scope) -> list[AccessRequest]:
+        """The workspace's undecided requests, oldest first."""
+
+    # appearances and owner notices ------------------------------------------------------------------------
+    async def add_appearances(self, generation_id: str, character_ids: Sequence[str]) -> None:
+        """Record that a generation features these characters (stored before the generation itself)."""
+
+    async def videos_with(self, character_id: str) -> list[Generation]:
+        """Every stored generation featuring a character, newest first, whatever its status."""
+
+    async def add_owner_notices(self, notices: Sequence[OwnerNotice], platform: Platform) -> None:
+        """Keep notes for owners about a new generation (one per generation and owner; repeats are ignored)."""
+
+    async def waiting_owner_notices(self, platforms: Sequence[Platform]) -> list[OwnerNotice]:
+        """Notes not sent yet for generations of these platforms, oldest first."""
+
+    async def settle_owner_notices(
+        self, scope: Scope, owner_id: str, generation_ids: Sequence[str], state: NoticeState, at: datetime
+    ) -> list[str]:
+        """Move an owner's waiting notes to `state` (sent, undelivered, dropped); returns the generation ids this
+        call moved, so two processes never send one note twice."""
+
+    async def reopen_owner_notices(self, scope: Scope, owner_id: str, generation_ids: Sequence[str]) -> None:
+        """Put notes back to waiting after a send that failed for now (tried again at the next sweep)."""
+
+    async def take_undelivered_notices(self, scope: Scope, owner_id: str, at: datetime) -> list[str]:
+        """The generation ids of an owner's notes that could not be sent privately, marked sent now (a platform
+        showed them another way); each is returned to one caller only."""
+
+    async def last_owner_message(self, scope: Scope, owner_id: str) -> datetime | None:
+        """When an owner was last sent (or meant to be sent) a note about videos with their characters."""
 
     # generations --------------------------------------------------------------------------------------
     async def save_generation(self, generation: Generation) -> None:

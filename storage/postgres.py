@@ -17,12 +17,16 @@ import asyncpg
 
 from bot.errors import ConfigError, HandleTaken, StorageUnavailable, UnknownHandle
 from bot.models import (
+    AccessRequest,
+    AccessRequestStatus,
     Character,
     CharacterReference,
     DeliveryTarget,
     Generation,
     GenerationStatus,
     HostedReference,
+    NoticeState,
+    OwnerNotice,
     Platform,
     PurgedScope,
     ReferenceBlob,
@@ -37,9 +41,11 @@ from bot.models import (
     utcnow,
 )
 from storage.rows import (
+    access_request_from_row,
     character_from_row,
     generation_from_row,
     installation_from_row,
+    owner_notice_from_row,
     reference_from_row,
     retired_from_row,
 )
@@ -61,7 +67,10 @@ SPEND_LOCK_KEY = int.from_bytes(hashlib.sha256(b"soracast/spend").digest()[:4], 
 
 _AT_BACKEND = [s.value for s in GenerationStatus if s.at_backend]
 
-_CHARACTER_COLUMNS = "id, scope, handle, name, owner_id, source, source_ref, created_at"
+_CHARACTER_COLUMNS = (
+    "id, scope, handle, name, owner_id, source, source_ref, created_at, sharing, instructions, notify_owner,"
+    " rights_confirmed_by, rights_confirmed_at"
+)
 _REFERENCE_COLUMNS = "character_id, kind, position, mime_type, sha256, size_bytes, width, height, seconds"
 #: Byte order, as SQLite sorts: the database's own collation would order handles differently per locale.
 _BY_HANDLE = 'handle COLLATE "C"'
@@ -176,7 +185,8 @@ class PostgresStorage:
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     "INSERT INTO characters (id, scope, handle, name, api_character_id, owner_id, source,"
-                    " source_ref, created_at) VALUES ($1, $2, $3, $4, '', $5, $6, $7, $8)",
+                    " source_ref, created_at, sharing, instructions, notify_owner, rights_confirmed_by,"
+                    " rights_confirmed_at) VALUES ($1, $2, $3, $4, '', $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                     character.id,
                     character.scope.key,
                     character.handle,
@@ -185,10 +195,24 @@ class PostgresStorage:
                     character.source.value,
                     character.source_ref,
                     character.created_at,
+                    character.sharing.value,
+                    character.instructions,
+                    character.notify_owner,
+                    character.rights_confirmed_by,
+                    character.rights_confirmed_at,
                 )
                 await _insert_references(conn, character.id, references)
                 for account, native_id in character.native_ids.items():
                     await _upsert_native_id(conn, character.id, account, native_id)
+                for person in character.approved:
+                    await conn.execute(
+                        "INSERT INTO character_access (character_id, person_id, added_by, added_at)"
+                        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        character.id,
+                        person,
+                        character.owner_id,
+                        character.created_at,
+                    )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "characters_scope_handle":
                 raise
@@ -304,13 +328,218 @@ class PostgresStorage:
                 " WHERE character_id = ANY($1::text[])",
                 ids,
             )
+            access_rows = await conn.fetch(
+                "SELECT character_id, person_id FROM character_access WHERE character_id = ANY($1::text[])"
+                ' ORDER BY added_at, person_id COLLATE "C"',
+                ids,
+            )
         references: dict[str, list[CharacterReference]] = {i: [] for i in ids}
         for row in reference_rows:
             references[row["character_id"]].append(reference_from_row(row))
         native: dict[str, dict[str, str]] = {i: {} for i in ids}
         for row in native_rows:
             native[row["character_id"]][row["account"]] = row["native_id"]
-        return [character_from_row(row, references[row["id"]], native[row["id"]]) for row in rows]
+        approved: dict[str, list[str]] = {i: [] for i in ids}
+        for row in access_rows:
+            approved[row["character_id"]].append(row["person_id"])
+        return [
+            character_from_row(row, references[row["id"]], native[row["id"]], approved[row["id"]]) for row in rows
+        ]
+
+    # --- who may use a character, and requests to use it -------------------------------------------------
+
+    async def save_character_options(self, character: Character) -> None:
+        await self.pool.execute(
+            "UPDATE characters SET sharing = $1, instructions = $2, notify_owner = $3 WHERE id = $4",
+            character.sharing.value,
+            character.instructions,
+            character.notify_owner,
+            character.id,
+        )
+
+    async def grant_access(self, character_id: str, person_id: str, by: str, at: datetime) -> bool:
+        try:
+            status = await self.pool.execute(
+                "INSERT INTO character_access (character_id, person_id, added_by, added_at) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT DO NOTHING",
+                character_id,
+                person_id,
+                by,
+                at,
+            )
+        except asyncpg.ForeignKeyViolationError:
+            return False  # the character was removed meanwhile
+        return _count(status) == 1
+
+    async def revoke_access(self, character_id: str, person_id: str) -> bool:
+        status = await self.pool.execute(
+            "DELETE FROM character_access WHERE character_id = $1 AND person_id = $2", character_id, person_id
+        )
+        return _count(status) == 1
+
+    async def clear_access(self, character_id: str) -> None:
+        await self.pool.execute("DELETE FROM character_access WHERE character_id = $1", character_id)
+
+    async def add_access_request(self, request: AccessRequest) -> AccessRequest:
+        # The partial unique index keeps one pending request per person and character, whoever inserts first.
+        row = await self.pool.fetchrow(
+            "INSERT INTO access_requests (id, scope, character_id, requester_id, status, created_at, owner_told)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (character_id, requester_id) WHERE status = 'pending'"
+            " DO NOTHING RETURNING *",
+            request.id,
+            request.scope.key,
+            request.character_id,
+            request.requester_id,
+            AccessRequestStatus.PENDING.value,
+            request.created_at,
+            request.owner_told,
+        )
+        if row is not None:
+            return access_request_from_row(row)
+        existing = await self.pool.fetchrow(
+            "SELECT * FROM access_requests WHERE character_id = $1 AND requester_id = $2 AND status = $3",
+            request.character_id,
+            request.requester_id,
+            AccessRequestStatus.PENDING.value,
+        )
+        # Decided between the two statements: there is no pending one to return, so store this one after all.
+        return access_request_from_row(existing) if existing else await self.add_access_request(request)
+
+    async def get_access_request(self, request_id: str) -> AccessRequest | None:
+        row = await self.pool.fetchrow("SELECT * FROM access_requests WHERE id = $1", request_id)
+        return access_request_from_row(row) if row else None
+
+    async def latest_access_request(self, character_id: str, requester_id: str) -> AccessRequest | None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM access_requests WHERE character_id = $1 AND requester_id = $2"
+            " ORDER BY created_at DESC LIMIT 1",
+            character_id,
+            requester_id,
+        )
+        return access_request_from_row(row) if row else None
+
+    async def decide_access_request(
+        self, request_id: str, status: AccessRequestStatus, by: str, at: datetime
+    ) -> AccessRequest | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3"
+                " WHERE id = $4 AND status = $5 RETURNING *",
+                status.value,
+                by,
+                at,
+                request_id,
+                AccessRequestStatus.PENDING.value,
+            )
+            if row is not None and status is AccessRequestStatus.APPROVED:
+                await conn.execute(
+                    "INSERT INTO character_access (character_id, person_id, added_by, added_at)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    row["character_id"],
+                    row["requester_id"],
+                    by,
+                    at,
+                )
+        return access_request_from_row(row) if row else None
+
+    async def mark_owner_told(self, request_id: str, told: bool) -> None:
+        await self.pool.execute("UPDATE access_requests SET owner_told = $1 WHERE id = $2", told, request_id)
+
+    async def pending_access_requests(self, scope: Scope) -> list[AccessRequest]:
+        rows = await self.pool.fetch(
+            'SELECT * FROM access_requests WHERE scope = $1 AND status = $2 ORDER BY created_at, id COLLATE "C"',
+            scope.key,
+            AccessRequestStatus.PENDING.value,
+        )
+        return [access_request_from_row(row) for row in rows]
+
+    # --- appearances and owner notices ---------------------------------------------------------------------
+
+    async def add_appearances(self, generation_id: str, character_ids: Sequence[str]) -> None:
+        if not character_ids:
+            return
+        # Only characters that still exist: one removed meanwhile has nobody left to list its videos to.
+        await self.pool.execute(
+            "INSERT INTO character_appearances (character_id, generation_id)"
+            " SELECT id, $2 FROM characters WHERE id = ANY($1::text[]) ON CONFLICT DO NOTHING",
+            list(character_ids),
+            generation_id,
+        )
+
+    async def videos_with(self, character_id: str) -> list[Generation]:
+        rows = await self.pool.fetch(
+            "SELECT g.body, g.delivered_at, g.target FROM character_appearances AS a"
+            " JOIN generations AS g ON g.id = a.generation_id WHERE a.character_id = $1"
+            ' ORDER BY g.created_at DESC, g.id COLLATE "C"',
+            character_id,
+        )
+        return [generation_from_row(row) for row in rows]
+
+    async def add_owner_notices(self, notices: Sequence[OwnerNotice], platform: Platform) -> None:
+        if not notices:
+            return
+        await self.pool.executemany(
+            "INSERT INTO owner_notices (generation_id, owner_id, scope, platform, created_at, state, sent_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            [
+                (n.generation_id, n.owner_id, n.scope.key, platform.value, n.created_at, n.state.value, n.sent_at)
+                for n in notices
+            ],
+        )
+
+    async def waiting_owner_notices(self, platforms: Sequence[Platform]) -> list[OwnerNotice]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM owner_notices WHERE state = $1 AND platform = ANY($2::text[]) ORDER BY created_at",
+            NoticeState.WAITING.value,
+            [p.value for p in platforms],
+        )
+        return [owner_notice_from_row(row) for row in rows]
+
+    async def settle_owner_notices(
+        self, scope: Scope, owner_id: str, generation_ids: Sequence[str], state: NoticeState, at: datetime
+    ) -> list[str]:
+        rows = await self.pool.fetch(
+            "UPDATE owner_notices SET state = $1, sent_at = $2 WHERE scope = $3 AND owner_id = $4 AND state = $5"
+            " AND generation_id = ANY($6::text[]) RETURNING generation_id",
+            state.value,
+            at,
+            scope.key,
+            owner_id,
+            NoticeState.WAITING.value,
+            list(generation_ids),
+        )
+        return [row["generation_id"] for row in rows]
+
+    async def reopen_owner_notices(self, scope: Scope, owner_id: str, generation_ids: Sequence[str]) -> None:
+        await self.pool.execute(
+            "UPDATE owner_notices SET state = $1, sent_at = NULL WHERE scope = $2 AND owner_id = $3"
+            " AND generation_id = ANY($4::text[])",
+            NoticeState.WAITING.value,
+            scope.key,
+            owner_id,
+            list(generation_ids),
+        )
+
+    async def take_undelivered_notices(self, scope: Scope, owner_id: str, at: datetime) -> list[str]:
+        rows = await self.pool.fetch(
+            "UPDATE owner_notices SET state = $1, sent_at = $2 WHERE scope = $3 AND owner_id = $4 AND state = $5"
+            " RETURNING generation_id",
+            NoticeState.SENT.value,
+            at,
+            scope.key,
+            owner_id,
+            NoticeState.UNDELIVERED.value,
+        )
+        return [row["generation_id"] for row in rows]
+
+    async def last_owner_message(self, scope: Scope, owner_id: str) -> datetime | None:
+        value = await self.pool.fetchval(
+            "SELECT max(sent_at) FROM owner_notices WHERE scope = $1 AND owner_id = $2 AND state = ANY($3::text[])",
+            scope.key,
+            owner_id,
+            [NoticeState.SENT.value, NoticeState.UNDELIVERED.value],
+        )
+        return value if isinstance(value, datetime) else None
 
     # --- generations --------------------------------------------------------------------------------------
 
@@ -340,7 +569,10 @@ class PostgresStorage:
         return generation_from_row(row) if row else None
 
     async def delete_generation(self, generation_id: str) -> None:
-        await self.pool.execute("DELETE FROM generations WHERE id = $1", generation_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            for table in ("character_appearances", "owner_notices"):
+                await conn.execute(f"DELETE FROM {table} WHERE generation_id = $1", generation_id)
+            await conn.execute("DELETE FROM generations WHERE id = $1", generation_id)
 
     async def find_generation_by_video(self, api_video_id: str) -> Generation | None:
         row = await self.pool.fetchrow(
@@ -784,8 +1016,10 @@ class PostgresStorage:
     async def purge_scope(self, scope: Scope) -> PurgedScope:
         key = scope.key
         async with self.pool.acquire() as conn, conn.transaction():
-            # References and native ids go with their characters: their foreign keys cascade.
+            # References, native ids, sharing, requests and appearances go with their characters (foreign keys
+            # cascade); the owners' notes are the workspace's.
             characters = _count(await conn.execute("DELETE FROM characters WHERE scope = $1", key))
+            await conn.execute("DELETE FROM owner_notices WHERE scope = $1", key)
             rows = await conn.fetch(
                 "DELETE FROM generations WHERE scope = $1 AND NOT (status = ANY($2::text[]))"
                 " RETURNING body, delivered_at, target, created_at",

@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from bot.models import Character, CharacterReference, Generation, Platform, RetiredScope, Scope, StoredInstallation
+from bot.models import (
+    AccessRequest,
+    Character,
+    CharacterReference,
+    Generation,
+    OwnerNotice,
+    Platform,
+    RetiredScope,
+    Scope,
+    StoredInstallation,
+)
 
 
 class Row(Protocol):
@@ -14,8 +24,10 @@ class Row(Protocol):
     def __getitem__(self, key: str) -> Any: ...
 
 
-def character_from_row(row: Row, references: list[CharacterReference], native_ids: dict[str, str]) -> Character:
-    """A `characters` row with its references and per-account native ids."""
+def character_from_row(
+    row: Row, references: list[CharacterReference], native_ids: dict[str, str], approved: list[str]
+) -> Character:
+    """A `characters` row with its references, per-account native ids and the people its owner approved."""
     return Character(
         id=row["id"],
         scope=Scope.from_key(row["scope"]),
@@ -27,6 +39,39 @@ def character_from_row(row: Row, references: list[CharacterReference], native_id
         created_at=row["created_at"],
         references=references,
         native_ids=native_ids,
+        sharing=row["sharing"],
+        approved=approved,
+        instructions=row["instructions"],
+        notify_owner=bool(row["notify_owner"]),
+        rights_confirmed_by=row["rights_confirmed_by"],
+        rights_confirmed_at=row["rights_confirmed_at"],
+    )
+
+
+def access_request_from_row(row: Row) -> AccessRequest:
+    """An `access_requests` row."""
+    return AccessRequest(
+        id=row["id"],
+        scope=Scope.from_key(row["scope"]),
+        character_id=row["character_id"],
+        requester_id=row["requester_id"],
+        status=row["status"],
+        created_at=row["created_at"],
+        decided_by=row["decided_by"],
+        decided_at=row["decided_at"],
+        owner_told=bool(row["owner_told"]),
+    )
+
+
+def owner_notice_from_row(row: Row) -> OwnerNotice:
+    """An `owner_notices` row."""
+    return OwnerNotice(
+        generation_id=row["generation_id"],
+        owner_id=row["owner_id"],
+        scope=Scope.from_key(row["scope"]),
+        created_at=row["created_at"],
+        state=row["state"],
+        sent_at=row["sent_at"],
     )
 
 

@@ -13,12 +13,16 @@ import aiosqlite
 
 from bot.errors import HandleTaken, UnknownHandle
 from bot.models import (
+    AccessRequest,
+    AccessRequestStatus,
     Character,
     CharacterReference,
     DeliveryTarget,
     Generation,
     GenerationStatus,
     HostedReference,
+    NoticeState,
+    OwnerNotice,
     Platform,
     PurgedScope,
     ReferenceBlob,
@@ -33,9 +37,11 @@ from bot.models import (
     utcnow,
 )
 from storage.rows import (
+    access_request_from_row,
     character_from_row,
     generation_from_row,
     installation_from_row,
+    owner_notice_from_row,
     reference_from_row,
     retired_from_row,
 )
@@ -48,6 +54,20 @@ log = logging.getLogger(__name__)
 
 _FINISHED = tuple(s.value for s in GenerationStatus if s.finished)
 _AT_BACKEND = tuple(s.value for s in GenerationStatus if s.at_backend)
+#: Rows that belong to a character and go with it (Postgres removes them by foreign key).
+_CHARACTER_TABLES = (
+    "character_references",
+    "character_native_ids",
+    "character_access",
+    "access_requests",
+    "character_appearances",
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 _BUSY_TIMEOUT_MS = 5_000
 _MIGRATION_WAIT_MS = 120_000
 
@@ -163,7 +183,8 @@ class SQLiteStorage:
                 try:
                     await self.db.execute(
                         "INSERT INTO characters (id, scope, handle, name, api_character_id, owner_id, source,"
-                        " source_ref, created_at) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?)",
+                        " source_ref, created_at, sharing, instructions, notify_owner, rights_confirmed_by,"
+                        " rights_confirmed_at) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             character.id,
                             character.scope.key,
@@ -173,11 +194,22 @@ class SQLiteStorage:
                             character.source.value,
                             character.source_ref,
                             character.created_at.isoformat(),
+                            character.sharing.value,
+                            character.instructions,
+                            int(character.notify_owner),
+                            character.rights_confirmed_by,
+                            _iso(character.rights_confirmed_at),
                         ),
                     )
                     await self._insert_references(character.id, references)
                     for account, native_id in character.native_ids.items():
                         await self._insert_native_id(character.id, account, native_id)
+                    for person in character.approved:
+                        await self.db.execute(
+                            "INSERT OR IGNORE INTO character_access (character_id, person_id, added_by, added_at)"
+                            " VALUES (?, ?, ?, ?)",
+                            (character.id, person, character.owner_id, character.created_at.isoformat()),
+                        )
                 except BaseException:
                     await self.db.rollback()
                     raise
@@ -225,7 +257,7 @@ class SQLiteStorage:
                 ) as cursor:
                     row = await cursor.fetchone()
                 if row is not None:
-                    for table in ("character_references", "character_native_ids"):
+                    for table in _CHARACTER_TABLES:
                         await self.db.execute(f"DELETE FROM {table} WHERE character_id = ?", (row[0],))
                     await self.db.execute("DELETE FROM characters WHERE id = ?", (row[0],))
             except BaseException:
@@ -345,7 +377,237 @@ class SQLiteStorage:
         ) as cursor:
             async for row in cursor:
                 native[row["character_id"]][row["account"]] = row["native_id"]
-        return [character_from_row(row, references[row["id"]], native[row["id"]]) for row in rows]
+        approved: dict[str, list[str]] = {i: [] for i in ids}
+        async with self.db.execute(
+            f"SELECT character_id, person_id FROM character_access WHERE character_id IN ({marks})"
+            " ORDER BY added_at, person_id",
+            ids,
+        ) as cursor:
+            async for row in cursor:
+                approved[row["character_id"]].append(row["person_id"])
+        return [
+            character_from_row(row, references[row["id"]], native[row["id"]], approved[row["id"]]) for row in rows
+        ]
+
+    # --- who may use a character, and requests to use it -------------------------------------------------
+
+    async def save_character_options(self, character: Character) -> None:
+        async with self._write_lock:
+            await self.db.execute(
+                "UPDATE characters SET sharing = ?, instructions = ?, notify_owner = ? WHERE id = ?",
+                (character.sharing.value, character.instructions, int(character.notify_owner), character.id),
+            )
+            await self.db.commit()
+
+    async def grant_access(self, character_id: str, person_id: str, by: str, at: datetime) -> bool:
+        async with self._write_lock:
+            if not await self._exists(character_id):
+                return False
+            cursor = await self.db.execute(
+                "INSERT OR IGNORE INTO character_access (character_id, person_id, added_by, added_at)"
+                " VALUES (?, ?, ?, ?)",
+                (character_id, person_id, by, at.isoformat()),
+            )
+            await self.db.commit()
+        return cursor.rowcount == 1
+
+    async def revoke_access(self, character_id: str, person_id: str) -> bool:
+        async with self._write_lock:
+            cursor = await self.db.execute(
+                "DELETE FROM character_access WHERE character_id = ? AND person_id = ?", (character_id, person_id)
+            )
+            await self.db.commit()
+        return cursor.rowcount == 1
+
+    async def clear_access(self, character_id: str) -> None:
+        async with self._write_lock:
+            await self.db.execute("DELETE FROM character_access WHERE character_id = ?", (character_id,))
+            await self.db.commit()
+
+    async def add_access_request(self, request: AccessRequest) -> AccessRequest:
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                existing = await self._open_request(request.character_id, request.requester_id)
+                if existing is None:
+                    await self.db.execute(
+                        "INSERT INTO access_requests (id, scope, character_id, requester_id, status, created_at,"
+                        " decided_by, decided_at, owner_told) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
+                        (
+                            request.id,
+                            request.scope.key,
+                            request.character_id,
+                            request.requester_id,
+                            AccessRequestStatus.PENDING.value,
+                            request.created_at.isoformat(),
+                            int(request.owner_told),
+                        ),
+                    )
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
+        return existing or request
+
+    async def _open_request(self, character_id: str, requester_id: str) -> AccessRequest | None:
+        async with self.db.execute(
+            "SELECT * FROM access_requests WHERE character_id = ? AND requester_id = ? AND status = ?",
+            (character_id, requester_id, AccessRequestStatus.PENDING.value),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return access_request_from_row(row) if row else None
+
+    async def get_access_request(self, request_id: str) -> AccessRequest | None:
+        async with self.db.execute("SELECT * FROM access_requests WHERE id = ?", (request_id,)) as cursor:
+            row = await cursor.fetchone()
+        return access_request_from_row(row) if row else None
+
+    async def latest_access_request(self, character_id: str, requester_id: str) -> AccessRequest | None:
+        async with self.db.execute(
+            "SELECT * FROM access_requests WHERE character_id = ? AND requester_id = ?"
+            " ORDER BY created_at DESC LIMIT 1",
+            (character_id, requester_id),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return access_request_from_row(row) if row else None
+
+    async def decide_access_request(
+        self, request_id: str, status: AccessRequestStatus, by: str, at: datetime
+    ) -> AccessRequest | None:
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = await self.db.execute(
+                    "UPDATE access_requests SET status = ?, decided_by = ?, decided_at = ? WHERE id = ? AND status = ?",
+                    (status.value, by, at.isoformat(), request_id, AccessRequestStatus.PENDING.value),
+                )
+                decided = cursor.rowcount == 1
+                if decided and status is AccessRequestStatus.APPROVED:
+                    await self.db.execute(
+                        "INSERT OR IGNORE INTO character_access (character_id, person_id, added_by, added_at)"
+                        " SELECT character_id, requester_id, ?, ? FROM access_requests WHERE id = ?",
+                        (by, at.isoformat(), request_id),
+                    )
+                # Read back inside the transaction: a read of this connection left open while another coroutine
+                # begins the next write would hold a stale snapshot, which SQLite refuses at once ("locked").
+                result = await self.get_access_request(request_id) if decided else None
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
+        return result
+
+    async def mark_owner_told(self, request_id: str, told: bool) -> None:
+        async with self._write_lock:
+            await self.db.execute("UPDATE access_requests SET owner_told = ? WHERE id = ?", (int(told), request_id))
+            await self.db.commit()
+
+    async def pending_access_requests(self, scope: Scope) -> list[AccessRequest]:
+        async with self.db.execute(
+            "SELECT * FROM access_requests WHERE scope = ? AND status = ? ORDER BY created_at, id",
+            (scope.key, AccessRequestStatus.PENDING.value),
+        ) as cursor:
+            return [access_request_from_row(row) async for row in cursor]
+
+    # --- appearances and owner notices ---------------------------------------------------------------------
+
+    async def add_appearances(self, generation_id: str, character_ids: Sequence[str]) -> None:
+        if not character_ids:
+            return
+        async with self._write_lock:
+            await self.db.executemany(
+                "INSERT OR IGNORE INTO character_appearances (character_id, generation_id) VALUES (?, ?)",
+                [(character_id, generation_id) for character_id in character_ids],
+            )
+            await self.db.commit()
+
+    async def videos_with(self, character_id: str) -> list[Generation]:
+        async with self.db.execute(
+            "SELECT g.body, g.delivered_at, g.target FROM character_appearances AS a"
+            " JOIN generations AS g ON g.id = a.generation_id WHERE a.character_id = ?"
+            " ORDER BY g.created_at DESC, g.id",
+            (character_id,),
+        ) as cursor:
+            return [generation_from_row(row) async for row in cursor]
+
+    async def add_owner_notices(self, notices: Sequence[OwnerNotice], platform: Platform) -> None:
+        if not notices:
+            return
+        async with self._write_lock:
+            await self.db.executemany(
+                "INSERT OR IGNORE INTO owner_notices (generation_id, owner_id, scope, platform, created_at, state,"
+                " sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        n.generation_id,
+                        n.owner_id,
+                        n.scope.key,
+                        platform.value,
+                        n.created_at.isoformat(),
+                        n.state.value,
+                        _iso(n.sent_at),
+                    )
+                    for n in notices
+                ],
+            )
+            await self.db.commit()
+
+    async def waiting_owner_notices(self, platforms: Sequence[Platform]) -> list[OwnerNotice]:
+        if not platforms:
+            return []
+        marks = ",".join("?" * len(platforms))
+        async with self.db.execute(
+            f"SELECT * FROM owner_notices WHERE state = ? AND platform IN ({marks}) ORDER BY created_at",
+            (NoticeState.WAITING.value, *(p.value for p in platforms)),
+        ) as cursor:
+            return [owner_notice_from_row(row) async for row in cursor]
+
+    async def settle_owner_notices(
+        self, scope: Scope, owner_id: str, generation_ids: Sequence[str], state: NoticeState, at: datetime
+    ) -> list[str]:
+        if not generation_ids:
+            return []
+        marks = ",".join("?" * len(generation_ids))
+        async with self._write_lock:
+            async with self.db.execute(
+                f"UPDATE owner_notices SET state = ?, sent_at = ? WHERE scope = ? AND owner_id = ? AND state = ?"
+                f" AND generation_id IN ({marks}) RETURNING generation_id",
+                (state.value, at.isoformat(), scope.key, owner_id, NoticeState.WAITING.value, *generation_ids),
+            ) as cursor:
+                moved = [row[0] async for row in cursor]
+            await self.db.commit()
+        return moved
+
+    async def reopen_owner_notices(self, scope: Scope, owner_id: str, generation_ids: Sequence[str]) -> None:
+        if not generation_ids:
+            return
+        marks = ",".join("?" * len(generation_ids))
+        async with self._write_lock:
+            await self.db.execute(
+                f"UPDATE owner_notices SET state = ?, sent_at = NULL WHERE scope = ? AND owner_id = ?"
+                f" AND generation_id IN ({marks})",
+                (NoticeState.WAITING.value, scope.key, owner_id, *generation_ids),
+            )
+            await self.db.commit()
+
+    async def take_undelivered_notices(self, scope: Scope, owner_id: str, at: datetime) -> list[str]:
+        async with self._write_lock:
+            async with self.db.execute(
+                "UPDATE owner_notices SET state = ?, sent_at = ? WHERE scope = ? AND owner_id = ? AND state = ?"
+                " RETURNING generation_id",
+                (NoticeState.SENT.value, at.isoformat(), scope.key, owner_id, NoticeState.UNDELIVERED.value),
+            ) as cursor:
+                taken = [row[0] async for row in cursor]
+            await self.db.commit()
+        return taken
+
+    async def last_owner_message(self, scope: Scope, owner_id: str) -> datetime | None:
+        async with self.db.execute(
+            "SELECT max(sent_at) FROM owner_notices WHERE scope = ? AND owner_id = ? AND state IN (?, ?)",
+            (scope.key, owner_id, NoticeState.SENT.value, NoticeState.UNDELIVERED.value),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
 
     # --- generations --------------------------------------------------------------------------------------
 
@@ -381,6 +643,8 @@ class SQLiteStorage:
 
     async def delete_generation(self, generation_id: str) -> None:
         async with self._write_lock:
+            for table in ("character_appearances", "owner_notices"):
+                await self.db.execute(f"DELETE FROM {table} WHERE generation_id = ?", (generation_id,))
             await self.db.execute("DELETE FROM generations WHERE id = ?", (generation_id,))
             await self.db.commit()
 
@@ -870,9 +1134,10 @@ class SQLiteStorage:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 owned = "SELECT id FROM characters WHERE scope = ?"
-                for table in ("character_references", "character_native_ids"):
+                for table in _CHARACTER_TABLES:
                     await self.db.execute(f"DELETE FROM {table} WHERE character_id IN ({owned})", (key,))
                 characters = (await self.db.execute("DELETE FROM characters WHERE scope = ?", (key,))).rowcount
+                await self.db.execute("DELETE FROM owner_notices WHERE scope = ?", (key,))
                 async with self.db.execute(
                     "SELECT body, delivered_at, target FROM generations"
                     f" WHERE scope = ? AND status NOT IN ({marks}) ORDER BY created_at",

@@ -102,7 +102,7 @@ async def test_switching_backends_never_loses_or_breaks_a_character(
         return (await core.generations.wait_finished(generation.id, within=WITHIN)).status
 
     first = await openai_core()
-    await first.registry.register(CONSOLE_SCOPE, TESTER, "mascot", clip_maker(seconds=3.0))
+    await first.registry.register(CONSOLE_SCOPE, TESTER, "mascot", clip_maker(seconds=3.0), rights_confirmed=True)
     assert await make_video(first, "@mascot on openai") is GenerationStatus.COMPLETED
     await first.aclose()
 
@@ -123,7 +123,9 @@ async def test_switching_backends_never_loses_or_breaks_a_character(
 async def test_a_new_endpoint_gets_the_character_made_there_on_first_use(tmp_path: Path, clip_maker) -> None:
     data = tmp_path / "data"
     old = await build_app(fast_settings(data), videos=fast_offline_api(tmp_path / "old-endpoint"))
-    character = await old.registry.register(CONSOLE_SCOPE, TESTER, "mascot", clip_maker(seconds=3.0))
+    character = await old.registry.register(
+        CONSOLE_SCOPE, TESTER, "mascot", clip_maker(seconds=3.0), rights_confirmed=True
+    )
     await old.aclose()
     shutil.rmtree(tmp_path / "old-endpoint")
 

@@ -63,7 +63,7 @@ async def test_a_scripted_session_registers_generates_remixes_cuts_and_removes(
 
     first = await run_console_script(
         "# register, look, make a video",
-        f'/character add @mascot {clip} --name "Captain Mascot" --start 1.5',
+        f'/character add @mascot {clip} --name "Captain Mascot" --start 1.5 --confirm',
         "/character list",
         "/sora @mascot surfing a wave at sunset --seconds 8 --size 1280x720",
     )
@@ -87,7 +87,7 @@ async def test_a_scripted_session_registers_generates_remixes_cuts_and_removes(
 
     second = await run_console_script(
         f"/remix {video.id} the same wave at night",
-        f'/character from {video.id} @surfer --start 2 --name "Surf Hero"',
+        f'/character from {video.id} @surfer --start 2 --name "Surf Hero" --confirm',
         f"/extend {video.id} the wave rolls on to the beach --seconds 4",
         "/videos",
     )
@@ -161,7 +161,7 @@ async def test_rename_and_info_use_the_new_handle(
     clip = make_mp4(tmp_path / "cat.mp4", seconds=3.0, width=640, height=360)
 
     run = await run_console_script(
-        f"/character add @cat {clip}", "/character rename @cat @team_cat", "/character info @team_cat"
+        f"/character add @cat {clip} --confirm", "/character rename @cat @team_cat", "/character info @team_cat"
     )
 
     assert run.code == 0, run.output
@@ -203,19 +203,25 @@ async def test_a_video_left_unfinished_last_time_is_reported_when_the_console_st
 @pytest.mark.parametrize(
     ("make_line", "expected"),
     [
-        pytest.param(lambda d: f"/character add @mascot {d / 'missing.mp4'}", "There is no file at", id="missing-file"),
         pytest.param(
-            lambda d: f"/character add @mascot {d / 'notes.mp4'}",
+            lambda d: f"/character add @mascot {d / 'missing.mp4'} --confirm", "There is no file at", id="missing-file"
+        ),
+        pytest.param(
+            lambda d: f"/character add @mascot {d / 'notes.mp4'} --confirm",
             "not a video soracast can read",
             id="text-renamed-mp4",
         ),
         pytest.param(
-            lambda d: f"/character add @mascot {d / 'notes.txt'}", "A .txt file is not a video", id="txt-file"
+            lambda d: f"/character add @mascot {d / 'notes.txt'} --confirm", "A .txt file is not a video", id="txt-file"
         ),
-        pytest.param(lambda d: f"/character add @mascot {d / 'empty.mp4'}", "That file is empty", id="empty-file"),
-        pytest.param(lambda d: f"/character add @Not-OK {d / 'good.mp4'}", "not a valid handle", id="bad-handle"),
         pytest.param(
-            lambda d: f"/character add @mascot {d / 'good.mp4'} --start x", "not a start time", id="bad-start"
+            lambda d: f"/character add @mascot {d / 'empty.mp4'} --confirm", "That file is empty", id="empty-file"
+        ),
+        pytest.param(
+            lambda d: f"/character add @Not-OK {d / 'good.mp4'} --confirm", "not a valid handle", id="bad-handle"
+        ),
+        pytest.param(
+            lambda d: f"/character add @mascot {d / 'good.mp4'} --start x --confirm", "not a start time", id="bad-start"
         ),
         pytest.param(lambda d: "/character add @mascot", "Usage: /character add", id="no-clip"),
         pytest.param(lambda d: "/sora @mascto surfing", "There is no character @mascto", id="unknown-handle"),
@@ -224,7 +230,12 @@ async def test_a_video_left_unfinished_last_time_is_reported_when_the_console_st
         ),
         pytest.param(lambda d: "/sora a cat --colour red", "Unknown option --colour", id="bad-option"),
         pytest.param(lambda d: "/remix gnothere1 at night", "There is no video 'gnothere1'", id="unknown-video"),
-        pytest.param(lambda d: "/character from gnothere1 @hero", "There is no video", id="from-unknown-video"),
+        pytest.param(
+            lambda d: "/character from gnothere1 @hero --confirm", "There is no video", id="from-unknown-video"
+        ),
+        pytest.param(
+            lambda d: f"/character add @mascot {d / 'good.mp4'}", "needs your confirmation", id="add-without-confirm"
+        ),
         pytest.param(lambda d: "/character remove @ghost", "There is no character @ghost", id="remove-unknown"),
         pytest.param(lambda d: "/sorra a cat", "Did you mean /sora?", id="unknown-command"),
         pytest.param(lambda d: "/character ad @x y.mp4", "Did you mean /character add?", id="unknown-subcommand"),
@@ -251,7 +262,7 @@ async def test_an_unknown_handle_suggests_the_registered_one_and_submits_nothing
 ) -> None:
     clip = make_mp4(tmp_path / "mascot.mp4", seconds=3.0, width=640, height=360)
 
-    run = await run_console_script(f"/character add @mascot {clip}", "/sora @mascto surfing at sunset")
+    run = await run_console_script(f"/character add @mascot {clip} --confirm", "/sora @mascto surfing at sunset")
 
     assert run.code == 1
     assert "There is no character @mascto in this workspace. Did you mean @mascot?" in run.output
@@ -263,7 +274,9 @@ async def test_a_taken_handle_keeps_the_first_character(
 ) -> None:
     clip = make_mp4(tmp_path / "mascot.mp4", seconds=3.0, width=640, height=360)
 
-    run = await run_console_script(f"/character add @mascot {clip}", f'/character add @mascot {clip} --name "Other"')
+    run = await run_console_script(
+        f"/character add @mascot {clip} --confirm", f'/character add @mascot {clip} --name "Other" --confirm'
+    )
 
     assert run.code == 1
     assert "@mascot is already registered" in run.output
@@ -364,7 +377,7 @@ async def test_tab_completes_commands_subcommands_and_registered_handles(
     run_console_script: ConsoleRunner, console_core: Soracast, tmp_path: Path
 ) -> None:
     clip = make_mp4(tmp_path / "mascot.mp4", seconds=3.0, width=640, height=360)
-    await run_console_script(f'/character add @mascot {clip} --name "Captain Mascot"')
+    await run_console_script(f'/character add @mascot {clip} --name "Captain Mascot" --confirm')
     completer = ConsoleCompleter(console_core.registry, console_identity()[0])
 
     async def complete(text: str) -> list[str]:
@@ -372,7 +385,7 @@ async def test_tab_completes_commands_subcommands_and_registered_handles(
         return [c.text async for c in found]
 
     assert await complete("/so") == ["/sora"]
-    assert await complete("/character re") == ["remove", "rename"]
+    assert await complete("/character re") == ["remove", "rename", "requests"]
     assert await complete("/sora @ma") == ["@mascot"]
     assert await complete("/sora @cap") == ["@mascot"]  # by its name, Captain Mascot
     assert await complete("/sora @zz") == []

@@ -118,7 +118,7 @@ async def test_retired_data_is_kept_for_the_retention_then_swept_and_a_return_ke
     notifier = GoneNotifier()
     line_core.generations.register_notifier(Platform.CONSOLE, notifier)
     for scope, who in ((GONE, ALICE), (STAYING, BOB)):
-        await line_core.registry.register(scope, who, "mascot", clip_maker(seconds=3.0))
+        await line_core.registry.register(scope, who, "mascot", clip_maker(seconds=3.0), rights_confirmed=True)
         generation = await _ask(line_core, scope, who, "@mascot on a swing")
         done = await finish(line_core, slow_api, generation.id)
         assert done.video_path is not None and done.video_path.exists()
@@ -154,7 +154,7 @@ async def test_the_retention_is_a_setting_and_the_operator_can_forget_a_workspac
     core = await build_app(fast_settings(tmp_path / "data", uninstalled_retention_days=2), videos=api)
     try:
         for scope, who in ((GONE, ALICE), (STAYING, BOB)):
-            await core.registry.register(scope, who, "mascot", clip_maker(seconds=3.0))
+            await core.registry.register(scope, who, "mascot", clip_maker(seconds=3.0), rights_confirmed=True)
         retired = await core.departures.retire(GONE, "app_uninstalled", now=utcnow())
         assert retired.purge_after - retired.retired_at == timedelta(days=2)
 

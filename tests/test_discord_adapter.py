@@ -74,12 +74,12 @@ def clip_attachment(h: DiscordHarness, clip: Path) -> dict[str, Any]:
 
 
 async def add_character(
-    h: DiscordHarness, clip: Path, handle: str = "mascot", *, user: Member = ALICE, **options: str
+    h: DiscordHarness, clip: Path, handle: str = "mascot", *, user: Member = ALICE, confirm: bool = True, **options: str
 ) -> Sent:
     attachment = clip_attachment(h, clip)
     payload = h.slash(
         "character",
-        {"handle": handle, "clip": "", **options},
+        {"handle": handle, "clip": "", "confirm": confirm, **options},
         subcommand="add",
         attachments={"clip": attachment},
         user=user,
@@ -149,7 +149,12 @@ async def test_a_file_that_is_not_an_mp4_is_refused_before_anything_is_downloade
     notes = b"my holiday notes, not a video\n" * 10
     attachment = h.attachment("notes.txt", notes, "text/plain")
     sent = await h.run(
-        h.slash("character", {"handle": "notes", "clip": ""}, subcommand="add", attachments={"clip": attachment})
+        h.slash(
+            "character",
+            {"handle": "notes", "clip": "", "confirm": True},
+            subcommand="add",
+            attachments={"clip": attachment},
+        )
     )
 
     with pytest.raises(NotAVideo) as expected:
@@ -167,7 +172,7 @@ async def test_a_clip_of_the_wrong_length_is_refused_privately(
     sent = await add_character(h, clip, "wrong")
 
     with pytest.raises(ClipWrongLength) as expected:
-        await h.core.registry.register(h.scope, Actor(id=ALICE.id), "wrong", clip)
+        await h.core.registry.register(h.scope, Actor(id=ALICE.id), "wrong", clip, rights_confirmed=True)
     assert_private_error(h, sent, expected.value)
 
 
@@ -178,7 +183,7 @@ async def test_a_handle_already_taken_is_refused_privately(discord_bot: DiscordH
     again = await add_character(h, clip, user=BOB)
 
     with pytest.raises(HandleTaken) as expected:
-        await h.core.registry.register(h.scope, Actor(id=BOB.id), "mascot", clip)
+        await h.core.registry.register(h.scope, Actor(id=BOB.id), "mascot", clip, rights_confirmed=True)
     assert_private_error(h, again, expected.value)
     assert (await h.core.registry.get(h.scope, "mascot")).owner_id == ALICE.id
 
@@ -567,9 +572,9 @@ async def test_make_character_button_cuts_a_character_from_the_video(discord_bot
     custom_id = encode_action(VideoAction.CHARACTER, parent.id)
     clicked = await h.run(h.button(custom_id, message))
     fields = [row["component"]["custom_id"] for row in callback(h, clicked).json["data"]["components"]]
-    assert fields == ["handle", "start"]
+    assert fields == ["handle", "start", "confirm"]
 
-    sent = await h.run(h.modal_submit(custom_id, {"handle": "fox", "start": "0.5"}))
+    sent = await h.run(h.modal_submit(custom_id, {"handle": "fox", "start": "0.5", "confirm": ["yes"]}))
     character = await h.core.registry.get(h.scope, "fox")
     assert character.source is CharacterSource.GENERATION and character.source_ref == parent.id
     assert private_embeds(h, sent)[-1]["title"] == "Registered @fox"
@@ -610,10 +615,12 @@ async def test_make_character_on_a_members_mp4_downloads_it_only_after_the_form(
 
     modal = callback(h, opened).json
     assert modal["type"] == MODAL
-    assert [row["component"]["custom_id"] for row in modal["data"]["components"]] == ["handle", "name", "start"]
+    fields = [row["component"]["custom_id"] for row in modal["data"]["components"]]
+    assert fields == ["handle", "name", "start", "confirm"]
     assert not h.api.calls("GET", "/cdn/"), "nothing is downloaded before the form is sent"
 
-    sent = await h.run(h.modal_submit(modal["data"]["custom_id"], {"handle": "rex", "name": "Rex", "start": ""}))
+    values: dict[str, str | list[str]] = {"handle": "rex", "name": "Rex", "start": "", "confirm": ["yes"]}
+    sent = await h.run(h.modal_submit(modal["data"]["custom_id"], values))
     character = await h.core.registry.get(h.scope, "rex")
     assert character.name == "Rex" and character.owner_id == ALICE.id and character.source_ref == "dog.mp4"
     assert len(h.api.calls("GET", "/cdn/attachments/")) == 1
@@ -627,7 +634,8 @@ async def test_make_character_on_one_of_our_videos_cuts_that_generation(discord_
 
     modal = callback(h, opened).json
     assert modal["data"]["custom_id"] == encode_action(VideoAction.CHARACTER, video.id)
-    await h.run(h.modal_submit(modal["data"]["custom_id"], {"handle": "snowfox", "name": "", "start": "1"}))
+    values: dict[str, str | list[str]] = {"handle": "snowfox", "name": "", "start": "1", "confirm": ["yes"]}
+    await h.run(h.modal_submit(modal["data"]["custom_id"], values))
     character = await h.core.registry.get(h.scope, "snowfox")
     assert character.source is CharacterSource.GENERATION and character.source_ref == video.id
 
@@ -685,7 +693,10 @@ async def test_start_up_publishes_the_commands_to_the_configured_server(discord_
     names = {c["name"]: c for c in published[0].json}
     assert set(names) == {"character", "sora", "soracast", "Make character"}
     assert names["Make character"]["type"] == 3
-    assert {o["name"] for o in names["character"]["options"]} == {"add", "list", "info", "remove", "rename"}
+    assert {o["name"] for o in names["character"]["options"]} == {
+        "add", "list", "info", "remove", "rename", "share", "unshare", "ask", "requests", "videos", "takedown",
+        "instructions", "notify",
+    }
     assert not h.api.calls("PUT", f"/applications/{h.api.application_id}/commands")
 
 

@@ -134,11 +134,11 @@ async def test_the_make_character_form_opened_before_a_restart_works_after_it(
 
     after = await discord_bots.start()  # a new process: new client, new core, the same database
     form = modal.json["data"]["custom_id"]
-    await after.run(after.modal_submit(form, {"handle": "rex", "name": "Rex", "start": ""}))
+    await after.run(after.modal_submit(form, {"handle": "rex", "name": "Rex", "start": "", "confirm": ["yes"]}))
     character = await after.core.registry.get(after.scope, "rex")
     assert character.name == "Rex" and character.source_ref == "dog.mp4"
     assert len(after.api.calls("GET", "/cdn/attachments/")) == 1
 
-    again = await after.run(after.modal_submit(form, {"handle": "rex2", "name": "", "start": ""}))
+    again = await after.run(after.modal_submit(form, {"handle": "rex2", "name": "", "start": "", "confirm": ["yes"]}))
     notices = [e["description"] for m in after.api.messages_of(again.token) for e in m["embeds"]]
     assert any("expired" in text for text in notices), "a form is used once"

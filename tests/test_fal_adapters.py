@@ -60,8 +60,8 @@ async def test_the_terminal_sends_two_characters_to_kling_as_elements_and_prints
             settings,
             core,
             tmp_path / "script.txt",
-            f"/character add @mascot {mascot}",
-            f"/character add @cat {cat}",
+            f"/character add @mascot {mascot} --confirm",
+            f"/character add @cat {cat} --confirm",
             f"/sora {TYPED} --model kling-o1 --seconds 3",
         )
         scope, _ = console_identity()
@@ -83,7 +83,7 @@ async def test_discord_sends_two_characters_to_kling_as_elements_and_posts_the_u
     h = await discord_bots.start(backends=fal_backends(fal_emulator), **fal_overrides(fal_emulator))
     for handle, clip in zip(("mascot", "cat"), clips(tmp_path), strict=True):
         attachment = h.attachment(clip.name, clip.read_bytes())
-        options = {"handle": handle, "clip": ""}
+        options = {"handle": handle, "clip": "", "confirm": True}
         await h.run(h.slash("character", options, subcommand="add", attachments={"clip": attachment}, user=ALICE))
 
     await h.run(h.slash("sora", {"prompt": TYPED, "model": KLING_O1, "seconds": "3"}, user=ALICE))
@@ -113,7 +113,7 @@ async def test_slack_sends_two_characters_to_kling_as_elements_and_posts_the_use
     slack = await start_harness(slack_api, settings, core)
     try:
         for handle, clip in zip(("mascot", "cat"), clips(tmp_path), strict=True):
-            await core.registry.register(slack.scope, Actor(id=SLACK_ALICE), handle, clip)
+            await core.registry.register(slack.scope, Actor(id=SLACK_ALICE), handle, clip, rights_confirmed=True)
 
         reply = await slack.command("/sora", f"{TYPED} --model kling-o1 --seconds 3")
         assert reply.status == 200

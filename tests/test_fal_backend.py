@@ -71,7 +71,7 @@ async def register(core: Soracast, clip_maker: Any, *handles: str, **clip: Any) 
     made = []
     for index, handle in enumerate(handles):
         path = clip_maker(f"{handle}.mp4", seconds=3.0, color=COLORS[index % len(COLORS)], **clip)
-        made.append(await core.registry.register(SCOPE, ALICE, handle, path))
+        made.append(await core.registry.register(SCOPE, ALICE, handle, path, rights_confirmed=True))
     return made
 
 

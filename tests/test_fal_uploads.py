@@ -28,7 +28,8 @@ WITHIN = 30.0  # a safety net for a hung test, not a timing assertion
 
 
 async def register(core: Soracast, clip_maker: Any, handle: str, color: tuple[int, int, int] = (200, 60, 20)) -> None:
-    await core.registry.register(SCOPE, ALICE, handle, clip_maker(f"{handle}.mp4", seconds=3.0, color=color))
+    clip = clip_maker(f"{handle}.mp4", seconds=3.0, color=color)
+    await core.registry.register(SCOPE, ALICE, handle, clip, rights_confirmed=True)
 
 
 async def generate(core: Soracast, prompt: str, model: str = "kling-o1") -> Generation:

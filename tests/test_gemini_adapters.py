@@ -44,8 +44,8 @@ async def test_the_terminal_makes_a_two_character_video_on_gemini_and_lists_the_
             settings,
             core,
             tmp_path / "script.txt",
-            f"/character add @mascot {red} --name \"Captain Mascot\"",
-            f"/character add @rex {blue}",
+            f"/character add @mascot {red} --name \"Captain Mascot\" --confirm",
+            f"/character add @rex {blue} --confirm",
             "/sora @mascot and @rex surfing at sunset --seconds 5",
             "/character info @mascot",
         )
@@ -103,7 +103,7 @@ async def test_slack_sora_with_two_handles_posts_the_gemini_video_and_info_shows
     try:
         for handle, colour in (("mascot", (220, 30, 30)), ("rex", (30, 60, 220))):
             clip = make_mp4(f"{handle}.mp4", seconds=3.0, color=colour)
-            await core.registry.register(slack.scope, Actor(id=ALICE), handle, clip)
+            await core.registry.register(slack.scope, Actor(id=ALICE), handle, clip, rights_confirmed=True)
         assert (await slack.command("/sora", "@mascot and @rex dance --seconds 4")).status == 200
         await slack.settle()
         [generation] = await core.generations.recent(slack.scope)

@@ -63,9 +63,12 @@ async def test_two_handles_become_reference_clips_and_stills_in_one_request(
 ) -> None:
     core = gemini_core
     mascot = await core.registry.register(
-        CONSOLE_SCOPE, TESTER, "mascot", clip_maker(seconds=4.0, color=RED), name="Captain Mascot"
+        CONSOLE_SCOPE, TESTER, "mascot", clip_maker(seconds=4.0, color=RED), name="Captain Mascot",
+        rights_confirmed=True,
     )
-    rex = await core.registry.register(CONSOLE_SCOPE, TESTER, "rex", clip_maker(seconds=4.0, color=BLUE))
+    rex = await core.registry.register(
+        CONSOLE_SCOPE, TESTER, "rex", clip_maker(seconds=4.0, color=BLUE), rights_confirmed=True
+    )
     prompt = "@mascot surfing a giant wave while @rex cheers"
 
     generation = await core.generations.generate(
@@ -117,7 +120,7 @@ async def test_one_more_character_than_fits_is_refused_before_any_call(
     core.generations.register_notifier(Platform.CONSOLE, RecordingNotifier())
     try:
         for handle in ("one", "two", "three"):
-            await core.registry.register(CONSOLE_SCOPE, TESTER, handle, clip_maker())
+            await core.registry.register(CONSOLE_SCOPE, TESTER, handle, clip_maker(), rights_confirmed=True)
         with pytest.raises(TooManyCharacters) as caught:
             await core.generations.generate(CONSOLE_SCOPE, TESTER, "@one @two @three", GenerationOptions(), TARGET)
         assert "gemini-omni-1.2-flash can feature at most 2" in caught.value.user_text()
@@ -184,7 +187,9 @@ async def test_a_character_showing_a_real_person_is_refused_with_what_to_do(
     gemini_core: Soracast, gemini_emulator: GeminiEmulator, clip_maker
 ) -> None:
     # Gemini keeps no characters, so the refusal comes with the first video that sends the references.
-    await gemini_core.registry.register(CONSOLE_SCOPE, TESTER, "uncle", clip_maker(title="a person on holiday"))
+    await gemini_core.registry.register(
+        CONSOLE_SCOPE, TESTER, "uncle", clip_maker(title="a person on holiday"), rights_confirmed=True
+    )
     with pytest.raises(HumanLikenessRefused) as caught:
         await gemini_core.generations.generate(CONSOLE_SCOPE, TESTER, "@uncle dancing", GenerationOptions(), TARGET)
     assert "real person" in caught.value.message

@@ -60,7 +60,7 @@ async def test_an_extension_names_the_earlier_interaction_and_only_the_seconds_i
 async def test_a_remix_is_an_edit_of_the_earlier_interaction_with_no_duration_or_frame(
     gemini_core: Soracast, gemini_emulator: GeminiEmulator, recorder: RecordingNotifier, clip_maker
 ) -> None:
-    await gemini_core.registry.register(CONSOLE_SCOPE, TESTER, "mascot", clip_maker(seconds=3.0))
+    await gemini_core.registry.register(CONSOLE_SCOPE, TESTER, "mascot", clip_maker(seconds=3.0), rights_confirmed=True)
     first = await _finished(gemini_core, "a fox in the snow", seconds="5")
     remix = await gemini_core.generations.remix(CONSOLE_SCOPE, TESTER, first.id, "@mascot joins it at dawn", TARGET)
     body = gemini_emulator.requests.last("create_interaction").json

@@ -38,7 +38,7 @@ OTHER_SCOPE = Scope(platform=Platform.CONSOLE, id="someone-else")
 
 
 async def _register(core: Soracast, clip: Path, handle: str = "mascot", name: str | None = None) -> None:
-    await core.registry.register(CONSOLE_SCOPE, TESTER, handle, clip, name=name)
+    await core.registry.register(CONSOLE_SCOPE, TESTER, handle, clip, name=name, rights_confirmed=True)
 
 
 def _video_facts(path: Path) -> tuple[str, int, int, float]:
@@ -266,7 +266,7 @@ async def test_a_character_can_be_cut_from_a_finished_video(core: Soracast, noti
     generation = await core.generations.generate(CONSOLE_SCOPE, TESTER, "a robot", GenerationOptions(), TARGET)
     await core.generations.wait_finished(generation.id, within=30)
     character = await core.generations.character_from_generation(
-        CONSOLE_SCOPE, TESTER, generation.id, "@robot", start=1.0
+        CONSOLE_SCOPE, TESTER, generation.id, "@robot", start=1.0, rights_confirmed=True
     )
     assert (character.handle, character.source, character.source_ref) == ("robot", CharacterSource.GENERATION,
                                                                           generation.id)
@@ -306,7 +306,9 @@ async def test_the_whole_core_runs_on_postgres(
     assert isinstance(first.storage, PostgresStorage)
     delivered = RecordingNotifier()
     first.generations.register_notifier(Platform.CONSOLE, delivered)
-    character = await first.registry.register(CONSOLE_SCOPE, TESTER, "mascot", clip_maker(), name="Captain Mascot")
+    character = await first.registry.register(
+        CONSOLE_SCOPE, TESTER, "mascot", clip_maker(), name="Captain Mascot", rights_confirmed=True
+    )
     generation = await first.generations.generate(
         CONSOLE_SCOPE, TESTER, "@mascot surfing at sunset", GenerationOptions(), TARGET
     )

@@ -183,7 +183,7 @@ async def test_errors_and_answers_that_echo_what_someone_typed_are_defused(
         {
             "type": "app_mention",
             "user": ALICE,
-            "text": f"<@{slack.api.bot_user_id}> character add @pet",
+            "text": f"<@{slack.api.bot_user_id}> character add @pet --confirm",
             "ts": "1700000002.000100",
             "channel": CHANNEL,
             "event_ts": "1700000002.000100",

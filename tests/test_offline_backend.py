@@ -30,7 +30,7 @@ async def test_with_no_key_the_offline_renderer_plays_gemini_by_default(tmp_path
             await core.generations.generate(CONSOLE_SCOPE, TESTER, "a cat", GenerationOptions(seconds="20"), TARGET)
         assert "gemini-omni-1.2-flash makes videos of 3–15 s" in caught.value.user_text()
 
-        await core.registry.register(CONSOLE_SCOPE, TESTER, "mascot", clip_maker(seconds=3.0))
+        await core.registry.register(CONSOLE_SCOPE, TESTER, "mascot", clip_maker(seconds=3.0), rights_confirmed=True)
         generation = await core.generations.generate(
             CONSOLE_SCOPE, TESTER, "@mascot on a boat", GenerationOptions(), TARGET
         )
@@ -49,7 +49,9 @@ async def test_the_offline_renderer_can_play_the_openai_shape(tmp_path: Path, cl
     core = await build_app(fast_settings(tmp_path / "data", offline_as="openai"))
     try:
         assert core.catalog.default_model().model == "sora-2"
-        character = await core.registry.register(CONSOLE_SCOPE, TESTER, "mascot", clip_maker(seconds=3.0))
+        character = await core.registry.register(
+            CONSOLE_SCOPE, TESTER, "mascot", clip_maker(seconds=3.0), rights_confirmed=True
+        )
         # This shape keeps characters by id: it was made at once, so a refusal would have been told now.
         assert character.native_ids["offline"].startswith("char_")
     finally:

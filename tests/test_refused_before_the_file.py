@@ -31,7 +31,7 @@ def slack_private_texts(slack: SlackHarness) -> list[str]:
 
 
 async def register(core: Soracast, scope: Scope, clip: Path, handle: str = "mascot") -> None:
-    await core.registry.register(scope, Actor(id="owner"), handle, clip)
+    await core.registry.register(scope, Actor(id="owner"), handle, clip, rights_confirmed=True)
 
 
 async def restrict_registering(core: Soracast, scope: Scope, role: str = "artists") -> None:
@@ -199,7 +199,7 @@ async def test_discord_character_add_refuses_a_reserved_handle_before_downloadin
     h = discord_bot
     clip = make_mp4("everyone.mp4")
     attachment = h.attachment(clip.name, clip.read_bytes())
-    options = {"handle": "everyone", "clip": ""}
+    options = {"handle": "everyone", "clip": "", "confirm": True}
     sent = await h.run(h.slash("character", options, subcommand="add", attachments={"clip": attachment}))
 
     description = h.api.messages_of(sent.token)[-1]["embeds"][0]["description"]

@@ -67,6 +67,12 @@ def input_values(**values: str | None) -> dict[str, dict[str, Any]]:
     return {block: {"type": "plain_text_input", "value": value} for block, value in values.items()}
 
 
+def ticked() -> dict[str, dict[str, Any]]:
+    """The character form's rights box, ticked."""
+    option = {"text": {"type": "plain_text", "text": "I have the right"}, "value": render.CONFIRMED}
+    return {render.CONFIRM: {"type": "checkboxes", "selected_options": [option]}}
+
+
 def picked(file_object: dict[str, Any]) -> dict[str, Any]:
     return {"type": "file_input", "files": [file_object]}
 
@@ -94,7 +100,7 @@ def clip(make_mp4: Mp4Factory) -> bytes:
 async def register(slack: SlackHarness, clip: bytes, handle: str = "mascot", owner: str = ALICE) -> None:
     path = slack.settings.data_dir / f"{handle}.mp4"
     path.write_bytes(clip)
-    await slack.core.registry.register(slack.scope, Actor(id=owner), handle, path)
+    await slack.core.registry.register(slack.scope, Actor(id=owner), handle, path, rights_confirmed=True)
 
 
 # --- /sora ---------------------------------------------------------------------------------------------------
@@ -206,7 +212,7 @@ async def test_character_add_opens_a_form_whose_submit_registers_the_clip_fetche
     hosted = slack.api.host_file("mascot.mp4", clip)
     values = {render.CLIP: picked(hosted.file_object())} | input_values(
         handle="@mascot", name="Captain Mascot", start=None
-    )
+    ) | ticked()
     reply = await slack.interaction(slack.submission(view, values))
     assert reply.status == 200 and reply.text == ""  # the form closes
     await slack.settle()
@@ -224,6 +230,7 @@ async def test_a_file_that_is_not_a_video_is_refused_on_the_form_field_before_an
     await slack.settle()
     hosted = slack.api.host_file("notes.txt", b"just words", mimetype="text/plain", filetype="text")
     values = {render.CLIP: picked(hosted.file_object())} | input_values(handle="@notes", name=None, start=None)
+    values |= ticked()
 
     reply = await slack.interaction(slack.submission(slack.opened_view(), values))
 
@@ -241,6 +248,7 @@ async def test_an_invalid_handle_and_start_are_shown_on_their_fields(slack: Slac
     await slack.settle()
     hosted = slack.api.host_file("clip.mp4", clip)
     values = {render.CLIP: picked(hosted.file_object())} | input_values(handle="@No Spaces!", name=None, start="-2")
+    values |= ticked()
 
     answer = (await slack.interaction(slack.submission(slack.opened_view(), values))).json()
 
@@ -276,7 +284,7 @@ async def test_a_mention_with_an_mp4_attached_registers_it(slack: SlackHarness, 
         {
             "type": "app_mention",
             "user": ALICE,
-            "text": f'<@{slack.api.bot_user_id}> character add @pet --name "Office Pet"',
+            "text": f'<@{slack.api.bot_user_id}> character add @pet --name "Office Pet" --confirm',
             "ts": "1700000002.000100",
             "channel": CHANNEL,
             "event_ts": "1700000002.000100",
@@ -298,7 +306,7 @@ async def test_an_oversized_clip_is_refused_privately_without_downloading_it(sla
         {
             "type": "app_mention",
             "user": ALICE,
-            "text": f"<@{slack.api.bot_user_id}> character add @huge",
+            "text": f"<@{slack.api.bot_user_id}> character add @huge --confirm",
             "ts": "1700000003.000100",
             "channel": CHANNEL,
             "event_ts": "1700000003.000100",
@@ -326,7 +334,7 @@ async def test_the_shortcut_opens_the_form_prefilled_with_the_messages_mp4(slack
     assert not [b for b in view["blocks"] if b.get("block_id") == render.CLIP]  # no picker: the clip is known
     assert hosted.id in view["private_metadata"]
 
-    await slack.interaction(slack.submission(view, input_values(handle="dog", name=None, start="0.5")))
+    await slack.interaction(slack.submission(view, input_values(handle="dog", name=None, start="0.5") | ticked()))
     await slack.settle()
     assert (await slack.core.registry.get(slack.scope, "dog")).source_ref == "dog.mp4"
     assert slack.api.calls_to("download")[0].headers["Authorization"] == f"Bearer {BOT_TOKEN}"
@@ -382,7 +390,8 @@ async def test_make_character_button_registers_a_character_cut_from_the_video(sl
     view = slack.opened_view()
     assert generation.id in view["private_metadata"]
 
-    await slack.interaction(slack.submission(view, input_values(handle="@kite", name="Red Kite", start=None)))
+    values = input_values(handle="@kite", name="Red Kite", start=None) | ticked()
+    await slack.interaction(slack.submission(view, values))
     await slack.settle()
     character = await slack.core.registry.get(slack.scope, "kite")
     assert character.source is CharacterSource.GENERATION and character.source_ref == generation.id

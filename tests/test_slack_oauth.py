@@ -289,7 +289,9 @@ async def test_uninstalling_deletes_that_workspaces_tokens_and_ends_its_jobs_qui
     await install(slack, TWO)
     one, two = slack.as_team(ONE), slack.as_team(TWO)
     for team in (one, two):
-        await slack.core.registry.register(team.scope, Actor(id="U0ALICE"), "mascot", make_mp4("m.mp4", seconds=3.0))
+        await slack.core.registry.register(
+            team.scope, Actor(id="U0ALICE"), "mascot", make_mp4("m.mp4", seconds=3.0), rights_confirmed=True
+        )
     await one.command("/sora", "@mascot rendering", channel=CHANNEL_OF[ONE])
     await one.settle()
     await one.command("/sora", "@mascot waiting", channel=CHANNEL_OF[ONE])
@@ -342,7 +344,9 @@ async def test_revoked_bot_tokens_retire_the_workspace_and_installing_again_brin
     await install(slack, ONE)
     await install(slack, TWO)
     one = slack.as_team(ONE)
-    await slack.core.registry.register(one.scope, Actor(id="U0ALICE"), "mascot", make_mp4("m.mp4", seconds=3.0))
+    await slack.core.registry.register(
+        one.scope, Actor(id="U0ALICE"), "mascot", make_mp4("m.mp4", seconds=3.0), rights_confirmed=True
+    )
 
     slack_api.uninstall(ONE)
     revoked = {"type": "tokens_revoked", "tokens": {"oauth": [], "bot": [slack_api.bot_user_id]}}

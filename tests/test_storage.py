@@ -17,18 +17,23 @@ import pytest
 from bot.app import open_storage
 from bot.errors import HandleTaken, UnknownHandle
 from bot.models import (
+    AccessRequest,
+    AccessRequestStatus,
     Character,
     CharacterReference,
     DeliveryTarget,
     Generation,
     GenerationStatus,
     HostedReference,
+    NoticeState,
+    OwnerNotice,
     Platform,
     ReferenceBlob,
     ReferenceKind,
     RetiredScope,
     Scope,
     ScopeSettings,
+    Sharing,
     SpendEntry,
     SpendState,
     StoredInstallation,
@@ -743,6 +748,13 @@ async def _fill_workspace(store: Storage, scope: Scope) -> dict[str, Generation]
     )
     await store.save_scope_settings(ScopeSettings(scope=scope, register_role_id="r1"))
     await store.link_org_workspace(scope.platform, "E1", scope.id)
+    # Who may use the character, someone asking to, the videos it is in and its owner's notes (migration 007).
+    await store.grant_access(character.id, "u2", "u1", utcnow())
+    await store.add_access_request(AccessRequest(scope=scope, character_id=character.id, requester_id="u3"))
+    await store.add_appearances(generations["done"].id, [character.id])
+    await store.add_owner_notices(
+        [OwnerNotice(generation_id=generations["done"].id, owner_id="u1", scope=scope)], scope.platform
+    )
     return generations
 
 
@@ -761,6 +773,9 @@ async def test_purging_a_workspace_deletes_all_of_its_data_and_nothing_of_anothe
         await store.get_scope_settings(NEIGHBOUR),
     )
     [their_character] = neighbour_before[0]
+    [character_of_mine] = await store.list_characters(WORKSPACE)
+    their_requests = await store.pending_access_requests(NEIGHBOUR)
+    their_videos = await store.videos_with(their_character.id)
 
     purged = await store.purge_scope(WORKSPACE)
 
@@ -774,6 +789,9 @@ async def test_purging_a_workspace_deletes_all_of_its_data_and_nothing_of_anothe
     assert await store.get_scope_settings(WORKSPACE) == ScopeSettings(scope=WORKSPACE)
     assert await store.org_workspaces(Platform.SLACK, "E1") == [NEIGHBOUR.id]
     assert await store.get_retired_scope(WORKSPACE) is not None  # kept until nothing is left
+    assert await store.pending_access_requests(WORKSPACE) == []
+    assert await store.videos_with(character_of_mine.id) == []
+    assert [n.scope for n in await store.waiting_owner_notices([Platform.SLACK])] == [NEIGHBOUR]
 
     # The other workspace — whose id merely starts with this one's — is exactly as it was.
     assert (
@@ -787,6 +805,8 @@ async def test_purging_a_workspace_deletes_all_of_its_data_and_nothing_of_anothe
     )
     assert await store.find_installation(Platform.SLACK, "", NEIGHBOUR.id) is not None
     assert await store.get_retired_scope(NEIGHBOUR) is not None
+    assert len(their_requests) == 1 and await store.pending_access_requests(NEIGHBOUR) == their_requests
+    assert len(their_videos) == 1 and await store.videos_with(their_character.id) == their_videos
 
     # Once its last job has ended, the next purge takes the rest and the retirement mark with it.
     rendering = mine["rendering"]
@@ -839,3 +859,249 @@ async def test_a_resend_is_stamped_only_while_the_create_has_no_job(
     await store.save_generation(waiting)
     assert not await store.adopt_job(waiting.id, "v1_other")
     assert await store.stamp_resend(waiting.id, utcnow()) is None
+
+
+# --- a character belongs to someone (migration 007) ----------------------------------------------------------
+
+
+async def _database_before(engine: str, database_url: str, version: int) -> None:
+    """A database as an older soracast left it: the migrations before `version` only."""
+    older = [m for m in migrations(engine) if m.version < version]
+    if engine == "sqlite":
+        path = Path(database_url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        async with aiosqlite.connect(path) as db:
+            for migration in older:
+                await db.executescript(migration.sql)
+            await db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")
+            for migration in older:
+                await db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)", (migration.version, migration.name, "2026-11-01")
+                )
+            await db.commit()
+        return
+    conn = await asyncpg.connect(database_url)
+    try:
+        for migration in older:
+            await conn.execute(migration.sql)
+        await conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at TIMESTAMPTZ NOT NULL)"
+        )
+        for migration in older:
+            await conn.execute(
+                "INSERT INTO schema_migrations VALUES ($1, $2, now())", migration.version, migration.name
+            )
+    finally:
+        await conn.close()
+
+
+async def _insert_old(engine: str, database_url: str, sql: str, *values: object) -> None:
+    """One row written the way the older schema took it (`?` placeholders, numbered for Postgres)."""
+    if engine == "sqlite":
+        async with aiosqlite.connect(Path(database_url.removeprefix("sqlite:///"))) as db:
+            await db.execute(sql, values)
+            await db.commit()
+        return
+    numbered = sql
+    for index in range(1, len(values) + 1):
+        numbered = numbered.replace("?", f"${index}", 1)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(numbered, *values)
+    finally:
+        await conn.close()
+
+
+async def test_existing_characters_become_everyones_with_no_instructions_and_keep_their_videos(
+    engine: str, database_url: str, new_storage: StorageFactory
+) -> None:
+    await _database_before(engine, database_url, 7)
+    created = utcnow() if engine == "postgres" else utcnow().isoformat()
+    await _insert_old(
+        engine,
+        database_url,
+        "INSERT INTO characters (id, scope, handle, name, api_character_id, owner_id, source, source_ref, created_at)"
+        " VALUES (?, ?, ?, ?, '', ?, 'upload', 'm.mp4', ?)",
+        "c0ld0ld0ld0ld", GUILD.key, "mascot", "Mascot", "u1", created,
+    )
+    old_video = _generation(characters=[{"handle": "mascot", "name": "Mascot", "character_id": "c0ld0ld0ld0ld"}])
+    gone_video = _generation(characters=[{"handle": "gone", "name": "Gone", "character_id": "cremovedlong"}])
+    for generation in (old_video, gone_video):
+        await _insert_old(
+            engine,
+            database_url,
+            "INSERT INTO generations (id, scope, platform, status, created_at, target, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            generation.id, GUILD.key, "discord", "completed", created, generation.target.model_dump_json(),
+            generation.model_dump_json(exclude={"delivered_at", "target"}),
+        )
+
+    storage = new_storage()
+    await storage.open()
+    try:
+        character = await storage.get_character(GUILD, "mascot")
+        assert character is not None
+        assert (character.sharing, character.approved, character.instructions) == (Sharing.EVERYONE, [], "")
+        assert character.notify_owner
+        assert character.rights_confirmed_by is None and character.rights_confirmed_at is None
+        # Videos made before the migration are listed under the character they feature.
+        assert [g.id for g in await storage.videos_with(character.id)] == [old_video.id]
+    finally:
+        await storage.close()
+
+
+async def test_a_characters_sharing_instructions_and_rights_round_trip(store: Storage) -> None:
+    confirmed = utcnow()
+    character = _character(GUILD, rights_confirmed_by="u1", rights_confirmed_at=confirmed, approved=["u7"])
+    await store.add_character(character)
+    character.sharing, character.instructions, character.notify_owner = Sharing.APPROVED, "always red 🧣", False
+    await store.save_character_options(character)
+
+    loaded = await store.get_character(GUILD, "mascot")
+    assert loaded is not None
+    assert (loaded.sharing, loaded.instructions, loaded.notify_owner) == (Sharing.APPROVED, "always red 🧣", False)
+    assert loaded.rights_confirmed_by == "u1" and loaded.rights_confirmed_at == confirmed
+    assert loaded.approved == ["u7"]
+
+
+async def test_approved_people_are_added_once_removed_and_cleared_per_character(store: Storage) -> None:
+    mascot, other = _character(GUILD), _character(GUILD, "other")
+    for character in (mascot, other):
+        await store.add_character(character)
+    now = utcnow()
+    assert await store.grant_access(mascot.id, "u2", "u1", now)
+    assert not await store.grant_access(mascot.id, "u2", "u1", now)
+    assert await store.grant_access(mascot.id, "u3", "u1", now + timedelta(seconds=1))
+    assert await store.grant_access(other.id, "u2", "u1", now)
+    assert not await store.grant_access("cnotthereatall", "u2", "u1", now)
+
+    assert (await store.get_character(GUILD, "mascot")).approved == ["u2", "u3"]  # type: ignore[union-attr]
+    assert await store.revoke_access(mascot.id, "u2") and not await store.revoke_access(mascot.id, "u2")
+    assert (await store.get_character(GUILD, "mascot")).approved == ["u3"]  # type: ignore[union-attr]
+    await store.clear_access(mascot.id)
+    assert (await store.get_character(GUILD, "mascot")).approved == []  # type: ignore[union-attr]
+    assert (await store.get_character(GUILD, "other")).approved == ["u2"]  # type: ignore[union-attr]
+
+
+async def test_one_request_is_pending_per_person_and_character_and_is_decided_once(
+    store: Storage, new_storage: StorageFactory
+) -> None:
+    character = _character(GUILD, sharing=Sharing.ONLY_ME)
+    await store.add_character(character)
+    first = await store.add_access_request(AccessRequest(scope=GUILD, character_id=character.id, requester_id="u2"))
+    again = await store.add_access_request(AccessRequest(scope=GUILD, character_id=character.id, requester_id="u2"))
+    assert again.id == first.id, "a second pending request for the same person replaces nothing"
+    await store.mark_owner_told(first.id, True)
+    assert (await store.get_access_request(first.id)).owner_told  # type: ignore[union-attr]
+    assert [r.id for r in await store.pending_access_requests(GUILD)] == [first.id]
+    assert await store.pending_access_requests(OTHER_GUILD) == []
+
+    other = new_storage()
+    await other.open()
+    try:
+        now = utcnow()
+        decisions = await asyncio.gather(
+            *[s.decide_access_request(first.id, AccessRequestStatus.APPROVED, "u1", now) for s in (store, other) * 5]
+        )
+    finally:
+        await other.close()
+    decided = [d for d in decisions if d is not None]
+    assert len(decided) == 1, "a request is decided exactly once, whoever clicks at the same moment"
+    assert decided[0].status is AccessRequestStatus.APPROVED and decided[0].decided_by == "u1"
+    assert (await store.get_character(GUILD, "mascot")).approved == ["u2"]  # type: ignore[union-attr]
+    assert await store.decide_access_request(first.id, AccessRequestStatus.DECLINED, "u1", now) is None
+    assert await store.pending_access_requests(GUILD) == []
+
+    # Decided, the person may ask again later: a new request, the newest one found.
+    later = await store.add_access_request(
+        AccessRequest(scope=GUILD, character_id=character.id, requester_id="u2", created_at=now + timedelta(days=2))
+    )
+    assert later.id != first.id
+    assert (await store.latest_access_request(character.id, "u2")).id == later.id  # type: ignore[union-attr]
+    declined = await store.decide_access_request(later.id, AccessRequestStatus.DECLINED, "u9", now)
+    assert declined is not None and declined.status is AccessRequestStatus.DECLINED
+    assert await store.latest_access_request(character.id, "u3") is None
+
+
+async def test_removing_a_character_takes_its_people_requests_and_appearances(store: Storage) -> None:
+    character = _character(GUILD)
+    await store.add_character(character)
+    await store.grant_access(character.id, "u2", "u1", utcnow())
+    await store.add_access_request(AccessRequest(scope=GUILD, character_id=character.id, requester_id="u3"))
+    video = _generation()
+    await store.add_appearances(video.id, [character.id])
+    await store.save_generation(video)
+
+    await store.remove_character(GUILD, "mascot")
+    await store.add_character(again := _character(GUILD, id=character.id))
+    assert again.approved == [] and (await store.get_character(GUILD, "mascot")).approved == []  # type: ignore[union-attr]
+    assert await store.pending_access_requests(GUILD) == []
+    assert await store.videos_with(character.id) == []
+
+
+async def test_a_characters_videos_are_listed_newest_first_and_only_once_stored(store: Storage) -> None:
+    mascot, other = _character(GUILD), _character(GUILD, "other")
+    for character in (mascot, other):
+        await store.add_character(character)
+    start = utcnow()
+    older, newer, elsewhere = (_generation(created_at=start + timedelta(seconds=i)) for i in range(3))
+    await store.add_appearances(older.id, [mascot.id])
+    await store.add_appearances(newer.id, [mascot.id, other.id])
+    await store.add_appearances(newer.id, [mascot.id])  # repeated: kept once
+    await store.add_appearances(elsewhere.id, [other.id])
+    unsaved = _generation()
+    await store.add_appearances(unsaved.id, [mascot.id])  # its generation was never stored (refused meanwhile)
+    for generation in (older, newer, elsewhere):
+        await store.save_generation(generation)
+
+    assert [g.id for g in await store.videos_with(mascot.id)] == [newer.id, older.id]
+    assert [g.id for g in await store.videos_with(other.id)] == [elsewhere.id, newer.id]
+    await store.delete_generation(newer.id)
+    assert [g.id for g in await store.videos_with(mascot.id)] == [older.id]
+
+
+async def test_owner_notices_wait_are_settled_once_and_remember_the_last_message(
+    store: Storage, new_storage: StorageFactory
+) -> None:
+    start = utcnow()
+    videos = [_generation(created_at=start + timedelta(seconds=i)) for i in range(3)]
+    notices = [OwnerNotice(generation_id=g.id, owner_id="u1", scope=GUILD, created_at=g.created_at) for g in videos]
+    await store.add_owner_notices(notices, Platform.DISCORD)
+    await store.add_owner_notices(notices[:1], Platform.DISCORD)  # repeated: ignored
+    await store.add_owner_notices(
+        [OwnerNotice(generation_id="gslackone", owner_id="u1", scope=TEAM)], Platform.SLACK
+    )
+    waiting = await store.waiting_owner_notices([Platform.DISCORD])
+    assert [n.generation_id for n in waiting] == [g.id for g in videos]
+    assert await store.last_owner_message(GUILD, "u1") is None
+
+    other = new_storage()
+    await other.open()
+    try:
+        ids = [g.id for g in videos[:2]]
+        moved = await asyncio.gather(
+            *[s.settle_owner_notices(GUILD, "u1", ids, NoticeState.SENT, start) for s in (store, other) * 3]
+        )
+    finally:
+        await other.close()
+    assert sorted(i for batch in moved for i in batch) == sorted(ids), "each notice is taken by one sender"
+    assert await store.last_owner_message(GUILD, "u1") == start
+    assert await store.last_owner_message(OTHER_GUILD, "u1") is None
+
+    # A send that failed for now puts its notices back; a dropped one never counts as a message.
+    await store.reopen_owner_notices(GUILD, "u1", ids[:1])
+    assert [n.generation_id for n in await store.waiting_owner_notices([Platform.DISCORD])] == [ids[0], videos[2].id]
+    later = start + timedelta(minutes=5)
+    assert await store.settle_owner_notices(GUILD, "u1", [videos[2].id], NoticeState.DROPPED, later) == [videos[2].id]
+    assert await store.last_owner_message(GUILD, "u1") == start
+    assert await store.settle_owner_notices(GUILD, "u1", [ids[0]], NoticeState.UNDELIVERED, later) == [ids[0]]
+    assert await store.last_owner_message(GUILD, "u1") == later
+    assert await store.waiting_owner_notices([Platform.DISCORD]) == []
+    # Notes that could not be sent are handed out once to whoever shows them another way.
+    shown = later + timedelta(minutes=1)
+    assert await store.take_undelivered_notices(OTHER_GUILD, "u1", shown) == []
+    assert await store.take_undelivered_notices(GUILD, "u1", shown) == [ids[0]]
+    assert await store.take_undelivered_notices(GUILD, "u1", shown) == []
+    assert await store.last_owner_message(GUILD, "u1") == shown
+    assert [n.generation_id for n in await store.waiting_owner_notices([Platform.SLACK])] == ["gslackone"]

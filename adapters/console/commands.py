@@ -9,16 +9,20 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from adapters.console.render import ConsoleView
+from adapters.console.render import ConsoleView, console_person
 from adapters.console.sample import SAMPLE_SECONDS, make_sample_clip
 from bot import media, present
 from bot.app import Soracast
 from bot.commands import (
+    CONFIRM_FLAG,
     LineVerb,
     parse_generation_command,
     parse_line_command,
+    parse_share,
     parse_start,
+    parse_switch,
     split_options,
+    take_flag,
     video_id_arg,
 )
 from bot.errors import InvalidInput, SoracastError, UnknownHandle
@@ -50,12 +54,26 @@ class CommandHelp:
 
 
 HELP = (
-    CommandHelp('/character add @handle <clip.mp4> [--name "Name"] [--start 1.5]', "register a character from an MP4"),
+    CommandHelp(
+        '/character add @handle <clip.mp4> [--name "Name"] [--start 1.5] --confirm',
+        "register a character from an MP4 (--confirm: you have the right to use its subject)",
+    ),
     CommandHelp("/character list", "this workspace's characters"),
-    CommandHelp("/character info @handle", "one character in detail"),
+    CommandHelp("/character info @handle", "one character in detail: who may use it, its instructions, its rights"),
     CommandHelp("/character rename @old @new", "give a character a new handle"),
     CommandHelp("/character remove @handle", "forget a character"),
-    CommandHelp("/character from <video id> @handle [--start s] [--name ...]", "a character cut from a video"),
+    CommandHelp(
+        "/character from <video id> @handle [--start s] [--name ...] --confirm", "a character cut from a video"
+    ),
+    CommandHelp("/character share @handle everyone|only-me|@person …", "who may use your character"),
+    CommandHelp("/character unshare @handle @person …", "take people off your character's list"),
+    CommandHelp("/character ask @handle", "ask a character's owner to let you use it"),
+    CommandHelp("/character requests", "requests to use your characters, waiting for your answer"),
+    CommandHelp("/character approve|decline <request id>", "answer a request to use your character"),
+    CommandHelp("/character videos @handle", "every video featuring your character (owner or admin)"),
+    CommandHelp("/character takedown <video id>", "delete a video with your character: post, file, provider copy"),
+    CommandHelp('/character instructions @handle "always wears the red scarf" | clear', "standing instructions"),
+    CommandHelp("/character notify @handle on|off", "be told about other people's videos with your character"),
     CommandHelp("/sora <prompt with @handles> [--seconds 8] [--size 1280x720] [--model sora-2]", "make a video"),
     CommandHelp("/remix <video id> <prompt>", "a new video from a finished one"),
     CommandHelp("/extend <video id> <prompt> [--seconds 4]", "continue a finished video"),
@@ -68,16 +86,20 @@ HELP = (
         "show or change this workspace's budget limits",
     ),
     CommandHelp("/demo", "make a sample clip, register @mascot and render a video with it"),
+    CommandHelp("/as <person> [--admin] · /as", "act as someone else (to try sharing), then as yourself again"),
     CommandHelp("/help", "this list"),
     CommandHelp("/quit", "leave (unfinished videos resume next time)"),
 )
 
 #: Top-level command words, for dispatch, suggestions and tab completion.
 COMMANDS = (
-    "character", "sora", "remix", "extend", "videos", "queue", "cancel", "usage", "limits", "demo", "help", "quit",
-    "exit",
+    "character", "sora", "remix", "extend", "videos", "queue", "cancel", "usage", "limits", "demo", "as", "help",
+    "quit", "exit",
 )
-CHARACTER_SUBCOMMANDS = ("add", "list", "info", "remove", "rename", "from")
+CHARACTER_SUBCOMMANDS = (
+    "add", "list", "info", "remove", "rename", "from", "share", "unshare", "ask", "requests", "approve", "decline",
+    "videos", "takedown", "instructions", "notify",
+)
 
 
 def suggest(word: str, choices: tuple[str, ...]) -> str | None:
@@ -118,14 +140,21 @@ def _usage(usage: str) -> InvalidInput:
     return InvalidInput("Those arguments do not fit that command.", hint=f"Usage: {usage}")
 
 
+def person_id(token: str) -> str:
+    """A person as typed in the terminal (`@ana` or `ana`): their id here."""
+    return token.strip().lstrip("@")
+
+
 class ConsoleCommands:
-    """Parses one command line and calls the core for one console user (an admin of their own workspace)."""
+    """Parses one command line and calls the core for one console user (an admin of their own workspace), who
+    may act as someone else with `/as` to try what other people see."""
 
     def __init__(self, core: Soracast, view: ConsoleView, scope: Scope, actor: Actor) -> None:
         self.core = core
         self.view = view
         self.scope = scope
         self.actor = actor
+        self._me = actor
 
     async def run(self, line: str) -> Outcome:
         """Run one line; a SoracastError is shown the way chat shows it and makes the outcome FAILED."""
@@ -152,6 +181,7 @@ class ConsoleCommands:
             "usage": self._spending,
             "limits": self._limits,
             "demo": self._demo,
+            "as": self._act_as,
             "help": self._help,
         }.get(word)
         if handler is None:
@@ -172,6 +202,16 @@ class ConsoleCommands:
             "remove": self._character_remove,
             "rename": self._character_rename,
             "from": self._character_from,
+            "share": self._character_share,
+            "unshare": self._character_unshare,
+            "ask": self._character_ask,
+            "requests": self._character_requests,
+            "approve": self._character_approve,
+            "decline": self._character_decline,
+            "videos": self._character_videos,
+            "takedown": self._character_takedown,
+            "instructions": self._character_instructions,
+            "notify": self._character_notify,
         }.get(sub)
         if handler is None:
             guess = suggest(sub, CHARACTER_SUBCOMMANDS) if sub else None
@@ -181,23 +221,27 @@ class ConsoleCommands:
         return await handler(args.strip())
 
     async def _character_add(self, args: str) -> Outcome:
-        usage = '/character add @handle <clip.mp4> [--name "Name"] [--start 1.5]'
+        usage = '/character add @handle <clip.mp4> [--name "Name"] [--start 1.5] --confirm'
+        args, confirmed = take_flag(args, CONFIRM_FLAG)
         words, options = split_args(args, {"name", "start"})
         if len(words) != 2:
             raise _usage(usage)
         handle, raw_path = words
         start = parse_start(options.get("start"))
-        await self._register(handle, Path(raw_path), options.get("name"), start)
+        await self._register(handle, Path(raw_path), options.get("name"), start, confirmed)
         return Outcome.OK
 
-    async def _register(self, handle: str, clip: Path, name: str | None, start: float) -> None:
-        # Refusals that need no file (a reserved or taken handle, a full workspace) come before the file.
-        await self.core.registry.precheck(self.scope, self.actor, handle, name)
+    async def _register(self, handle: str, clip: Path, name: str | None, start: float, confirmed: bool) -> None:
+        # Refusals that need no file (a reserved or taken handle, a full workspace, no rights confirmation) come
+        # before the file.
+        await self.core.registry.precheck(self.scope, self.actor, handle, name, rights_confirmed=confirmed)
         clip, size = await asyncio.to_thread(_local_file, clip)
         # The same up-front check chat adapters run on an attachment before downloading it.
         media.check_upload(clip.name, None, size, self.core.registry.limits)
         self.view.info(f"Preparing {clip.name} and registering @{handle.lstrip('@')}…")
-        character = await self.core.registry.register(self.scope, self.actor, handle, clip, name=name, start=start)
+        character = await self.core.registry.register(
+            self.scope, self.actor, handle, clip, name=name, start=start, rights_confirmed=confirmed
+        )
         self.view.success(f"Registered @{character.handle} as “{character.name}”. Try: /sora @{character.handle} …")
 
     async def _character_list(self, args: str) -> Outcome:
@@ -231,7 +275,8 @@ class ConsoleCommands:
         return Outcome.OK
 
     async def _character_from(self, args: str) -> Outcome:
-        usage = "/character from <video id> @handle [--start s] [--name ...]"
+        usage = "/character from <video id> @handle [--start s] [--name ...] --confirm"
+        args, confirmed = take_flag(args, CONFIRM_FLAG)
         words, options = split_args(args, {"name", "start"})
         if len(words) != 2:
             raise _usage(usage)
@@ -239,9 +284,113 @@ class ConsoleCommands:
         start = parse_start(options.get("start"))
         self.view.info(f"Cutting a clip from {generation_id} and registering @{handle.lstrip('@')}…")
         character = await self.core.generations.character_from_generation(
-            self.scope, self.actor, generation_id, handle, name=options.get("name"), start=start
+            self.scope,
+            self.actor,
+            generation_id,
+            handle,
+            name=options.get("name"),
+            start=start,
+            rights_confirmed=confirmed,
         )
         self.view.success(f"Registered @{character.handle} as “{character.name}” from video {generation_id}.")
+        return Outcome.OK
+
+    # --- who a character belongs to ------------------------------------------------------------------------
+
+    async def _character_share(self, args: str) -> Outcome:
+        words, _ = split_args(args, set())
+        if len(words) < 2:
+            raise _usage("/character share @handle everyone|only-me|@person …")
+        handle, *rest = words
+        sharing, people = parse_share(rest)
+        if sharing is not None:
+            character = await self.core.access.set_sharing(self.scope, self.actor, handle, sharing)
+        else:
+            character = await self.core.access.share(self.scope, self.actor, handle, [person_id(p) for p in people])
+        self.view.success(present.sharing_changed_text(character, person=console_person))
+        return Outcome.OK
+
+    async def _character_unshare(self, args: str) -> Outcome:
+        words, _ = split_args(args, set())
+        if len(words) < 2:
+            raise _usage("/character unshare @handle @person …")
+        handle, *people = words
+        character = await self.core.access.unshare(self.scope, self.actor, handle, [person_id(p) for p in people])
+        self.view.success(present.sharing_changed_text(character, person=console_person))
+        return Outcome.OK
+
+    async def _character_ask(self, args: str) -> Outcome:
+        words, _ = split_args(args, set())
+        if len(words) != 1:
+            raise _usage("/character ask @handle")
+        outcome = await self.core.requests.ask(self.scope, self.actor, words[0])
+        text = present.asked_text(outcome.request, outcome.character, new=outcome.new, person=console_person)
+        self.view.success(text)
+        return Outcome.OK
+
+    async def _character_requests(self, args: str) -> Outcome:
+        if args:
+            raise _usage("/character requests")
+        self.view.requests(await self.core.requests.waiting(self.scope, self.actor))
+        return Outcome.OK
+
+    async def _character_approve(self, args: str) -> Outcome:
+        return await self._decide(args, approve=True)
+
+    async def _character_decline(self, args: str) -> Outcome:
+        return await self._decide(args, approve=False)
+
+    async def _decide(self, args: str, *, approve: bool) -> Outcome:
+        words, _ = split_args(args, set())
+        if len(words) != 1:
+            raise _usage(f"/character {'approve' if approve else 'decline'} <request id>")
+        decision = await self.core.requests.decide(self.actor, words[0], approve, scope=self.scope)
+        self.view.success(present.decided_text(decision.request, decision.character, person=console_person))
+        return Outcome.OK
+
+    async def _character_videos(self, args: str) -> Outcome:
+        words, _ = split_args(args, set())
+        if len(words) != 1:
+            raise _usage("/character videos @handle")
+        found = await self.core.character_videos.list(self.scope, self.actor, words[0])
+        self.view.character_videos(found.character, found.videos)
+        return Outcome.OK
+
+    async def _character_takedown(self, args: str) -> Outcome:
+        generation_id = video_id_arg(args, "/character takedown <video id>")
+        deleted = await self.core.generations.delete(self.scope, self.actor, generation_id)
+        self.view.success(present.taken_down_text(deleted))
+        return Outcome.OK
+
+    async def _character_instructions(self, args: str) -> Outcome:
+        handle, _, text = args.strip().partition(" ")
+        if not handle or not text.strip():
+            raise _usage('/character instructions @handle "always wears the red scarf" | clear')
+        character = await self.core.registry.set_instructions(self.scope, self.actor, handle, text)
+        self.view.success(present.instructions_changed_text(character))
+        return Outcome.OK
+
+    async def _character_notify(self, args: str) -> Outcome:
+        words, _ = split_args(args, set())
+        if len(words) != 2:
+            raise _usage("/character notify @handle on|off")
+        character = await self.core.registry.set_notify(self.scope, self.actor, words[0], parse_switch(words[1]))
+        self.view.success(present.notify_changed_text(character))
+        return Outcome.OK
+
+    async def _act_as(self, rest: str) -> Outcome:
+        """`/as ana [--admin]`: act as someone else in this workspace; `/as` alone: as yourself again."""
+        rest, admin = take_flag(rest, "admin")
+        words, _ = split_args(rest, set())
+        if len(words) > 1:
+            raise _usage("/as <person> [--admin] · /as")
+        if not words or person_id(words[0]) == self._me.id:
+            self.actor = self._me
+        else:
+            name = person_id(words[0])
+            self.actor = Actor(id=name, display_name=name, is_admin=admin)
+        role = " (an admin)" if self.actor.is_admin else ""
+        self.view.info(f"Acting as {self.actor.id}{role}.")
         return Outcome.OK
 
     # --- videos ----------------------------------------------------------------------------------------------
@@ -351,7 +500,8 @@ class ConsoleCommands:
             clip = await asyncio.to_thread(make_sample_clip, self.core.settings.data_dir / "demo" / "mascot.mp4")
             self.view.info(f"Saved to {clip}")
             self.view.step(2, 3, f"Registering @{DEMO_HANDLE} from it")
-            await self._register(DEMO_HANDLE, clip, DEMO_NAME, 0.0)
+            # The sample is soracast's own drawing: its right to use it is the console user's.
+            await self._register(DEMO_HANDLE, clip, DEMO_NAME, 0.0, confirmed=True)
         self.view.step(3, 3, f"Rendering /sora {DEMO_PROMPT}")
         return await self._sora(DEMO_PROMPT)
 

@@ -7,6 +7,7 @@ gets plain lines that read well in a log, with progress printed at most every 10
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -22,7 +23,17 @@ from bot import present
 from bot.budgets import Usage
 from bot.errors import SoracastError
 from bot.generations import GenerationService, LineEntry
-from bot.models import BudgetKind, Character, DeliveryReceipt, Generation, GenerationKind, GenerationStatus
+from bot.models import (
+    AccessRequest,
+    BudgetKind,
+    Character,
+    DeliveryReceipt,
+    Generation,
+    GenerationKind,
+    GenerationStatus,
+    Scope,
+)
+from bot.notify import VideoNotice
 from bot.references import ReferenceFiles
 
 log = logging.getLogger(__name__)
@@ -31,6 +42,19 @@ T = TypeVar("T")
 
 #: Plain output prints a progress line only when the job has moved on by at least this many percent.
 PLAIN_PROGRESS_STEP = 10
+
+# The core writes people as chat mentions (`<@ana>`); the terminal shows them as `@ana`.
+_MENTION = re.compile(r"<@([^>\s]+)>")
+
+
+def console_person(person_id: str) -> str:
+    """A person as the terminal shows them."""
+    return f"@{person_id}"
+
+
+def plain_people(text: str) -> str:
+    """Core wording with its chat mentions written the terminal's way."""
+    return _MENTION.sub(r"@\1", text)
 
 
 class ConsoleView:
@@ -93,8 +117,8 @@ class ConsoleView:
     # --- errors -----------------------------------------------------------------------------------------------
 
     def error(self, err: SoracastError) -> None:
-        """A core failure, in the same words every chat adapter uses."""
-        self._error_box(present.error_title(err), err.user_text())
+        """A core failure, in the same words every chat adapter uses (mentions as `@person`)."""
+        self._error_box(present.error_title(err), plain_people(err.user_text()))
 
     def unexpected(self, exc: BaseException) -> None:
         """A bug rather than bad input: say so briefly; the traceback goes to the log."""
@@ -136,9 +160,33 @@ class ConsoleView:
         for index, still in enumerate(files.stills, 1):
             table.add_row(f"still {index}", str(still.resolve()))
         table.add_row("source", f"{c.source.value} ({c.source_ref or '-'})")
-        table.add_row("owner", c.owner_id)
         table.add_row("added", c.created_at.strftime("%Y-%m-%d %H:%M:%S %Z"))
+        for line in present.owner_settings_lines(c, console_person):
+            label, _, value = line.partition(": ")
+            table.add_row(label.lower(), value)
         self.console.print(table)
+
+    def requests(self, waiting: Sequence[tuple[AccessRequest, Character]]) -> None:
+        """`/character requests`: those waiting for this person's answer, with how to answer."""
+        self.info(present.requests_summary(len(waiting)))
+        for request, character in waiting:
+            self.line(f"  {present.request_line(request, character, console_person)}")
+        if waiting:
+            self.info("Answer with /character approve <request id> or /character decline <request id>.")
+
+    def character_videos(self, character: Character, generations: Sequence[Generation]) -> None:
+        """`/character videos @h`: every video featuring it, newest first, and how to take one down."""
+        self.info(present.videos_summary(character, len(generations), len(generations)))
+        for text in present.video_lines(generations, person=console_person, where=lambda g: "in the terminal"):
+            self.line(f"  {text}")
+        if generations:
+            self.info("Delete any of them with /character takedown <video id>.")
+
+    def private(self, person_id: str, lines: Sequence[str]) -> None:
+        """A private message for someone in this workspace (the terminal shows it to whoever is at it)."""
+        self.line(f"Private message for {console_person(person_id)}:", style="bold magenta")
+        for text in lines:
+            self.line(f"  {plain_people(text)}")
 
     # --- generations ------------------------------------------------------------------------------------------
 
@@ -281,7 +329,8 @@ class ConsoleView:
 
 
 class ConsoleNotifier:
-    """The core's Notifier for Platform.CONSOLE: progress, the saved file's path, or why it failed."""
+    """The core's Notifier and Messenger for Platform.CONSOLE: progress, the saved file's path, or why it failed;
+    private messages are printed for whoever they are for, with the words that answer them."""
 
     def __init__(self, view: ConsoleView, generations: GenerationService) -> None:
         self._view = view
@@ -300,3 +349,36 @@ class ConsoleNotifier:
 
     async def failed(self, generation: Generation) -> None:
         await self._view.emit(lambda: self._view.failed(generation))
+
+    # --- Messenger ----------------------------------------------------------------------------------------
+
+    async def ask_owner(self, scope: Scope, request: AccessRequest, character: Character) -> bool:
+        lines = [
+            present.request_text(request, character, console_person),
+            f"Approve: /character approve {request.id} · Decline: /character decline {request.id}",
+        ]
+        await self._view.emit(lambda: self._view.private(character.owner_id, lines))
+        return True
+
+    async def tell_requester(self, scope: Scope, request: AccessRequest, character: Character) -> bool:
+        text = present.decision_text(request, character, console_person)
+        await self._view.emit(lambda: self._view.private(request.requester_id, [text]))
+        return True
+
+    async def tell_owner(self, scope: Scope, owner_id: str, notices: Sequence[VideoNotice]) -> bool:
+        links = {n.generation.id: _file_link(n.generation) for n in notices}
+        lines = [
+            present.owner_notice_title(len(notices)),
+            *present.owner_notice_lines(notices, links, person=console_person),
+        ]
+        await self._view.emit(lambda: self._view.private(owner_id, lines))
+        return True
+
+    async def remove_post(self, generation: Generation) -> None:
+        """The terminal's "post" is the file, which the core deletes itself."""
+
+
+def _file_link(generation: Generation) -> str | None:
+    """Where a video is in the terminal: its file."""
+    return str(generation.video_path.resolve()) if generation.video_path is not None else None
+

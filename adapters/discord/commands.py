@@ -19,6 +19,7 @@ from adapters.discord.interactions import PendingClips
 from adapters.discord.notifier import DiscordNotifier
 from adapters.discord.origin import actor_of, scope_of, target_of
 from adapters.discord.replies import (
+    NO_MENTIONS,
     defer_private,
     defer_public,
     guarded,
@@ -29,8 +30,9 @@ from adapters.discord.replies import (
 from bot import present
 from bot.actions import VideoAction, decode_action, encode_action
 from bot.app import Soracast
-from bot.commands import parse_start
+from bot.commands import parse_share, parse_start
 from bot.config import Settings
+from bot.errors import InvalidInput
 from bot.limits import change_limits, parse_limit_changes
 from bot.models import BudgetKind, GenerationOptions
 
@@ -78,20 +80,29 @@ class Commands:
         interaction: discord.Interaction,
         handle: str,
         clip: discord.Attachment,
+        confirm: bool,
         name: str | None,
         start: str | None,
     ) -> None:
         async with guarded(interaction, "character add"):
             handle, clip = options.text(handle, "handle"), options.attachment(clip, "clip")
+            confirm = options.flag(confirm, "confirm")
             name, start = options.optional_text(name, "name"), options.optional_text(start, "start")
             await defer_private(interaction)
             scope, actor = scope_of(interaction), actor_of(interaction)
-            # Everything that can refuse without the file runs before the download.
+            # Everything that can refuse without the file (the rights confirmation too) runs before the download.
             seconds = parse_start(start)
-            await self._core.registry.precheck(scope, actor, handle, name)
+            await self._core.registry.precheck(scope, actor, handle, name, rights_confirmed=confirm)
             async with self._downloads.fetch(clip) as path:
                 character = await self._core.registry.register(
-                    scope, actor, handle, path, name=name, start=seconds, source_ref=clip.filename
+                    scope,
+                    actor,
+                    handle,
+                    path,
+                    name=name,
+                    start=seconds,
+                    source_ref=clip.filename,
+                    rights_confirmed=confirm,
                 )
             await reply_private(interaction, render.character_embed(character, f"Registered @{character.handle}"))
 
@@ -131,6 +142,113 @@ class Commands:
             )
             await reply_private(interaction, render.character_embed(character, f"Renamed to @{character.handle}"))
 
+    # --- who a character belongs to ---------------------------------------------------------------------------
+
+    async def character_share(
+        self, interaction: discord.Interaction, handle: str, to: str | None, person: discord.abc.User | None
+    ) -> None:
+        async with guarded(interaction, "character share"):
+            handle, to = options.text(handle, "handle"), options.optional_text(to, "to")
+            person = options.optional_user(person, "person")
+            if (to is None) == (person is None):
+                raise InvalidInput(
+                    "Choose who may use it: `to` (everyone or only me) or one `person`.",
+                    hint="e.g. `/character share handle:mascot to:everyone` or `… person:@ana`.",
+                )
+            await defer_private(interaction)
+            scope, actor = scope_of(interaction), actor_of(interaction)
+            if to is not None:
+                sharing, _ = parse_share([to])
+                assert sharing is not None  # `to` is one of the command's choices
+                character = await self._core.access.set_sharing(scope, actor, handle, sharing)
+            else:
+                assert person is not None
+                character = await self._core.access.share(scope, actor, handle, [str(person.id)])
+            await reply_private(interaction, render.sharing_embed(character))
+
+    async def character_unshare(
+        self, interaction: discord.Interaction, handle: str, person: discord.abc.User
+    ) -> None:
+        async with guarded(interaction, "character unshare"):
+            handle, person = options.text(handle, "handle"), options.user(person, "person")
+            await defer_private(interaction)
+            character = await self._core.access.unshare(
+                scope_of(interaction), actor_of(interaction), handle, [str(person.id)]
+            )
+            await reply_private(interaction, render.sharing_embed(character))
+
+    async def character_ask(self, interaction: discord.Interaction, handle: str) -> None:
+        async with guarded(interaction, "character ask"):
+            handle = options.text(handle, "handle")
+            await defer_private(interaction)
+            outcome = await self._core.requests.ask(scope_of(interaction), actor_of(interaction), handle)
+            await reply_private(interaction, render.asked_embed(outcome))
+
+    async def character_requests(self, interaction: discord.Interaction) -> None:
+        async with guarded(interaction, "character requests"):
+            await defer_private(interaction)
+            waiting = await self._core.requests.waiting(scope_of(interaction), actor_of(interaction))
+            shown = [r.id for r, _ in waiting[: render.REQUESTS_SHOWN]]
+            await reply_private(interaction, render.requests_embed(waiting), views.requests_view(shown))
+            for request_id in shown:
+                await self._core.requests.seen(request_id)
+
+    async def character_videos(self, interaction: discord.Interaction, handle: str) -> None:
+        async with guarded(interaction, "character videos"):
+            handle = options.text(handle, "handle")
+            await defer_private(interaction)
+            found = await self._core.character_videos.list(scope_of(interaction), actor_of(interaction), handle)
+            shown = [g.id for g in found.videos[: render.VIDEOS_SHOWN]]
+            await reply_private(interaction, render.character_videos_embed(found), views.delete_view(shown))
+
+    async def character_takedown(self, interaction: discord.Interaction, video: str) -> None:
+        async with guarded(interaction, "character takedown"):
+            video = options.text(video, "video")
+            await defer_private(interaction)
+            generation = await self._core.generations.delete(scope_of(interaction), actor_of(interaction), video)
+            await reply_private(interaction, render.taken_down_embed(generation))
+
+    async def character_instructions(self, interaction: discord.Interaction, handle: str, text: str) -> None:
+        async with guarded(interaction, "character instructions"):
+            handle, text = options.text(handle, "handle"), options.text(text, "text")
+            await defer_private(interaction)
+            character = await self._core.registry.set_instructions(
+                scope_of(interaction), actor_of(interaction), handle, text
+            )
+            await reply_private(interaction, render.instructions_embed(character))
+
+    async def character_notify(self, interaction: discord.Interaction, handle: str, on: bool) -> None:
+        async with guarded(interaction, "character notify"):
+            handle, on = options.text(handle, "handle"), options.flag(on, "on")
+            await defer_private(interaction)
+            character = await self._core.registry.set_notify(scope_of(interaction), actor_of(interaction), handle, on)
+            await reply_private(interaction, render.notify_embed(character))
+
+    async def show_unseen_requests(self, interaction: discord.Interaction) -> None:
+        """Discord's fallback for a member whose direct messages are closed to the bot: what could not reach them
+        privately — requests to use their characters (with Approve / Decline) and notes about videos made with
+        them — is shown privately after their next soracast command, once."""
+        if interaction.guild_id is None or not interaction.response.is_done():
+            return
+        scope, member = scope_of(interaction), str(interaction.user.id)
+        try:
+            unseen = (await self._core.requests.unseen(scope, member))[: render.REQUESTS_SHOWN]
+            if unseen:
+                await interaction.followup.send(
+                    ephemeral=True,
+                    embed=render.requests_embed(unseen),
+                    view=views.requests_view([r.id for r, _ in unseen]),  # type: ignore[arg-type]
+                    allowed_mentions=NO_MENTIONS,
+                )
+                for request, _ in unseen:
+                    await self._core.requests.seen(request.id)
+            missed = await self._core.generations.notices.missed(scope, member)
+            if missed:
+                embed = render.owner_notice_embed(missed)
+                await interaction.followup.send(ephemeral=True, embed=embed, allowed_mentions=NO_MENTIONS)
+        except Exception as exc:
+            log.warning("could not show what %s missed: %s", interaction.user.id, type(exc).__name__)
+
     async def complete_handle(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         """This server's handles matching what is typed so far."""
         if interaction.guild_id is None or not isinstance(current, str):
@@ -164,6 +282,7 @@ class Commands:
                 announce=True,
             )
             await self._notifier.announce(interaction, generation)
+        await self.show_unseen_requests(interaction)
 
     async def complete_prompt(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         """Complete the `@partial` being typed at the end of a prompt with this server's handles."""
@@ -256,6 +375,10 @@ class Commands:
             await self._core.registry.check_can_register(scope_of(interaction), actor_of(interaction))
             generation_id = self._generation_of(message)
             if generation_id is not None:
+                # A video with a character the member may not use is refused now, not after the form.
+                await self._core.generations.check_characters(
+                    scope_of(interaction), actor_of(interaction), generation_id
+                )
                 custom_id = encode_action(VideoAction.CHARACTER, generation_id)
                 await interaction.response.send_modal(views.character_modal(custom_id, ask_name=True))
                 return
@@ -299,6 +422,7 @@ class Commands:
         @app_commands.describe(
             handle="The @handle to use in prompts, e.g. mascot",
             clip=f"An MP4 showing the character (up to {limit:g} MB)",
+            confirm="True: you have the right to use its subject (the person agreed, or your pet, mascot, product)",
             name="The name the video model is told (default: from the handle)",
             start="Second of the clip to start from, e.g. 1.5",
         )
@@ -306,18 +430,22 @@ class Commands:
             interaction: discord.Interaction,
             handle: str,
             clip: discord.Attachment,
+            confirm: bool,
             name: str | None = None,
             start: str | None = None,
         ) -> None:
-            await self.character_add(interaction, handle, clip, name, start)
+            await self.character_add(interaction, handle, clip, confirm, name, start)
+            await self.show_unseen_requests(interaction)
 
         @group.command(name="list", description="The characters of this server")
         async def list_(interaction: discord.Interaction) -> None:
             await self.character_list(interaction)
+            await self.show_unseen_requests(interaction)
 
-        @group.command(name="info", description="Show one character")
+        @group.command(name="info", description="Show one character: who may use it, its instructions, its rights")
         async def info(interaction: discord.Interaction, handle: str) -> None:
             await self.character_info(interaction, handle)
+            await self.show_unseen_requests(interaction)
 
         @group.command(name="remove", description="Forget a character (its owner or an admin)")
         async def remove(interaction: discord.Interaction, handle: str) -> None:
@@ -327,7 +455,54 @@ class Commands:
         async def rename(interaction: discord.Interaction, handle: str, new_handle: str) -> None:
             await self.character_rename(interaction, handle, new_handle)
 
-        for command in (info, remove, rename):
+        @group.command(name="share", description="Who may use your character: everyone, only you, or a person")
+        @app_commands.describe(to="Everyone in this server, or only you (and admins)", person="Let this person use it")
+        @app_commands.choices(
+            to=[
+                app_commands.Choice(name="everyone", value="everyone"),
+                app_commands.Choice(name="only me", value="only-me"),
+            ]
+        )
+        async def share(
+            interaction: discord.Interaction,
+            handle: str,
+            to: app_commands.Choice[str] | None = None,
+            person: discord.User | None = None,
+        ) -> None:
+            await self.character_share(interaction, handle, to.value if to else None, person)
+
+        @group.command(name="unshare", description="Take a person off the people who may use your character")
+        async def unshare(interaction: discord.Interaction, handle: str, person: discord.User) -> None:
+            await self.character_unshare(interaction, handle, person)
+
+        @group.command(name="ask", description="Ask a character's owner to let you use it")
+        async def ask(interaction: discord.Interaction, handle: str) -> None:
+            await self.character_ask(interaction, handle)
+
+        @group.command(name="requests", description="Requests to use your characters, waiting for your answer")
+        async def requests(interaction: discord.Interaction) -> None:
+            await self.character_requests(interaction)
+
+        @group.command(name="videos", description="Every video featuring your character (its owner or an admin)")
+        async def videos(interaction: discord.Interaction, handle: str) -> None:
+            await self.character_videos(interaction, handle)
+            await self.show_unseen_requests(interaction)
+
+        @group.command(name="takedown", description="Delete a video with your character: post, file, provider copy")
+        @app_commands.describe(video="The video's id, e.g. gabc23def (see /character videos)")
+        async def takedown(interaction: discord.Interaction, video: str) -> None:
+            await self.character_takedown(interaction, video)
+
+        @group.command(name="instructions", description="Standing instructions for every video with your character")
+        @app_commands.describe(text="e.g. always wears the red scarf; never speaks — or clear")
+        async def instructions(interaction: discord.Interaction, handle: str, text: str) -> None:
+            await self.character_instructions(interaction, handle, text)
+
+        @group.command(name="notify", description="Be told privately about other people's videos with your character")
+        async def notify(interaction: discord.Interaction, handle: str, on: bool) -> None:
+            await self.character_notify(interaction, handle, on)
+
+        for command in (info, remove, rename, share, unshare, ask, videos, instructions, notify):
             command.autocomplete("handle")(self.complete_handle)
         return group
 

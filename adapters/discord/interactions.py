@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -15,7 +14,14 @@ from adapters.discord import render, views
 from adapters.discord.files import ClipDownloads
 from adapters.discord.notifier import DiscordNotifier
 from adapters.discord.origin import actor_of, scope_of, target_of
-from adapters.discord.replies import defer_private, defer_public, defer_update, guarded, reply_private
+from adapters.discord.replies import (
+    NO_MENTIONS,
+    defer_private,
+    defer_public,
+    defer_update,
+    guarded,
+    reply_private,
+)
 from bot.actions import VideoAction, decode_action, encode_action
 from bot.app import Soracast
 from bot.catalog import describe_durations
@@ -87,6 +93,11 @@ class Components:
 
     async def video_button(self, interaction: discord.Interaction, action: VideoAction, generation_id: str) -> None:
         async with guarded(interaction, f"{action.value} button"):
+            if action in (VideoAction.REMIX, VideoAction.EXTEND, VideoAction.CHARACTER):
+                # A video with a character the member may not use is refused now, not after the form.
+                await self._core.generations.check_characters(
+                    scope_of(interaction), actor_of(interaction), generation_id
+                )
             if action is VideoAction.REMIX:
                 await interaction.response.send_modal(views.remix_modal(generation_id))
             elif action is VideoAction.EXTEND:
@@ -108,6 +119,10 @@ class Components:
                 await self._delete(interaction, generation_id)
             elif action is VideoAction.CANCEL:
                 await self._cancel(interaction, generation_id)
+            elif action is VideoAction.ASK:
+                await self._ask(interaction, generation_id)
+            elif action in (VideoAction.APPROVE, VideoAction.DECLINE):
+                await self._decide(interaction, generation_id, approve=action is VideoAction.APPROVE)
 
     async def list_page(self, interaction: discord.Interaction, page: int) -> None:
         """Prev / Next on a character list: re-read the list and show the asked page."""
@@ -121,12 +136,34 @@ class Components:
             )
 
     async def _delete(self, interaction: discord.Interaction, generation_id: str) -> None:
+        """Delete under a video, or in `/character videos`: the core removes the video's message itself (through
+        the notifier), wherever the button was clicked."""
         await defer_private(interaction)
         generation = await self._core.generations.delete(scope_of(interaction), actor_of(interaction), generation_id)
-        if interaction.message is not None:
-            with contextlib.suppress(discord.NotFound):
-                await interaction.message.delete()
         await reply_private(interaction, render.deleted_embed(generation))
+
+    async def _ask(self, interaction: discord.Interaction, character_id: str) -> None:
+        """Ask under a refusal: the character's owner gets a direct message with Approve / Decline."""
+        await defer_private(interaction)
+        outcome = await self._core.requests.ask_for(scope_of(interaction), actor_of(interaction), character_id)
+        await reply_private(interaction, render.asked_embed(outcome))
+
+    async def _decide(self, interaction: discord.Interaction, request_id: str, *, approve: bool) -> None:
+        """Approve / Decline in the owner's direct message (no server there: only the owner may decide) or in
+        `/character requests` (an admin may too). The direct message then shows the decision instead of its
+        buttons."""
+        in_dm = interaction.guild_id is None
+        if in_dm:
+            await defer_update(interaction)
+        else:
+            await defer_private(interaction)
+        scope = None if in_dm else scope_of(interaction)
+        decision = await self._core.requests.decide(actor_of(interaction), request_id, approve, scope=scope)
+        embed = render.request_embed(decision.request, decision.character)
+        if in_dm:
+            await interaction.edit_original_response(embed=embed, view=None, allowed_mentions=NO_MENTIONS)
+        else:
+            await reply_private(interaction, embed)
 
     async def _cancel(self, interaction: discord.Interaction, generation_id: str) -> None:
         """Cancel under a waiting video: answered privately; its message becomes "Cancelled" (without the button)
@@ -163,6 +200,7 @@ class Components:
                     values.get(views.HANDLE, ""),
                     name=values.get(views.NAME) or None,
                     start=parse_start(values.get(views.START)),
+                    rights_confirmed=views.rights_confirmed(values),
                 )
                 await reply_private(interaction, render.character_embed(character, f"Registered @{character.handle}"))
                 return
@@ -195,8 +233,9 @@ class Components:
                 return
             scope, actor = scope_of(interaction), actor_of(interaction)
             start = parse_start(values.get(views.START))
+            confirmed = views.rights_confirmed(values)
             await self._core.registry.precheck(
-                scope, actor, values.get(views.HANDLE, ""), values.get(views.NAME) or None
+                scope, actor, values.get(views.HANDLE, ""), values.get(views.NAME) or None, rights_confirmed=confirmed
             )
             async with self._downloads.fetch(attachment) as path:
                 character = await self._core.registry.register(
@@ -207,5 +246,6 @@ class Components:
                     name=values.get(views.NAME) or None,
                     start=start,
                     source_ref=attachment.filename,
+                    rights_confirmed=confirmed,
                 )
             await reply_private(interaction, render.character_embed(character, f"Registered @{character.handle}"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import discord
@@ -20,7 +20,8 @@ from adapters.discord.replies import NO_MENTIONS, mark_answered
 from bot import media
 from bot.errors import SoracastError
 from bot.generations import GenerationService
-from bot.models import DeliveryReceipt, Generation
+from bot.models import AccessRequest, Character, DeliveryReceipt, Generation, Scope
+from bot.notify import VideoNotice
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,43 @@ class DiscordNotifier:
     async def failed(self, generation: Generation) -> None:
         """Replace the progress bar with why it failed and what to do next."""
         await self._show(generation, render.generation_embed(generation), None, None)
+
+    # --- Messenger: direct messages ---------------------------------------------------------------------
+
+    async def ask_owner(self, scope: Scope, request: AccessRequest, character: Character) -> bool:
+        """A direct message to the owner with Approve / Decline (their ids carry the request: they survive
+        restarts); False when the owner does not take direct messages from the bot."""
+        view = views.request_view(request.id)
+        return await self._direct(character.owner_id, render.request_embed(request, character), view)
+
+    async def tell_requester(self, scope: Scope, request: AccessRequest, character: Character) -> bool:
+        return await self._direct(request.requester_id, render.decision_embed(request, character), None)
+
+    async def tell_owner(self, scope: Scope, owner_id: str, notices: Sequence[VideoNotice]) -> bool:
+        """One direct message per video, or a digest of several, each with its jump link."""
+        return await self._direct(owner_id, render.owner_notice_embed(notices), None)
+
+    async def remove_post(self, generation: Generation) -> None:
+        """Delete the video's message (it carries the file); one already gone is fine."""
+        if generation.target.message_id is None:
+            return
+        try:
+            await self._message(generation).delete()
+        except discord.NotFound:
+            pass
+
+    async def _direct(self, user_id: str, embed: discord.Embed, view: discord.ui.View | None) -> bool:
+        channel = await self._client.create_dm(discord.Object(id=int(user_id)))
+        kwargs: dict[str, object] = {"embed": embed, "allowed_mentions": NO_MENTIONS}
+        if view is not None:
+            kwargs["view"] = view
+        try:
+            await channel.send(**kwargs)  # type: ignore[arg-type]
+        except discord.Forbidden as exc:
+            # 50007: the member does not accept direct messages from the bot (or shares no server with it).
+            log.info("no direct message to %s: %s %s", user_id, exc.status, exc.code)
+            return False
+        return True
 
     # --- helpers -----------------------------------------------------------------------------------------
 

@@ -43,6 +43,24 @@ def attachment(value: object, option: str) -> discord.Attachment:
     return value
 
 
+def flag(value: object, option: str) -> bool:
+    """A boolean option."""
+    if not isinstance(value, bool):
+        raise malformed(option)
+    return value
+
+
+def user(value: object, option: str) -> discord.abc.User:
+    """A user option that Discord also described in `resolved` (a member, or a user outside the cache)."""
+    if not isinstance(value, discord.User | discord.Member):
+        raise malformed(option)
+    return value
+
+
+def optional_user(value: object, option: str) -> discord.abc.User | None:
+    return None if value is None else user(value, option)
+
+
 def optional_role(value: object, option: str) -> discord.Role | None:
     """An optional role option that Discord also described in `resolved`."""
     if value is not None and not isinstance(value, discord.Role):

@@ -7,11 +7,23 @@ from collections.abc import Mapping, Sequence
 
 import discord
 
+from adapters.discord.origin import EXTRA_GUILD
 from bot import present
+from bot.access_requests import AskOutcome
 from bot.budgets import Usage
+from bot.character_videos import CharacterVideoList
 from bot.errors import SoracastError
 from bot.generations import LineEntry
-from bot.models import BudgetKind, Character, Generation, GenerationStatus, ScopeSettings
+from bot.models import (
+    AccessRequest,
+    AccessRequestStatus,
+    BudgetKind,
+    Character,
+    Generation,
+    GenerationStatus,
+    ScopeSettings,
+)
+from bot.notify import VideoNotice
 
 #: Characters per page of `/character list`.
 PAGE_SIZE = 10
@@ -130,6 +142,10 @@ def character_embed(
     embed.add_field(name="References", value=clip(present.references_line(character), _FIELD_MAX), inline=False)
     embed.add_field(name="Registered by", value=f"<@{character.owner_id}>")
     embed.add_field(name="Since", value=discord.utils.format_dt(character.created_at, "D"))
+    # Owner, who may use it, instructions, notes, rights: the same lines every platform shows.
+    for line in present.owner_settings_lines(character)[1:]:
+        name, _, value = line.partition(": ")
+        embed.add_field(name=name, value=clip(value, _FIELD_MAX), inline=False)
     if still is not None:
         embed.set_image(url=f"attachment://{still}")
     return embed
@@ -173,6 +189,107 @@ def settings_embed(settings: ScopeSettings) -> discord.Embed:
         else "Everyone in this server can register characters."
     )
     return discord.Embed(description=text, colour=discord.Colour.green())
+
+
+def sharing_embed(character: Character) -> discord.Embed:
+    return discord.Embed(description=present.sharing_changed_text(character), colour=discord.Colour.green())
+
+
+def instructions_embed(character: Character) -> discord.Embed:
+    return discord.Embed(
+        description=clip(present.instructions_changed_text(character), _DESCRIPTION_MAX), colour=discord.Colour.green()
+    )
+
+
+def notify_embed(character: Character) -> discord.Embed:
+    return discord.Embed(description=present.notify_changed_text(character), colour=discord.Colour.green())
+
+
+# --- asking to use a character, and its owner's notes ------------------------------------------------------
+
+
+def asked_embed(outcome: AskOutcome) -> discord.Embed:
+    """The private answer to whoever asked."""
+    text = present.asked_text(outcome.request, outcome.character, new=outcome.new)
+    return discord.Embed(description=text, colour=discord.Colour.green() if outcome.new else discord.Colour.orange())
+
+
+def request_embed(request: AccessRequest, character: Character) -> discord.Embed:
+    """The owner's message about a request (Approve / Decline go with it); once decided, what was decided."""
+    decided = request.status is not AccessRequestStatus.PENDING
+    return discord.Embed(
+        title=f"Request to use @{character.handle}",
+        description=present.decided_text(request, character) if decided else present.request_text(request, character),
+        colour=discord.Colour.dark_grey() if decided else discord.Colour.blurple(),
+    )
+
+
+def decision_embed(request: AccessRequest, character: Character) -> discord.Embed:
+    """The requester's message once the request was decided."""
+    approved = request.status is AccessRequestStatus.APPROVED
+    return discord.Embed(
+        description=present.decision_text(request, character),
+        colour=discord.Colour.green() if approved else discord.Colour.dark_grey(),
+    )
+
+
+#: Requests shown at once by `/character requests`: each takes a row of two buttons, a message holds five rows.
+REQUESTS_SHOWN = 5
+
+
+def requests_embed(waiting: Sequence[tuple[AccessRequest, Character]]) -> discord.Embed:
+    """`/character requests`: those waiting for this member's answer (the first few, with their buttons)."""
+    lines = [present.request_line(r, c) for r, c in waiting[:REQUESTS_SHOWN]]
+    if len(waiting) > REQUESTS_SHOWN:
+        lines.append(f"…and {len(waiting) - REQUESTS_SHOWN} more: answer these first, then look again.")
+    return discord.Embed(
+        title=clip(present.requests_summary(len(waiting)), _TITLE_MAX),
+        description=clip("\n".join(lines), _DESCRIPTION_MAX) if lines else None,
+        colour=discord.Colour.blurple(),
+    )
+
+
+def jump_url(generation: Generation) -> str | None:
+    """The link Discord shows a message at: `https://discord.com/channels/<server>/<channel>/<message>`."""
+    if generation.target.message_id is None:
+        return None
+    guild = generation.target.extra.get(EXTRA_GUILD) or generation.scope.id
+    return f"https://discord.com/channels/{guild}/{generation.target.channel_id}/{generation.target.message_id}"
+
+
+def owner_notice_embed(notices: Sequence[VideoNotice]) -> discord.Embed:
+    """An owner's private note about videos other members made with their characters, each with its link."""
+    links = {n.generation.id: jump_url(n.generation) for n in notices}
+    lines = present.owner_notice_lines(notices, links, link=lambda url, label: f"[{label}]({url})")
+    return discord.Embed(
+        title=present.owner_notice_title(len(notices)),
+        description=clip("\n".join(lines), _DESCRIPTION_MAX),
+        colour=discord.Colour.blurple(),
+    )
+
+
+#: Videos `/character videos` shows with a Delete button each (four rows of five; a message holds 25 buttons).
+VIDEOS_SHOWN = 20
+
+
+def character_videos_embed(found: CharacterVideoList) -> discord.Embed:
+    """`/character videos @h`: every video featuring it — who, when, where, its id — newest first."""
+    shown = found.videos[:VIDEOS_SHOWN]
+    lines = present.video_lines(shown, where=lambda g: f"<#{g.target.channel_id}>" + _jump(g))
+    return discord.Embed(
+        title=clip(present.videos_summary(found.character, len(found.videos), len(shown)), _TITLE_MAX),
+        description=clip("\n".join(lines), _DESCRIPTION_MAX) if lines else None,
+        colour=discord.Colour.blurple(),
+    )
+
+
+def _jump(generation: Generation) -> str:
+    url = jump_url(generation)
+    return f" ([post]({url}))" if url else ""
+
+
+def taken_down_embed(generation: Generation) -> discord.Embed:
+    return discord.Embed(description=present.taken_down_text(generation), colour=discord.Colour.dark_grey())
 
 
 # --- errors ----------------------------------------------------------------------------------------------

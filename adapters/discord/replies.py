@@ -12,7 +12,7 @@ from typing import Any
 
 import discord
 
-from adapters.discord import options, render
+from adapters.discord import options, render, views
 from bot.acks import AckGate
 from bot.errors import SoracastError
 
@@ -136,7 +136,8 @@ async def guarded(interaction: discord.Interaction, what: str) -> AsyncIterator[
         yield
     except SoracastError as err:
         log.info("discord %s refused: %s", what, err.code)
-        await _tell(interaction, render.error_embed(err), what)
+        # A refusal may offer what to do next as buttons (Ask the owner of a character not shared with you).
+        await _tell(interaction, render.error_embed(err), what, views.offers_view(err.offers))
     except Exception as exc:
         log_unexpected(what, exc)
         await _tell(interaction, render.unexpected_embed(), what)
@@ -156,9 +157,11 @@ async def refuse_malformed(interaction: discord.Interaction, what: str, error: E
     await _tell(interaction, render.error_embed(options.malformed()), what)
 
 
-async def _tell(interaction: discord.Interaction, embed: discord.Embed, what: str) -> None:
+async def _tell(
+    interaction: discord.Interaction, embed: discord.Embed, what: str, view: discord.ui.View | None = None
+) -> None:
     try:
-        await reply_private(interaction, embed)
+        await reply_private(interaction, embed, view)
     except Exception as exc:
         # The interaction may have expired (15 min) or been answered already; nothing else can reach the user.
         log.warning("could not tell the user about a failed %s: %s", what, type(exc).__name__)

@@ -12,14 +12,17 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from adapters.slack import render
 from adapters.slack.files import first_video
 from adapters.slack.origin import ModalState, Origin, from_command, from_event, from_interaction
+from adapters.slack.owners import OWNER_WORDS, OwnerCommands
 from adapters.slack.services import Services
 from bot.commands import (
+    CONFIRM_FLAG,
     LineCommand,
     LineVerb,
     parse_generation_command,
     parse_line_command,
     parse_start,
     split_options,
+    take_flag,
     video_id_arg,
 )
 from bot.errors import InvalidInput
@@ -43,6 +46,7 @@ class SlashCommands:
 
     def __init__(self, services: Services) -> None:
         self.s = services
+        self.owners = OwnerCommands(services)
 
     def register(self, app: AsyncApp) -> None:
         app.command("/sora")(self.sora)
@@ -144,7 +148,8 @@ class SlashCommands:
     async def run_character(
         self, origin: Origin, text: str, *, trigger_id: str | None = None, files: list[dict[str, Any]] | None = None
     ) -> None:
-        """The `/character` grammar: add | list | info | remove | rename | from | help."""
+        """The `/character` grammar: add | list | info | remove | rename | from | share | unshare | ask | requests |
+        approve | decline | videos | takedown | instructions | notify | help."""
         sub, _, rest = text.strip().partition(" ")
         sub = sub.lower() or "help"
         core, scope = self.s.core, origin.scope
@@ -170,6 +175,8 @@ class SlashCommands:
             await self._add(origin, rest, trigger_id=trigger_id, files=files)
         elif sub == "from":
             await self._from_generation(origin, rest)
+        elif sub in OWNER_WORDS:
+            await self.owners.run(sub, origin, rest, trigger_id=trigger_id)
         else:
             prefix = f"There is no `/character {render.escape(sub)}`."
             await self.s.replier.ephemeral(origin, render.help_message(prefix))
@@ -177,6 +184,7 @@ class SlashCommands:
     async def _add(
         self, origin: Origin, rest: str, *, trigger_id: str | None, files: list[dict[str, Any]] | None
     ) -> None:
+        rest, confirmed = take_flag(rest, CONFIRM_FLAG)
         positional, options = split_options(rest, {"name", "start"})
         handle = _arg(_words(positional), 0)
         if files is not None:
@@ -188,7 +196,9 @@ class SlashCommands:
                     hint="Attach the clip to the same message that mentions soracast.",
                 )
             start = parse_start(options.get("start"))
-            await self.s.register_clip(origin, video, handle, name=options.get("name"), start=start)
+            await self.s.register_clip(
+                origin, video, handle, name=options.get("name"), start=start, rights_confirmed=confirmed
+            )
             return
         if trigger_id is None:
             raise InvalidInput("Adding a character needs a clip.", hint="Use `/character add @handle`.")
@@ -203,6 +213,7 @@ class SlashCommands:
         await (await self.s.client(origin)).views_open(trigger_id=trigger_id, view=view)
 
     async def _from_generation(self, origin: Origin, rest: str) -> None:
+        rest, confirmed = take_flag(rest, CONFIRM_FLAG)
         positional, options = split_options(rest, {"name", "start"})
         words = _words(positional)
         actor = await self.s.actors.get(origin)
@@ -213,6 +224,7 @@ class SlashCommands:
             _arg(words, 1),
             name=options.get("name"),
             start=parse_start(options.get("start")),
+            rights_confirmed=confirmed,
         )
         await self.s.replier.ephemeral(origin, render.registered_message(character))
 
@@ -233,6 +245,7 @@ class SlashCommands:
                 text = "That message has no MP4 to make a character from. Use it on a message with a video clip."
                 await self.s.replier.ephemeral(origin, render.note(text))
                 return
+            await self.s.core.generations.check_characters(origin.scope, actor, generation_id)
             state = ModalState(origin=origin, generation_id=generation_id)
             view = render.character_modal(state.encode(), generation_id=generation_id)
         await (await self.s.client(origin)).views_open(trigger_id=trigger_id, view=view)

@@ -12,12 +12,13 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from adapters.slack import render
 from adapters.slack.files import SlackFile
 from adapters.slack.origin import ModalState, Origin, from_interaction, team_of
+from adapters.slack.owners import SHARE_HANDLE
 from adapters.slack.services import Services
 from bot.actions import ACTION_ID, VideoAction, decode_action
 from bot.commands import parse_start
 from bot.errors import SoracastError
 from bot.handles import validate_handle
-from bot.models import Generation, GenerationKind
+from bot.models import GenerationKind, Sharing
 from bot.registry import validate_name
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Interactions:
         app.view(render.CHARACTER_VIEW)(self.character_submitted)
         app.view(render.REMIX_VIEW)(self.remix_submitted)
         app.view(render.EXTEND_VIEW)(self.extend_submitted)
+        app.view(render.SHARE_VIEW)(self.share_submitted)
 
     def _modal_state(self, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext) -> ModalState:
         return ModalState.decode(
@@ -70,8 +72,31 @@ class Interactions:
             return
         verb, generation_id = decoded
         origin = from_interaction(body, context)
-        work = self._button(origin, verb, generation_id, body.get("trigger_id", ""), body.get("message") or {})
+        if verb in (VideoAction.ASK, VideoAction.APPROVE, VideoAction.DECLINE):
+            work = self._owner_button(origin, verb, generation_id, body)
+        else:
+            work = self._button(origin, verb, generation_id, body.get("trigger_id", ""), body.get("message") or {})
         self.s.background.run(origin, work, f"button-{verb.value}")
+
+    async def _owner_button(self, origin: Origin, verb: VideoAction, target: str, body: dict[str, Any]) -> None:
+        """Ask (under a refusal; `target` is the character) and Approve / Decline (in the owner's direct message or
+        `/character requests`; `target` is the request). A decided direct message then shows the decision."""
+        core = self.s.core
+        actor = await self.s.actors.get(origin)
+        if verb is VideoAction.ASK:
+            outcome = await core.requests.ask_for(origin.scope, actor, target)
+            await self.s.replier.ephemeral(origin, render.asked_message(outcome))
+            return
+        decision = await core.requests.decide(actor, target, verb is VideoAction.APPROVE, scope=origin.scope)
+        shown = render.request_message(decision.request, decision.character)
+        container = body.get("container") or {}
+        message = body.get("message") or {}
+        if origin.channel_id and message.get("ts") and not container.get("is_ephemeral"):
+            await (await self.s.client(origin)).chat_update(
+                channel=origin.channel_id, ts=message["ts"], text=shown.text, blocks=shown.blocks
+            )
+        else:
+            await self.s.replier.ephemeral(origin, shown)
 
     async def _button(
         self, origin: Origin, verb: VideoAction, generation_id: str, trigger_id: str, message: dict[str, Any]
@@ -84,12 +109,14 @@ class Interactions:
             await self.s.replier.ephemeral(origin, render.cancelled_message(generation))
             return
         if verb is VideoAction.DELETE:
+            # Under the video or in `/character videos`: the core takes the post (and its file) out of the channel.
             actor = await self.s.actors.get(origin)
             generation = await core.generations.delete(origin.scope, actor, generation_id)
-            await self._remove_posts(generation, origin, message)
             await self.s.replier.ephemeral(origin, render.deleted_message(generation))
             return
-        generation = await core.generations.get(origin.scope, generation_id)
+        # A video with a character the person may not use is refused now, not after the form.
+        actor = await self.s.actors.get(origin)
+        generation = await core.generations.check_characters(origin.scope, actor, generation_id)
         metadata = ModalState(origin=origin, generation_id=generation.id).encode()
         if verb is VideoAction.REMIX:
             view = render.remix_modal(metadata, generation)
@@ -102,30 +129,9 @@ class Interactions:
             view = render.extend_modal(metadata, generation, [str(c) for c in choices], str(default))
         else:
             # Who may not register is told now, not after filling in the form.
-            actor = await self.s.actors.get(origin)
             await core.registry.check_can_register(origin.scope, actor)
             view = render.character_modal(metadata, generation_id=generation.id)
         await (await self.s.client(origin)).views_open(trigger_id=trigger_id, view=view)
-
-    async def _remove_posts(self, generation: Generation, origin: Origin, message: dict[str, Any]) -> None:
-        """Take the deleted video's message (and its uploaded file) out of the channel; best effort."""
-        channel = generation.target.extra.get("channel") or generation.target.channel_id or origin.channel_id
-        ts = generation.target.message_id or message.get("ts")
-        file_id = generation.target.extra.get("file_id")
-        client = await self.s.client(origin)
-        if file_id:
-            try:
-                await client.files_delete(file=file_id)
-            except Exception as exc:
-                log.warning("could not delete the file of %s: %s", generation.id, type(exc).__name__)
-        if channel and ts:
-            try:
-                await client.chat_delete(channel=channel, ts=ts)
-            except Exception as exc:
-                # Deleting can be refused (old message, workspace policy): show it as deleted instead.
-                log.info("chat.delete of %s refused (%s); marking it deleted", generation.id, type(exc).__name__)
-                shown = render.generation_message(generation)
-                await client.chat_update(channel=channel, ts=ts, text=shown.text, blocks=shown.blocks)
 
     # --- modal submissions ------------------------------------------------------------------------------------
 
@@ -148,6 +154,10 @@ class Interactions:
         name_raw = _text(values, render.NAME)
         name = field(render.NAME, validate_name, name_raw) if name_raw else None
         start = field(render.START, parse_start, _text(values, render.START))
+        ticked = _value(values, render.CONFIRM).get("selected_options") or []
+        confirmed = any(option.get("value") == render.CONFIRMED for option in ticked)
+        if not confirmed:
+            errors[render.CONFIRM] = "Tick this to register: the character's subject must be yours to use."
         file = self._picked_file(state, values, errors)
         if errors:
             await ack(response_action="errors", errors=errors)
@@ -155,9 +165,13 @@ class Interactions:
         await ack()
         origin = state.origin
         if file is not None:
-            work = self.s.register_clip(origin, file, handle, name=name, start=start or 0.0)
+            work = self.s.register_clip(
+                origin, file, handle, name=name, start=start or 0.0, rights_confirmed=confirmed
+            )
         else:
-            work = self._character_from_generation(origin, state.generation_id or "", handle, name, start or 0.0)
+            work = self._character_from_generation(
+                origin, state.generation_id or "", handle, name, start or 0.0, confirmed
+            )
         self.s.background.run(origin, work, "register")
 
     def _picked_file(self, state: ModalState, values: dict[str, Any], errors: dict[str, str]) -> SlackFile | None:
@@ -177,11 +191,11 @@ class Interactions:
         return file
 
     async def _character_from_generation(
-        self, origin: Origin, generation_id: str, handle: str, name: str | None, start: float
+        self, origin: Origin, generation_id: str, handle: str, name: str | None, start: float, confirmed: bool
     ) -> None:
         actor = await self.s.actors.get(origin)
         character = await self.s.core.generations.character_from_generation(
-            origin.scope, actor, generation_id, handle, name=name, start=start
+            origin.scope, actor, generation_id, handle, name=name, start=start, rights_confirmed=confirmed
         )
         await self.s.replier.ephemeral(origin, render.registered_message(character))
 
@@ -218,3 +232,30 @@ class Interactions:
             origin.scope, actor, state.generation_id or "", prompt, origin.target(), seconds=seconds, announce=True
         )
         await self.s.post_generation(generation)
+
+    async def share_submitted(
+        self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """The share form: everyone, only its owner, or exactly the people picked."""
+        state = self._modal_state(body, view, context)
+        values = _values(view)
+        chosen = (_value(values, render.SHARING).get("selected_option") or {}).get("value")
+        try:
+            sharing = Sharing(chosen)
+        except ValueError:
+            await ack(response_action="errors", errors={render.SHARING: "Choose who may use it."})
+            return
+        people = [str(u) for u in _value(values, render.PEOPLE).get("selected_users") or []]
+        if sharing is Sharing.APPROVED and not people:
+            await ack(response_action="errors", errors={render.PEOPLE: "Pick the people who may use it."})
+            return
+        await ack()
+        work = self._share(state, sharing, people if sharing is Sharing.APPROVED else None)
+        self.s.background.run(state.origin, work, "share")
+
+    async def _share(self, state: ModalState, sharing: Sharing, people: list[str] | None) -> None:
+        origin = state.origin
+        actor = await self.s.actors.get(origin)
+        handle = state.extra.get(SHARE_HANDLE, "")
+        character = await self.s.core.access.set_sharing(origin.scope, actor, handle, sharing, people)
+        await self.s.replier.ephemeral(origin, render.sharing_message(character))

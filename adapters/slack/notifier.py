@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -16,7 +17,8 @@ from adapters.slack import render
 from adapters.slack.webapi import slack_error, without_retries
 from adapters.slack.workspaces import Workspace, WorkspaceClients
 from bot.generations import GenerationService
-from bot.models import DeliveryReceipt, Generation, utcnow
+from bot.models import AccessRequest, Character, DeliveryReceipt, Generation, Scope, utcnow
+from bot.notify import DestinationGone, VideoNotice
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +250,74 @@ class SlackNotifier:
         except Exception as exc:
             log.warning("could not update the message of %s: %s", generation.id, type(exc).__name__)
             return generation.target.message_id
+
+    # --- Messenger: direct messages, links and removal -------------------------------------------------------
+
+    async def ask_owner(self, scope: Scope, request: AccessRequest, character: Character) -> bool:
+        """A direct message to the owner with Approve / Decline (their action ids carry the request)."""
+        return await self._direct(scope, character.owner_id, render.request_message(request, character))
+
+    async def tell_requester(self, scope: Scope, request: AccessRequest, character: Character) -> bool:
+        return await self._direct(scope, request.requester_id, render.decision_message(request, character))
+
+    async def tell_owner(self, scope: Scope, owner_id: str, notices: Sequence[VideoNotice]) -> bool:
+        """One direct message per video, or a digest of several, each with a link to its post."""
+        links = {n.generation.id: await self.permalink(n.generation) for n in notices}
+        return await self._direct(scope, owner_id, render.owner_notice_message(notices, links))
+
+    async def permalink(self, generation: Generation) -> str | None:
+        """The link to a video's message: `chat.getPermalink`, or one built from its ids where Slack will not say."""
+        ts = generation.target.message_id
+        if ts is None:
+            return None
+        channel = self._channel(generation)
+        try:
+            client = await self._client(generation)
+            response = await client.chat_getPermalink(channel=channel, message_ts=ts)
+            return str(response["permalink"])
+        except (SlackApiError, KeyError, DestinationGone) as exc:
+            log.info("no permalink for %s: %s", generation.id, type(exc).__name__)
+            return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+
+    async def remove_post(self, generation: Generation) -> None:
+        """Take a deleted video's message and its uploaded file out of the channel; a message Slack will not let
+        soracast delete (workspace policy) is shown as deleted instead."""
+        client = await self._client(generation)
+        file_id = generation.target.extra.get(EXTRA_FILE)
+        if file_id:
+            try:
+                await client.files_delete(file=file_id)
+            except SlackApiError as exc:
+                log.warning("could not delete the file of %s: %s", generation.id, slack_error(exc))
+        ts = generation.target.message_id
+        if ts is None:
+            return
+        channel = self._channel(generation)
+        try:
+            await client.chat_delete(channel=channel, ts=ts)
+        except SlackApiError as exc:
+            log.info("chat.delete of %s refused (%s); marking it deleted", generation.id, slack_error(exc))
+            shown = render.generation_message(generation)
+            await client.chat_update(channel=channel, ts=ts, text=shown.text, blocks=shown.blocks)
+
+    async def _direct(self, scope: Scope, user_id: str, message: render.Message) -> bool:
+        """`conversations.open` with the person, then the message there; False where Slack will not let soracast
+        write to them (a deactivated account, a user of another workspace, a workspace that removed soracast)."""
+        try:
+            client = await self._clients.client(Workspace(team_id=scope.id))
+            opened = await client.conversations_open(users=user_id)
+            channel = str(opened["channel"]["id"])
+            await client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks)
+        except DestinationGone:
+            log.info("no direct message to %s: soracast is not installed in %s", user_id, scope.id)
+            return False
+        except SlackApiError as exc:
+            error = slack_error(exc)
+            if error in _TRANSIENT:
+                raise
+            log.info("no direct message to %s: %s", user_id, error)
+            return False
+        return True
 
     async def _post_new(self, client: AsyncWebClient, generation: Generation, message: render.Message) -> str:
         """Post the generation's message where it has none (its first one failed), and record it at once: a

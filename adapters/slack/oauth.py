@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 #: The bot scopes the install asks for: the same list as the manifest's `oauth_config.scopes.bot`.
-BOT_SCOPES = ("app_mentions:read", "chat:write", "commands", "files:read", "files:write", "users:read")
+BOT_SCOPES = (
+    "app_mentions:read", "chat:write", "commands", "files:read", "files:write", "im:write", "users:read"
+)
 #: How long an install may take between /slack/install and the redirect back (bolt's default).
 STATE_SECONDS = 600
 #: What a person sees when a request comes from a workspace soracast is no longer installed in.

@@ -7,17 +7,21 @@ defuses whatever mass mention is left (`bot.mass_mentions`), so none can reach a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot import present
+from bot.access_requests import AskOutcome
 from bot.actions import FINISHED_ACTIONS, VideoAction, decode_action, encode_action
 from bot.budgets import Usage
+from bot.character_videos import CharacterVideoList
 from bot.errors import SoracastError
 from bot.generations import LineEntry
 from bot.mass_mentions import defuse
-from bot.models import BudgetKind, Character, Generation, GenerationStatus
+from bot.models import AccessRequest, AccessRequestStatus, BudgetKind, Character, Generation, GenerationStatus, Sharing
+from bot.notify import VideoNotice
 
 Block = dict[str, Any]
 
@@ -25,10 +29,14 @@ Block = dict[str, Any]
 CHARACTER_VIEW = "soracast_character"
 REMIX_VIEW = "soracast_remix"
 EXTEND_VIEW = "soracast_extend"
+SHARE_VIEW = "soracast_share"
 MAKE_CHARACTER_SHORTCUT = "soracast_make_character"
 
 #: Block ids of modal inputs; each input's action id is the same string.
 CLIP, HANDLE, NAME, START, PROMPT, SECONDS = "clip", "handle", "name", "start", "prompt", "seconds"
+CONFIRM, SHARING, PEOPLE = "confirm", "sharing", "people"
+#: The value of the box registering needs ticked (the right to use the character's subject).
+CONFIRMED = "rights"
 
 #: What the file picker accepts; the core checks the file again before anything is downloaded.
 CLIP_FILETYPES = ["mp4", "mov"]
@@ -71,6 +79,30 @@ def plain(text: str) -> str:
 def unescape(text: str) -> str:
     """Undo Slack's escaping of user-typed text (slash command text arrives escaped)."""
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def mention(user_id: str) -> str:
+    """A person as Slack links them."""
+    return f"<@{escape(user_id)}>"
+
+
+# Core wording mixes people (shown as mentions) with text users typed (escaped): people are marked while the
+# text is built, the whole is escaped, then only the marks become mentions.
+_MARK = "\ue000"
+_MARKED = re.compile(f"{_MARK}([A-Za-z0-9]+){_MARK}")
+
+
+def with_people(make: Callable[[Callable[[str], str]], str]) -> str:
+    """`make(person)` escaped, with each person it named as a Slack mention."""
+    marked = make(lambda user: f"{_MARK}{user}{_MARK}")
+    return _MARKED.sub(lambda m: f"<@{m.group(1)}>", escape(marked))
+
+
+def _people(text: str, people: Sequence[str]) -> str:
+    """Escaped core text whose `<@id>` for these people become mentions again."""
+    for user in people:
+        text = text.replace(f"&lt;@{escape(user)}&gt;", f"<@{escape(user)}>")
+    return text
 
 
 def _section(text: str) -> Block:
@@ -157,10 +189,18 @@ def upload_title(generation: Generation) -> str:
 
 
 def error_message(error: SoracastError) -> Message:
-    """A core failure: the core's title and text, shown only to the person who acted."""
+    """A core failure: the core's title and text, shown only to the person who acted; the people it names as
+    mentions, and the buttons it offers (Ask the owner of a character not shared with you)."""
     title = escape(present.error_title(error))
-    body = escape(error.user_text())
-    return Message(text=f"{title}: {body}", blocks=[_section(f":warning: *{title}*\n{body}")])
+    body = _people(escape(error.user_text()), error.people)
+    blocks = [_section(f":warning: *{title}*\n{body}")]
+    if error.offers:
+        elements = [
+            {"type": "button", "text": _plain(label[:75]), "action_id": encode_action(action, target), "value": target}
+            for action, target, label in error.offers[:25]
+        ]
+        blocks.append({"type": "actions", "block_id": "soracast_offers", "elements": elements})
+    return Message(text=f"{title}: {body}", blocks=blocks)
 
 
 def unexpected_error_message() -> Message:
@@ -225,13 +265,24 @@ def characters_message(characters: Sequence[Character]) -> Message:
     )
 
 
+def owner_lines(character: Character) -> list[str]:
+    """Who it belongs to, who may use it, its instructions, notes and rights, as `/character info` shows them."""
+    return [
+        f"Who may use it: {with_people(lambda person: present.sharing_text(character, person))}",
+        f"Instructions: {escape(present.instructions_text(character))}",
+        f"Owner notices: {escape(present.notify_text(character))}",
+        f"Right to use its subject: {with_people(lambda person: present.rights_text(character, person))}",
+    ]
+
+
 def character_message(character: Character, still_ids: Sequence[str] = ()) -> Message:
-    """`/character info @h`: who it is, what it keeps for the video models, and its stills."""
+    """`/character info @h`: who it is, what it keeps for the video models, who may use it, and its stills."""
     line = escape(present.character_line(character))
     when = character.created_at.strftime("%Y-%m-%d")
     blocks = [
         _section(f"*{line}*"),
         _section("References: " + escape(present.references_line(character))),
+        _section("\n".join(owner_lines(character))),
         _context(f"added by <@{character.owner_id}> on {when}"),
     ]
     for index, file_id in enumerate(still_ids, 1):
@@ -261,18 +312,142 @@ def deleted_message(generation: Generation) -> Message:
     return note(f"Deleted video `{generation.id}`.")
 
 
+def sharing_message(character: Character) -> Message:
+    return note(with_people(lambda person: present.sharing_changed_text(character, person)))
+
+
+def instructions_message(character: Character) -> Message:
+    return note(escape(present.instructions_changed_text(character)))
+
+
+def notify_message(character: Character) -> Message:
+    return note(escape(present.notify_changed_text(character)))
+
+
+def taken_down_message(generation: Generation) -> Message:
+    return note(escape(present.taken_down_text(generation)))
+
+
+# --- asking to use a character, and its owner's notes ------------------------------------------------------
+
+
+def asked_message(outcome: AskOutcome) -> Message:
+    """The private answer to whoever asked."""
+    request, character, new = outcome.request, outcome.character, outcome.new
+    return note(with_people(lambda p: present.asked_text(request, character, new=new, person=p)))
+
+
+def request_buttons(request: AccessRequest) -> Block:
+    """Approve / Decline, carrying the request (they work after a restart, in any process)."""
+    approve: Block = {
+        "type": "button",
+        "text": _plain(VideoAction.APPROVE.label),
+        "action_id": encode_action(VideoAction.APPROVE, request.id),
+        "value": request.id,
+        "style": "primary",
+    }
+    decline: Block = {
+        "type": "button",
+        "text": _plain(VideoAction.DECLINE.label),
+        "action_id": encode_action(VideoAction.DECLINE, request.id),
+        "value": request.id,
+        "style": "danger",
+    }
+    return {"type": "actions", "block_id": f"soracast_request_{request.id}", "elements": [approve, decline]}
+
+
+def request_message(request: AccessRequest, character: Character) -> Message:
+    """The owner's direct message about a request, with Approve / Decline; once decided, what was decided."""
+    if request.status is not AccessRequestStatus.PENDING:
+        return note(with_people(lambda p: present.decided_text(request, character, p)))
+    text = with_people(lambda p: present.request_text(request, character, p))
+    return Message(text=text, blocks=[_section(text), request_buttons(request)])
+
+
+def decision_message(request: AccessRequest, character: Character) -> Message:
+    """The requester's direct message once the owner (or an admin) decided."""
+    return note(with_people(lambda p: present.decision_text(request, character, p)))
+
+
+def requests_message(waiting: Sequence[tuple[AccessRequest, Character]]) -> Message:
+    """`/character requests`: those waiting for this person's answer, each with Approve / Decline."""
+    summary = escape(present.requests_summary(len(waiting)))
+    blocks: list[Block] = [_section(f"*{summary}*")]
+    for request, character in waiting[:REQUESTS_SHOWN]:
+        blocks.append(_section(with_people(lambda p, r=request, c=character: present.request_line(r, c, p))))
+        blocks.append(request_buttons(request))
+    if len(waiting) > REQUESTS_SHOWN:
+        blocks.append(_context(f"…and {len(waiting) - REQUESTS_SHOWN} more: answer these first, then look again."))
+    return Message(text=summary, blocks=blocks)
+
+
+#: Requests `/character requests` shows with their buttons (two blocks each; a message holds 50 blocks).
+REQUESTS_SHOWN = 20
+
+
+def owner_notice_message(notices: Sequence[VideoNotice], links: Mapping[str, str | None]) -> Message:
+    """An owner's direct message about videos other people made with their characters, each with its link."""
+    title = escape(present.owner_notice_title(len(notices)))
+    # Only the prompts are people's own words: they are quoted (escaped); mentions and links are soracast's.
+    lines = present.owner_notice_lines(notices, links, person=mention, quote=escape, link=_link)
+    return Message(text=title, blocks=[_section(f"*{title}*"), _section("\n".join(lines))])
+
+
+def _link(url: str, label: str) -> str:
+    return f"<{url}|{label}>"
+
+
+#: Videos `/character videos` shows, each with its Delete button (a message holds 50 blocks).
+VIDEOS_SHOWN = 40
+
+
+def character_videos_message(found: CharacterVideoList, links: Mapping[str, str | None]) -> Message:
+    """`/character videos @h`: every video featuring it — who, when, where, its id — each with Delete."""
+    shown = found.videos[:VIDEOS_SHOWN]
+    summary = escape(present.videos_summary(found.character, len(found.videos), len(shown)))
+    blocks: list[Block] = [_section(f"*{summary}*")]
+    def where(generation: Generation) -> str:
+        url = links.get(generation.id)
+        return f"<#{escape(generation.target.channel_id)}>" + (f" {_link(url, 'post')}" if url else "")
+
+    for generation, line in zip(
+        shown, present.video_lines(shown, person=mention, where=where, quote=escape), strict=True
+    ):
+        block = _section(line)
+        block["accessory"] = {
+            "type": "button",
+            "text": _plain("Delete"),
+            "style": "danger",
+            "action_id": encode_action(VideoAction.DELETE, generation.id),
+            "value": generation.id,
+            "confirm": {
+                "title": _plain("Delete this video?"),
+                "text": _plain("Its post, its file and its copy at the video service are deleted."),
+                "confirm": _plain("Delete"),
+                "deny": _plain("Keep it"),
+            },
+        }
+        blocks.append(block)
+    return Message(text=summary, blocks=blocks)
+
+
 # Slack reads `<…>` in mrkdwn as a link or mention: placeholders are written escaped.
 HELP = """*soracast* — reusable @handle characters for Sora videos
 • `/sora @mascot surfing a wave [--seconds 8] [--size 1280x720]` — make a video
 • `/character add @mascot` — register a character from an MP4 (opens a form)
 • `/character list` · `/character info @mascot`
 • `/character rename @mascot @captain` · `/character remove @mascot`
-• `/character from &lt;video id&gt; @handle [--start 1.5]` — a character from a finished video
+• `/character from &lt;video id&gt; @handle [--start 1.5] --confirm` — a character from a finished video
+• `/character share @mascot everyone|only-me` (or alone: a form to pick people) · `/character unshare @mascot @person`
+• `/character ask @mascot` — ask its owner to let you use it · `/character requests` — those waiting for you
+• `/character videos @mascot` — every video with your character · `/character takedown &lt;video id&gt;`
+• `/character instructions @mascot "always wears the red scarf"` (or `clear`) · `/character notify @mascot on|off`
 • `/sora queue` — the videos waiting in line · `/sora cancel &lt;video id&gt;` — take yours out of it
 • `/soracast limits [--monthly-usd 50|none|default] [--daily-seconds 120|none|default]` · `/soracast usage` — \
 budgets and this month's spending (admins change and see them)
 • Message shortcut *Make Sora character* on any message with an MP4
-• Or mention me with an MP4 attached: `@soracast character add @mascot`"""
+• Or mention me with an MP4 attached: `@soracast character add @mascot --confirm` (you have the right to use its \
+subject)"""
 
 
 def help_message(prefix: str | None = None) -> Message:
@@ -353,8 +528,45 @@ def character_modal(
             optional=True,
             hint="Where the 4-second cut begins, e.g. 1.5 or 0:02.",
         ),
+        # Required (an input block is, unless marked optional): Slack will not submit the form unticked.
+        _input(
+            CONFIRM,
+            "Rights",
+            {
+                "type": "checkboxes",
+                "action_id": CONFIRM,
+                "options": [{"text": _plain(present.RIGHTS_QUESTION[:150]), "value": CONFIRMED}],
+            },
+        ),
     ]
     return _modal(CHARACTER_VIEW, "New Sora character", "Register", metadata, blocks)
+
+
+_SHARING_LABELS = {
+    Sharing.EVERYONE: "Everyone in this workspace",
+    Sharing.APPROVED: "Only the people below (and admins)",
+    Sharing.ONLY_ME: "Only me (and admins)",
+}
+
+
+def share_modal(metadata: str, character: Character) -> Block:
+    """Who may use a character: a choice of everyone / the people picked / only its owner, and the people."""
+    options = [{"text": _plain(label), "value": sharing.value} for sharing, label in _SHARING_LABELS.items()]
+    radio: Block = {
+        "type": "radio_buttons",
+        "action_id": SHARING,
+        "options": options,
+        "initial_option": next(o for o in options if o["value"] == character.sharing.value),
+    }
+    people: Block = {"type": "multi_users_select", "action_id": PEOPLE, "placeholder": _plain("Pick people")}
+    if character.approved:
+        people["initial_users"] = list(character.approved)
+    blocks = [
+        _context(f"Who may use *@{escape(character.handle)}* ({escape(character.name)}) in their videos"),
+        _input(SHARING, "Who may use it", radio),
+        _input(PEOPLE, "People", people, optional=True, hint="Used when only the people picked may use it."),
+    ]
+    return _modal(SHARE_VIEW, f"Share @{character.handle}", "Save", metadata, blocks)
 
 
 def remix_modal(metadata: str, generation: Generation) -> Block:

@@ -44,18 +44,35 @@ class Services:
         return await self.clients.client(origin.workspace)
 
     async def register_clip(
-        self, origin: Origin, file: SlackFile, handle: str, *, name: str | None = None, start: float = 0.0
+        self,
+        origin: Origin,
+        file: SlackFile,
+        handle: str,
+        *,
+        name: str | None = None,
+        start: float = 0.0,
+        rights_confirmed: bool,
     ) -> None:
         """Check, download and register a Slack file as `@handle` in the origin's workspace, then say so."""
         actor = await self.actors.get(origin)
-        # Cheap refusals first: nothing is downloaded for a taken handle or someone who may not register.
-        canonical = await self.core.registry.precheck(origin.scope, actor, handle, name)
+        # Cheap refusals first: nothing is downloaded for a taken handle, someone who may not register, or a
+        # registration whose right to use the subject was not confirmed.
+        canonical = await self.core.registry.precheck(
+            origin.scope, actor, handle, name, rights_confirmed=rights_confirmed
+        )
         described = await self.files.describe(origin.workspace, file)
         self.files.check(described)
         await self.replier.ephemeral(origin, render.working_message(f"Registering @{canonical} from {described.name}…"))
         async with self.files.fetched(origin.workspace, described) as clip:
             character = await self.core.registry.register(
-                origin.scope, actor, canonical, clip, name=name, start=start, source_ref=described.name
+                origin.scope,
+                actor,
+                canonical,
+                clip,
+                name=name,
+                start=start,
+                source_ref=described.name,
+                rights_confirmed=rights_confirmed,
             )
         await self.replier.ephemeral(origin, render.registered_message(character))
 

@@ -9,7 +9,7 @@ tags, named elements — is the backend's business; what a model allows is publi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -166,6 +166,9 @@ class CharacterInput(BaseModel):
     #: Where the backend's account already hosts some of these files, by content hash (backends that send
     #: references as URLs they host: see `HostsReferences`).
     hosted: dict[str, HostedReference] = Field(default_factory=dict)
+    #: Its owner's standing instructions ("always wears the red scarf"), with no @handle left in them ("" for
+    #: none): each backend's prompt composer places them in its own form (`standing_instructions`).
+    instructions: str = ""
 
 
 class Mention(BaseModel):
@@ -208,6 +211,21 @@ def name_prompt(request: VideoRequest) -> str:
         cursor = mention.end
     pieces.append(request.prompt[cursor:])
     return "".join(pieces).strip()
+
+
+def standing_instructions(characters: Sequence[CharacterInput], label: Callable[[CharacterInput], str]) -> str:
+    """The characters' standing instructions as prompt sentences, each led by how this backend's prompt refers to
+    the character (`label`: its name, or `@Element1`); "" when none has any."""
+    lines = [
+        f"Standing instructions for {label(c)}: {c.instructions.rstrip('.')}." for c in characters if c.instructions
+    ]
+    return " ".join(lines)
+
+
+def with_instructions(prompt: str, characters: Sequence[CharacterInput], label: Callable[[CharacterInput], str]) -> str:
+    """`prompt`, followed by the characters' standing instructions (a paragraph of their own) where there are any."""
+    rules = standing_instructions(characters, label)
+    return f"{prompt}\n\n{rules}" if rules else prompt
 
 
 class VideoBackend(Protocol):

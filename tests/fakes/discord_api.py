@@ -120,6 +120,10 @@ class FakeDiscordAPI:
     lost_answers: list[Callable[[Received], bool]] = field(default_factory=list)
     #: How long Discord holds to a message nonce sent with `enforce_nonce` ("the past few minutes").
     nonce_window: float = 300.0
+    #: Direct-message channel id → the user it is with (`POST /users/@me/channels` opens one per user).
+    dm_channels: dict[str, str] = field(default_factory=dict)
+    #: Users who do not accept direct messages from the bot: a post to them is refused with 403 / 50007.
+    dm_closed: set[str] = field(default_factory=set)
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -209,6 +213,11 @@ class FakeDiscordAPI:
         """The messages an interaction created (response first, then followups), deleted ones included."""
         known = self.interactions.get(token)
         return [self.archive[i] for i in known.message_ids] if known else []
+
+    def dms_to(self, user_id: str) -> list[Payload]:
+        """The direct messages the bot sent a user (that still exist), oldest first."""
+        channels = [c for c, user in self.dm_channels.items() if user == user_id]
+        return [m for c in channels for m in self.channel_messages(c)]
 
     def channel_messages(self, channel_id: str) -> list[Payload]:
         """The messages now in a channel (deleted ones gone), oldest first."""
@@ -304,6 +313,8 @@ class FakeDiscordAPI:
         match parts:
             case ["users", "@me"]:
                 return _json_response(self.user_object())
+            case ["users", "@me", "channels"] if method == "POST":
+                return _json_response(self._open_dm(received))
             case ["oauth2", "applications", "@me"]:
                 return _json_response(self._application_object())
             case ["applications", _, "commands"] | ["applications", _, "guilds", _, "commands"] if method == "PUT":
@@ -315,6 +326,8 @@ class FakeDiscordAPI:
             case ["webhooks", _, token, "messages", message_id]:
                 return self._webhook_message(method, token, message_id, received)
             case ["channels", channel_id, "messages"] if method == "POST":
+                if self.dm_channels.get(channel_id) in self.dm_closed:
+                    return _error(403, 50007, "Cannot send messages to this user")
                 return _json_response(self._post(channel_id, received))
             case ["channels", channel_id, "messages"] if method == "GET":
                 return _json_response(self._history(channel_id, request.query))
@@ -358,6 +371,16 @@ class FakeDiscordAPI:
                 item["guild_id"] = guild
             out.append(item)
         return out
+
+    def _open_dm(self, received: Received) -> Payload:
+        """`POST /users/@me/channels {recipient_id}`: the bot's DM channel with that user (the same one again)."""
+        body: Payload = received.json if isinstance(received.json, dict) else {}
+        user_id = str(body.get("recipient_id", ""))
+        channel_id = next((c for c, u in self.dm_channels.items() if u == user_id), None) or self.new_id()
+        self.dm_channels[channel_id] = user_id
+        recipient = {"id": user_id, "username": f"user{user_id[-4:]}", "discriminator": "0", "global_name": None,
+                     "avatar": None}
+        return {"id": channel_id, "type": 1, "last_message_id": None, "recipients": [recipient], "flags": 0}
 
     def _message(self, channel_id: str, **fields: Any) -> Payload:
         message: Payload = {

@@ -46,6 +46,8 @@ class Call:
     body: bytes
     #: The team whose bot token made the call (None: no known token, or not a Web API call).
     team: str | None = None
+    #: What the fake answered (Web API methods only).
+    answer: Payload | None = None
 
 
 @dataclass
@@ -149,6 +151,10 @@ class FakeSlackAPI:
     shares: list[Share] = field(default_factory=list)
     #: Called once a call's work is done and before its answer leaves (the soak kills soracast here).
     on_handled: Callable[[Call], Awaitable[None] | None] | None = None
+    #: Direct-message channel (`D…`) → the user it is with, as `conversations.open` made them.
+    dm_channels: dict[str, str] = field(default_factory=dict)
+    #: Users soracast cannot open a direct message with (`conversations.open` answers `user_disabled`).
+    dm_closed: set[str] = field(default_factory=set)
     url: str = ""
     #: The Slack app's credentials, checked by `oauth.v2.access`.
     client_id: str = "1111.2222"
@@ -177,6 +183,8 @@ class FakeSlackAPI:
             "chat.update": self._update_message,
             "chat.postEphemeral": self._post_ephemeral,
             "chat.delete": self._delete_message,
+            "chat.getPermalink": self._permalink,
+            "conversations.open": self._open_conversation,
             "users.info": self._users_info,
             "files.info": self._files_info,
             "files.delete": self._delete_file,
@@ -259,6 +267,10 @@ class FakeSlackAPI:
         for token, team in self.teams_by_token.items():
             if team == team_id or self.enterprises_by_token.get(token) == team_id:
                 self.revoked.add(token)
+    def dms_to(self, user_id: str) -> list[Call]:
+        """The `chat.postMessage` calls that went to a user's direct-message channel."""
+        channels = {c for c, user in self.dm_channels.items() if user == user_id}
+        return [c for c in self.calls_to("chat.postMessage") if c.data.get("channel") in channels]
 
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
@@ -295,6 +307,7 @@ class FakeSlackAPI:
             answer = {"ok": False, "error": "unknown_method"}
         else:
             answer = handler(data)
+        call.answer = answer
         await self._after(request, call)
         return _json(answer)
 
@@ -424,6 +437,24 @@ class FakeSlackAPI:
 
     def _update_message(self, data: Payload) -> Payload:
         return {"ok": True, "channel": data.get("channel"), "ts": data.get("ts"), "text": data.get("text")}
+
+    def _open_conversation(self, data: Payload) -> Payload:
+        """A direct message with one user (the same channel each time); several users would be a group DM."""
+        users = str(data.get("users", ""))
+        if "," in users or not users:
+            return {"ok": False, "error": "not_implemented_in_fake"}
+        if users in self.dm_closed:
+            return {"ok": False, "error": "user_disabled"}
+        channel = next((c for c, u in self.dm_channels.items() if u == users), None) or f"D{next(self._ids):07d}"
+        self.dm_channels[channel] = users
+        return {"ok": True, "channel": {"id": channel}}
+
+    def _permalink(self, data: Payload) -> Payload:
+        channel, ts = str(data.get("channel", "")), str(data.get("message_ts", ""))
+        if not channel or not ts:
+            return {"ok": False, "error": "message_not_found"}
+        link = f"https://fake.slack.test/archives/{channel}/p{ts.replace('.', '')}"
+        return {"ok": True, "channel": channel, "permalink": link}
 
     def _post_ephemeral(self, data: Payload) -> Payload:
         return {"ok": True, "message_ts": self._ts()}

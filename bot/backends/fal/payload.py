@@ -20,7 +20,7 @@ from typing import Any
 
 from bot.backends.base import CharacterInput, VideoRequest, aspect_of, name_prompt, resolution_of
 from bot.backends.fal.models import FalModel, Wire
-from bot.backends.fal.prompt import element_prompt
+from bot.backends.fal.prompt import add_instructions, element_prompt
 from bot.errors import InvalidInput, TooManyCharacters
 from bot.models import GenerationKind
 
@@ -68,6 +68,7 @@ def plan_request(model: FalModel, request: VideoRequest) -> Plan:
     else:
         characters = _references(model, request.characters)
         prompt = name_prompt(request)
+    prompt = add_instructions(prompt, [c.character for c in characters], elements=model.wire is Wire.KLING)
     if len(prompt) > model.max_prompt_chars:
         raise InvalidInput(
             f"{model.label} takes prompts of at most {model.max_prompt_chars:,} characters; this one is "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from bot.backends.base import VideoRequest
+from bot.backends.base import CharacterInput, VideoRequest, with_instructions
 
 #: What Kling reads as a citation of a request's element, image or video (any case, to be safe).
 _CITATION = re.compile(r"@(?=(?:element|image|video)\d)", re.IGNORECASE)
@@ -41,3 +41,14 @@ def element_prompt(request: VideoRequest, order: Sequence[str]) -> str:
             pieces.append(" ")
     pieces.append(defuse_citations(request.prompt[cursor:]))
     return "".join(pieces).strip()
+
+
+def add_instructions(prompt: str, characters: Sequence[CharacterInput], *, elements: bool) -> str:
+    """The characters' standing instructions after the prompt: Kling reads each character as its `@ElementN`
+    (numbered in the order sent, like the prompt's citations), the other models by name. Nothing in them is left
+    for Kling to read as a citation."""
+    if not elements:
+        return with_instructions(prompt, characters, lambda c: c.name)
+    numbers = {c.handle: index for index, c in enumerate(characters, 1)}
+    defused = [c.model_copy(update={"instructions": defuse_citations(c.instructions)}) for c in characters]
+    return with_instructions(prompt, defused, lambda c: f"@Element{numbers[c.handle]}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.backends.base import CharacterInput, VideoRequest, name_prompt
+from bot.backends.base import CharacterInput, VideoRequest, name_prompt, standing_instructions
 
 
 @dataclass
@@ -61,6 +61,10 @@ def compose(request: VideoRequest, parts: list[CharacterParts], *, video_offset:
             image_index += 1
         if tags:
             lines.append(f"{part.character.name} is the character shown in {' '.join(tags)}.")
+    # Standing instructions go with the line that ties each name to its references.
+    rules = standing_instructions([p.character for p in parts], lambda c: c.name)
+    if rules:
+        lines.append(rules)
     if not lines:
         return text
     return " ".join(lines) + "\n\n" + text

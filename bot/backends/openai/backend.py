@@ -21,6 +21,7 @@ from bot.backends.base import (
     ModelCapabilities,
     VideoRequest,
     name_prompt,
+    with_instructions,
 )
 from bot.backends.openai.api import VideosAPI
 from bot.backends.openai.schemas import ContentVariant, Video, VideoStatus
@@ -94,7 +95,8 @@ class OpenAIBackend:
         return self._models
 
     def compose_prompt(self, request: VideoRequest) -> str:
-        return name_prompt(request)
+        # Sora reads characters by their names verbatim: the instructions name them the same way.
+        return with_instructions(name_prompt(request), request.characters, lambda c: c.name)
 
     async def create_character(self, character: CharacterInput) -> str:
         if character.clip is None:
