@@ -5,11 +5,9 @@ own prompt form (`CharacterInput.instructions`)."""
 from __future__ import annotations
 
 import re
-import unicodedata
 
-from bot.errors import InvalidInput
+from bot.free_text import checked_text
 from bot.handles import find_mentions, normalize_handle
-from bot.mass_mentions import refuse_mass_mentions
 
 #: The longest instructions a character may keep (they ride along with every prompt that uses it).
 MAX_INSTRUCTIONS = 500
@@ -27,16 +25,13 @@ def validate_instructions(text: str) -> str:
         return ""
     if len(cleaned) >= 2 and cleaned[0] in '"“' and cleaned[-1] in '"”':
         cleaned = cleaned[1:-1].strip()
-    if any(unicodedata.category(ch) == "Cc" for ch in cleaned):
-        raise InvalidInput("The instructions have a control character in them.", hint="Use plain words.")
-    if len(cleaned) > MAX_INSTRUCTIONS:
-        raise InvalidInput(
-            f"The instructions are {len(cleaned)} characters long; the limit is {MAX_INSTRUCTIONS}.",
-            hint="Keep to what every video with the character must show, e.g. `always wears the red scarf`.",
-        )
-    # They reach every video with the character and are shown in /character info.
-    refuse_mass_mentions(cleaned, "The instructions")
-    return cleaned
+    return checked_text(
+        cleaned,
+        "The instructions",
+        MAX_INSTRUCTIONS,
+        control_hint="Use plain words.",
+        length_hint="Keep to what every video with the character must show, e.g. `always wears the red scarf`.",
+    )
 
 
 def for_prompt(instructions: str, name: str, handles: tuple[str, ...]) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,10 +28,10 @@ from bot.errors import (
     UnknownHandle,
     WorkspaceFull,
 )
+from bot.free_text import checked_text
 from bot.handles import suggest_handles, validate_handle
 from bot.instructions import for_prompt, validate_instructions
 from bot.likeness import explain_refusal, require_rights
-from bot.mass_mentions import refuse_mass_mentions
 from bot.models import (
     Actor,
     Character,
@@ -61,17 +60,13 @@ def validate_name(name: str) -> str:
     cleaned = " ".join(name.split())
     if not cleaned:
         raise InvalidInput("The display name is empty.", hint="Give a name of 1–80 characters, or leave it out.")
-    if any(unicodedata.category(ch) == "Cc" for ch in cleaned):
-        # A NUL or bell in a name is never meant, and Postgres cannot store a NUL in text.
-        raise InvalidInput("The display name has a control character in it.", hint="Use letters, digits and spaces.")
-    if len(cleaned) > NAME_MAX:
-        raise InvalidInput(
-            f"The display name is {len(cleaned)} characters long; the limit is {NAME_MAX}.",
-            hint="Choose a shorter name.",
-        )
-    # The name is shown in every post about the character and sent to the video model.
-    refuse_mass_mentions(cleaned, "The display name")
-    return cleaned
+    return checked_text(
+        cleaned,
+        "The display name",
+        NAME_MAX,
+        control_hint="Use letters, digits and spaces.",
+        length_hint="Choose a shorter name.",
+    )
 
 
 #: The account key under which ids made before soracast kept per-account ids are stored (migration 002).
