@@ -97,17 +97,7 @@ class SlackNotifier:
         if generation.target.message_id is None:
             return
         message = render.generation_message(generation, actions=self._generations.offered_actions(generation))
-        client = await self._client(generation)
-        try:
-            await client.chat_update(
-                channel=self._channel(generation),
-                ts=generation.target.message_id,
-                text=message.text,
-                blocks=message.blocks,
-            )
-        except SlackApiError as exc:
-            await self._check(generation, exc)
-            raise
+        await self._edit(await self._client(generation), generation, message)
 
     async def completed(self, generation: Generation) -> DeliveryReceipt:
         """Post the MP4 next to the message (exactly once, see `_post_video`), then turn the message into "Done"
@@ -221,10 +211,18 @@ class SlackNotifier:
         """Replace the progress bar with why it failed and what to do next."""
         message = render.generation_message(generation)
         client = await self._client(generation)
+        if generation.target.message_id is not None:
+            await self._edit(client, generation, message)
+            return
         try:
-            if generation.target.message_id is None:
-                await self._post_new(client, generation, message)
-                return
+            await self._post_new(client, generation, message)
+        except SlackApiError as exc:
+            await self._check(generation, exc)
+            raise
+
+    async def _edit(self, client: AsyncWebClient, generation: Generation, message: render.Message) -> None:
+        """Edit the generation's message; a refusal meaning the workspace is gone ends it (`DestinationGone`)."""
+        try:
             await client.chat_update(
                 channel=self._channel(generation),
                 ts=generation.target.message_id,
