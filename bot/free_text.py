@@ -9,13 +9,18 @@ from bot.errors import InvalidInput
 from bot.mass_mentions import refuse_mass_mentions
 
 
-def checked_text(cleaned: str, what: str, limit: int, *, control_hint: str, length_hint: str) -> str:
+def checked_text(
+    cleaned: str, what: str, limit: int, *, control_hint: str, length_hint: str, plural: bool = False
+) -> str:
     """`cleaned` (spacing already tidied) if it is fit to keep; otherwise a refusal naming `what` ("The display
     name"): a control character (never meant; Postgres cannot store a NUL), more than `limit` characters, or a
-    mass mention (the text reaches every post and prompt with the character)."""
+    mass mention (the text reaches every post and prompt with the character). `plural` words the refusal for a
+    plural `what` ("The instructions are …")."""
+    verb, pronoun = ("are", "them") if plural else ("is", "it")
     if any(unicodedata.category(ch) == "Cc" for ch in cleaned):
-        raise InvalidInput(f"{what} has a control character in it.", hint=control_hint)
+        have = "have" if plural else "has"
+        raise InvalidInput(f"{what} {have} a control character in {pronoun}.", hint=control_hint)
     if len(cleaned) > limit:
-        raise InvalidInput(f"{what} is {len(cleaned)} characters long; the limit is {limit}.", hint=length_hint)
+        raise InvalidInput(f"{what} {verb} {len(cleaned)} characters long; the limit is {limit}.", hint=length_hint)
     refuse_mass_mentions(cleaned, what)
     return cleaned

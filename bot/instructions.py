@@ -31,6 +31,7 @@ def validate_instructions(text: str) -> str:
         MAX_INSTRUCTIONS,
         control_hint="Use plain words.",
         length_hint="Keep to what every video with the character must show, e.g. `always wears the red scarf`.",
+        plural=True,
     )
 
 
