@@ -1,7 +1,7 @@
 """Webhooks from the video providers that announce their jobs: `POST /webhooks/gemini` and
 `POST /webhooks/fal/{generation id}` on `soracast web`, beside the Videos API's `/webhooks/openai`.
 
-Both stand behind the same door as every route (`bot.http_door`): the body is read under a size cap, the
+Both stand behind the same door as every route (`bot.web.http_door`): the body is read under a size cap, the
 signature is checked before anything else looks at it, and each refusal is one status and one log line.
 
 - **Gemini** (Google's webhooks guide, read 2026-12-04) signs under Standard Webhooks (`webhook-id`,
@@ -34,13 +34,13 @@ from aiohttp import web
 from bot.backends.base import GENERATION_KEY
 from bot.config import FAL_WEBHOOK_PATH, GEMINI_WEBHOOK_PATH
 from bot.errors import SoracastError
-from bot.http_door import Refused, read_body, refusing
 from bot.jwks import KeySet, KeySetUnavailable, SignatureRejected, ed25519_verifies, verify_rs256_token
-from bot.webhooks import TOLERANCE_SECONDS, WebhookRejected, check_signature, standard_headers
+from bot.web.http_door import Refused, read_body, refusing
+from bot.web.webhooks import TOLERANCE_SECONDS, WebhookRejected, check_signature, standard_headers
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.generations import GenerationService
+    from bot.videos.generations import GenerationService
     from storage.base import Storage
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,9 @@ from aiohttp import web
 
 from bot.app import Soracast, build_app
 from bot.config import Settings
-from bot.http_door import app_runner, refusals
-from bot.provider_webhooks import ProviderWebhooks
-from bot.webhooks import webhook_route
+from bot.web.http_door import app_runner, refusals
+from bot.web.provider_webhooks import ProviderWebhooks
+from bot.web.webhooks import webhook_route
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ LISTEN_BACKLOG = 1024
 def create_core_web_app(
     core: Soracast, settings: Settings, routes: Sequence[web.RouteDef] = (), *, client_max_size: int = 1024 * 1024
 ) -> web.Application:
-    """`POST /webhooks/openai` (see `bot.webhooks`), `POST /webhooks/gemini` and `POST /webhooks/fal/{generation
-    id}` (see `bot.provider_webhooks`), `GET /healthz`, plus a platform's `routes`. Every refusal, aiohttp's own
+    """`POST /webhooks/openai` (see `bot.web.webhooks`), `POST /webhooks/gemini` and `POST /webhooks/fal/{generation
+    id}` (see `bot.web.provider_webhooks`), `GET /healthz`, plus a platform's `routes`. Every refusal, aiohttp's own
     404/405/413 included, is one 4xx and one log line."""
     webhook_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret is not None else None
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from bot.backends.base import ModelCapabilities, VideoBackend
+from bot.chat.notify import VideoNotice
 from bot.errors import (
     APIAuthError,
     APIUnavailable,
@@ -26,11 +27,10 @@ from bot.models import (
     Sharing,
     utcnow,
 )
-from bot.notify import VideoNotice
 
 if TYPE_CHECKING:  # present is imported by the services it describes
-    from bot.budgets import Usage
-    from bot.generations import LineEntry
+    from bot.videos.budgets import Usage
+    from bot.videos.generations import LineEntry
 
 _FAILURE_HINTS = {
     "moderation_blocked": "The video was blocked by the video service's content rules. Rephrase the prompt and "

@@ -9,8 +9,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot import present
-from bot.access import may_use
+from bot.characters.access import may_use
+from bot.characters.registry import CharacterRegistry
+from bot.chat import present
+from bot.chat.notify import Messenger
 from bot.errors import AlreadyDecided, InvalidInput, PermissionDenied, UnknownRequest
 from bot.models import (
     AccessRequest,
@@ -22,8 +24,6 @@ from bot.models import (
     Sharing,
     utcnow,
 )
-from bot.notify import Messenger
-from bot.registry import CharacterRegistry
 from storage.base import Storage
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from bot.chat.mass_mentions import refuse_mass_mentions
 from bot.errors import InvalidInput
-from bot.mass_mentions import refuse_mass_mentions
 
 
 def checked_text(

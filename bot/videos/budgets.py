@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 
 from bot.backends.base import ModelCapabilities
-from bot.catalog import ModelCatalog
+from bot.backends.catalog import ModelCatalog
 from bot.config import Settings
 from bot.errors import BudgetExceeded, InvalidInput, PermissionDenied
 from bot.models import (

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.access import check_manager
+from bot.characters.access import check_manager
+from bot.characters.registry import CharacterRegistry
 from bot.models import Actor, Character, Generation, GenerationStatus, Scope
-from bot.registry import CharacterRegistry
 from storage.base import Storage
 
 #: Videos that never reached the chat (or were deleted) are not listed: there is nothing to take down.

@@ -10,14 +10,14 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from bot import present
 from bot.actions import VideoAction
+from bot.chat import present
 from bot.errors import CharacterNotShared, InvalidInput, PermissionDenied
 from bot.models import Actor, Character, Scope, Sharing, utcnow
 from storage.base import Storage
 
 if TYPE_CHECKING:  # the registry checks managers with this module
-    from bot.registry import CharacterRegistry
+    from bot.characters.registry import CharacterRegistry
 
 log = logging.getLogger(__name__)
 

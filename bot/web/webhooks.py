@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from bot.http_door import Refused, read_body, refusing
+from bot.web.http_door import Refused, read_body, refusing
 
 if TYPE_CHECKING:
-    from bot.generations import GenerationService
+    from bot.videos.generations import GenerationService
     from storage.base import Storage
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ The order of a request is fixed: check it (prompt, model, characters, the person
 workspace's budget), store it, then return to the adapter, which tells the user. It is sent at once when the
 line is empty and the backend has room (so a refusal still reaches the person directly and leaves nothing
 behind); otherwise it waits in the fair line. Everything after that — the line, leases, tracking, delivering
-exactly once — is `bot.jobs.JobRunner`'s.
+exactly once — is `bot.videos.jobs.JobRunner`'s.
 """
 
 from __future__ import annotations
@@ -13,11 +13,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.access import characters_in, check_use
 from bot.actions import FINISHED_ACTIONS, VideoAction
 from bot.backends.base import ModelCapabilities, VideoBackend
-from bot.budgets import Budgets
-from bot.catalog import Choice, ModelCatalog, describe_durations
+from bot.backends.catalog import Choice, ModelCatalog, describe_durations
+from bot.characters.access import characters_in, check_use
+from bot.characters.handles import resolve_prompt
+from bot.characters.likeness import explain_refusal, require_rights
+from bot.characters.owner_notices import OwnerNotices
+from bot.characters.registry import CharacterRegistry
+from bot.chat.notify import Notifier
 from bot.config import Settings
 from bot.errors import (
     APINotFound,
@@ -30,10 +34,6 @@ from bot.errors import (
     UnknownGeneration,
     VideosAPIError,
 )
-from bot.handles import resolve_prompt
-from bot.jobs import JobRunner
-from bot.likeness import explain_refusal, require_rights
-from bot.line import Place, fair_order, places
 from bot.models import (
     Actor,
     Character,
@@ -47,9 +47,9 @@ from bot.models import (
     Scope,
     utcnow,
 )
-from bot.notify import Notifier
-from bot.owner_notices import OwnerNotices
-from bot.registry import CharacterRegistry
+from bot.videos.budgets import Budgets
+from bot.videos.jobs import JobRunner
+from bot.videos.line import Place, fair_order, places
 from storage.base import Storage
 
 log = logging.getLogger(__name__)

@@ -42,7 +42,7 @@ class VideoNotice:
 @runtime_checkable
 class Messenger(Protocol):
     """Private messages to one person, and what the core needs of a posted video. Each adapter's notifier
-    implements it too; wording comes from `bot.present`. A send returns False where the person cannot be
+    implements it too; wording comes from `bot.chat.present`. A send returns False where the person cannot be
     reached privately (direct messages closed); raising means "try again later"."""
 
     async def ask_owner(self, scope: Scope, request: AccessRequest, character: Character) -> bool:

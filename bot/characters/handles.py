@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from bot.backends.base import Mention
+from bot.chat.mass_mentions import refuse_mass_mentions
 from bot.errors import InvalidHandle, TooManyCharacters, UnknownHandle
-from bot.mass_mentions import refuse_mass_mentions
 from bot.models import Character, CharacterRef
 
 HANDLE_MIN = 2

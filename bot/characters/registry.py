@@ -8,8 +8,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot import media
-from bot.access import check_manager
 from bot.backends.base import (
     CharacterInput,
     CharacterMode,
@@ -18,7 +16,14 @@ from bot.backends.base import (
     VideoBackend,
     VideoRequest,
 )
-from bot.catalog import ModelCatalog
+from bot.backends.catalog import ModelCatalog
+from bot.characters import media
+from bot.characters.access import check_manager
+from bot.characters.handles import suggest_handles, validate_handle
+from bot.characters.instructions import for_prompt, validate_instructions
+from bot.characters.likeness import explain_refusal, require_rights
+from bot.characters.references import ReferenceCache, ReferenceFiles, make_references
+from bot.chat.free_text import checked_text
 from bot.errors import (
     CharacterNeedsClip,
     HandleTaken,
@@ -28,10 +33,6 @@ from bot.errors import (
     UnknownHandle,
     WorkspaceFull,
 )
-from bot.free_text import checked_text
-from bot.handles import suggest_handles, validate_handle
-from bot.instructions import for_prompt, validate_instructions
-from bot.likeness import explain_refusal, require_rights
 from bot.models import (
     Actor,
     Character,
@@ -42,7 +43,6 @@ from bot.models import (
     ScopeSettings,
     utcnow,
 )
-from bot.references import ReferenceCache, ReferenceFiles, make_references
 from storage.base import Storage
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """The run-time side of generations: the line, leases, tracking and delivery, in each process.
 
 - **The line.** Requests wait in soracast's line (`waiting`) and one dispatcher per backend sends them in fair
-  order (`bot.line`) while that backend has capacity (`bot.limiter`). A 429 on a create puts the job back in
-  line and pauses the backend; it never fails the job.
+  order (`bot.videos.line`) while that backend has capacity (`bot.videos.limiter`). A 429 on a create puts the job
+  back in line and pauses the backend; it never fails the job.
 - **Sending exactly once.** A job is claimed (`waiting` → `submitting`, atomically, with a lease) and the claim
   is stored with the time before its create goes out. A create that gets no answer (a 5xx, a timeout, a
   dropped connection) is not repeated blindly: the tracker first asks the backend whether the job exists
@@ -34,11 +34,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from bot import media
-from bot.access import characters_in
 from bot.backends.base import JobState, JobStatus, VideoBackend, VideoRequest
-from bot.budgets import Budgets
-from bot.catalog import ModelCatalog
+from bot.backends.catalog import ModelCatalog
+from bot.characters import media
+from bot.characters.access import characters_in
+from bot.characters.handles import mentions_of
+from bot.characters.likeness import explain_failure
+from bot.characters.registry import CharacterRegistry
+from bot.chat.notify import DestinationGone, Messenger, Notifier
 from bot.config import Settings
 from bot.errors import (
     APINotFound,
@@ -47,14 +50,11 @@ from bot.errors import (
     SoracastError,
     VideosAPIError,
 )
-from bot.handles import mentions_of
-from bot.likeness import explain_failure
-from bot.limiter import BackendLimiter, Priority
-from bot.line import fair_order, places
 from bot.models import Generation, GenerationKind, GenerationStatus, Platform, utcnow
-from bot.notify import DestinationGone, Messenger, Notifier
-from bot.registry import CharacterRegistry
-from bot.statusboard import StatusBoard
+from bot.videos.budgets import Budgets
+from bot.videos.limiter import BackendLimiter, Priority
+from bot.videos.line import fair_order, places
+from bot.videos.statusboard import StatusBoard
 from storage.base import Storage
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
-from bot.free_text import checked_text
-from bot.handles import find_mentions, normalize_handle
+from bot.characters.handles import find_mentions, normalize_handle
+from bot.chat.free_text import checked_text
 
 #: The longest instructions a character may keep (they ride along with every prompt that uses it).
 MAX_INSTRUCTIONS = 500

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from bot.app import open_storage
 from bot.config import Settings
-from bot.departures import Departures
 from bot.errors import InvalidInput
 from bot.models import Platform, Scope, utcnow
 from bot.sealing import SecretBox, Unsealable
+from bot.videos.departures import Departures
 
 
 def parse_scope(text: str) -> Scope:

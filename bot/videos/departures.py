@@ -15,8 +15,8 @@ import logging
 from datetime import datetime, timedelta
 
 from bot.config import Settings
-from bot.generations import GenerationService
 from bot.models import PurgedScope, RetiredScope, Scope, utcnow
+from bot.videos.generations import GenerationService
 from storage.base import Storage
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from bot import present
+from bot.chat import present
 from bot.errors import HumanLikenessRefused, RightsNotConfirmed
 from bot.models import Character
 

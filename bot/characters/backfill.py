@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from bot import media
+from bot.characters import media
+from bot.characters.references import make_references
 from bot.config import Settings
 from bot.errors import SoracastError
 from bot.models import Character, CharacterSource
-from bot.references import make_references
 from storage.base import Storage
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from bot.access import characters_in
+from bot.characters.access import characters_in
+from bot.chat.notify import Messenger, VideoNotice
 from bot.models import (
     Character,
     Generation,
@@ -29,7 +30,6 @@ from bot.models import (
     Scope,
     utcnow,
 )
-from bot.notify import Messenger, VideoNotice
 from storage.base import Storage
 
 log = logging.getLogger(__name__)

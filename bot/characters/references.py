@@ -16,9 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot import media
+from bot.characters import media
+from bot.characters.stills import pick_stills
 from bot.models import Character, CharacterReference, ReferenceBlob, ReferenceKind
-from bot.stills import pick_stills
 from storage.base import Storage
 
 #: How many stills a character keeps.

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, Field
 
-from bot.budgets import Budgets
-from bot.commands import split_options
+from bot.chat.commands import split_options
 from bot.errors import InvalidInput
 from bot.models import Actor, BudgetKind, Scope
+from bot.videos.budgets import Budgets
 
 #: Each limit's name where it is typed as a flag (`--monthly-usd 50`).
 FLAGS = {BudgetKind.MONTHLY_USD: "monthly-usd", BudgetKind.DAILY_SECONDS: "daily-seconds"}

@@ -9,9 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bot.cli.logs import setup_logging
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, SoracastError
-from bot.logs import setup_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,7 +76,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
     if args.command == "check":
-        from bot.checkup import run_checkup
+        from bot.cli.checkup import run_checkup
 
         found = await run_checkup(settings)
         for line in found.lines:
@@ -103,7 +103,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
             await run_web(settings)
         else:
-            from bot.web_app import run_webhooks_only
+            from bot.web.web_app import run_webhooks_only
 
             await run_webhooks_only(settings)
         return 0
@@ -114,7 +114,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         print("soracast: the database schema is up to date")
         return 0
     if args.command == "rekey":
-        from bot.operator import rekey
+        from bot.cli.operator import rekey
 
         done, unreadable = await rekey(settings)
         print(f"soracast: {done} installation(s) sealed under the first key of SORACAST_SECRET_KEY")
@@ -123,7 +123,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         return 0
     if args.command == "forget-workspace":
-        from bot.operator import forget_workspace, parse_scope
+        from bot.cli.operator import forget_workspace, parse_scope
 
         print("soracast: " + await forget_workspace(settings, parse_scope(args.workspace), confirmed=args.yes))
         return 0 if args.yes else 1
@@ -155,7 +155,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Start-up failures the operator can fix (missing token, bad database URL) get one clear line.
         print(f"soracast: {exc.user_text()}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

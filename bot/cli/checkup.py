@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from bot.backends import KEY_VARIABLES, has_key, open_live
 from bot.backends.base import BackendCheck, VideoBackend
-from bot.catalog import ModelCatalog
+from bot.backends.catalog import ModelCatalog
 from bot.config import BackendChoice, Settings
 from bot.errors import ConfigError
 
