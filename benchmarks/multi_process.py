@@ -53,7 +53,8 @@ from bot.models import (  # noqa: E402
     Platform,
     Scope,
 )
-from bot.web.webhooks import sign, webhook_route  # noqa: E402
+from bot.signing import sign  # noqa: E402
+from bot.web.webhooks import webhook_route  # noqa: E402
 
 SERVER = os.environ.get("SORACAST_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SECRET = "whsec_" + "bWFkZSBmb3IgYSBiZW5jaG1hcmsgb25seQ=="

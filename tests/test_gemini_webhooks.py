@@ -26,7 +26,7 @@ from bot.backends.base import VideoRequest
 from bot.backends.offline.gemini_api import SIGNER_KEY, EmulatorOptions, WebhookSigner
 from bot.config import Settings
 from bot.models import GenerationOptions, GenerationStatus, Platform
-from bot.web.webhooks import sign
+from bot.signing import sign
 from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier
 from tests.fixtures.gemini import GeminiEmulator, gemini_settings, open_gemini_core
 from tests.fixtures.webhooks import WebhookDoor

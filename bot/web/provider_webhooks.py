@@ -35,8 +35,8 @@ from bot.backends.base import GENERATION_KEY
 from bot.config import FAL_WEBHOOK_PATH, GEMINI_WEBHOOK_PATH
 from bot.errors import SoracastError
 from bot.jwks import KeySet, KeySetUnavailable, SignatureRejected, ed25519_verifies, verify_rs256_token
+from bot.signing import TOLERANCE_SECONDS, WebhookRejected, check_signature, standard_headers
 from bot.web.http_door import Refused, read_body, refusing
-from bot.web.webhooks import TOLERANCE_SECONDS, WebhookRejected, check_signature, standard_headers
 
 if TYPE_CHECKING:
     from bot.config import Settings

@@ -59,7 +59,7 @@ from bot.backends.offline.renderer import HUMAN_LIKENESS_MARKER, MODERATION_TRIG
 from bot.backends.openai.schemas import VideoStatus
 from bot.errors import APIRequestRejected, VideosAPIError
 from bot.jwks import b64url_encode
-from bot.web.webhooks import sign as sign_hmac
+from bot.signing import sign as sign_hmac
 
 ROUTES = (
     "create_interaction",
