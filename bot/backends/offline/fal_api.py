@@ -61,7 +61,8 @@ from bot.backends.offline.fal_platform import (
     hosted_file,
     token_refusal,
 )
-from bot.backends.offline.renderer import HUMAN_LIKENESS_MARKER, OfflineVideosAPI
+from bot.backends.offline.renderer import OfflineVideosAPI
+from bot.backends.offline.spec import HUMAN_LIKENESS_MARKER
 from bot.backends.openai.schemas import VideoStatus
 from bot.errors import APIRequestRejected, VideosAPIError
 from bot.jwks import b64url_encode

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from PIL import Image
 
+from bot.backends.offline.clips import probe_clip
 from bot.backends.offline.emulation import (
     MAX_BODY_BYTES,
     FaultPlan,
@@ -55,7 +56,8 @@ from bot.backends.offline.emulation import (
     request_body,
 )
 from bot.backends.offline.gemini_models import add_model_routes
-from bot.backends.offline.renderer import HUMAN_LIKENESS_MARKER, MODERATION_TRIGGER, OfflineVideosAPI, probe_clip
+from bot.backends.offline.renderer import OfflineVideosAPI
+from bot.backends.offline.spec import HUMAN_LIKENESS_MARKER, MODERATION_TRIGGER
 from bot.backends.openai.schemas import VideoStatus
 from bot.errors import APIRequestRejected, VideosAPIError
 from bot.jwks import b64url_encode

@@ -44,7 +44,8 @@ from bot.backends.offline.emulation import (
     make_middleware,
     request_body,
 )
-from bot.backends.offline.renderer import OfflineVideosAPI, check_text, content_type_for
+from bot.backends.offline.renderer import OfflineVideosAPI
+from bot.backends.offline.spec import check_text, content_type_for
 from bot.backends.openai.schemas import ImageReference, Video
 from bot.errors import APIRequestRejected
 
