@@ -432,7 +432,7 @@ def character_videos_message(found: CharacterVideoList, links: Mapping[str, str 
 
 
 # Slack reads `<…>` in mrkdwn as a link or mention: placeholders are written escaped.
-HELP = """*soracast* — reusable @handle characters for Sora videos
+HELP = """*soracast* — reusable @handle characters for AI videos
 • `/sora @mascot surfing a wave [--seconds 8] [--size 1280x720]` — make a video
 • `/character add @mascot` — register a character from an MP4 (opens a form)
 • `/character list` · `/character info @mascot`
