@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
-from bot.backends.openai.client import APIErrorInfo, map_api_error
+from bot.backends.openai.errors import APIErrorInfo, map_api_error
 from bot.backends.openai.schemas import (
     ContentVariant,
 )
