@@ -23,7 +23,8 @@ import pytest
 
 from bot.app import Soracast
 from bot.backends.base import VideoRequest
-from bot.backends.offline.gemini_api import SIGNER_KEY, EmulatorOptions, WebhookSigner
+from bot.backends.offline.gemini_interactions import SIGNER_KEY, EmulatorOptions
+from bot.backends.offline.gemini_webhooks import WebhookSigner
 from bot.config import Settings
 from bot.models import GenerationOptions, GenerationStatus, Platform
 from bot.signing import sign

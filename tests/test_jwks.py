@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from bot.backends.offline.fal_api import WebhookSigner as FalSigner
-from bot.backends.offline.gemini_api import WebhookSigner as GeminiSigner
+from bot.backends.offline.gemini_webhooks import WebhookSigner as GeminiSigner
 from bot.jwks import KeySet, KeySetUnavailable, SignatureRejected, verify_rs256_token
 from bot.web.http_door import Refused
 from bot.web.provider_webhooks import FalVerifier, GeminiVerifier
