@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.backends.offline.fal_api import WebhookSigner as FalSigner
+from bot.backends.offline.fal_webhooks import WebhookSigner as FalSigner
 from bot.backends.offline.gemini_webhooks import WebhookSigner as GeminiSigner
 from bot.jwks import KeySet, KeySetUnavailable, SignatureRejected, verify_rs256_token
 from bot.web.http_door import Refused
