@@ -33,14 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.backends.offline.emulation import (
-    MAX_BODY_BYTES,
-    FaultPlan,
-    WebhookSender,
-    add_stats_route,
-    make_middleware,
-    request_body,
-)
+from bot.backends.offline.emulation import MAX_BODY_BYTES, add_stats_route, make_middleware
 from bot.backends.offline.fal_dialect import FalDialect, invalid, platform_error
 from bot.backends.offline.fal_endpoints import ENDPOINTS, app_path, frame_size
 from bot.backends.offline.fal_jobs import (
@@ -58,8 +51,11 @@ from bot.backends.offline.fal_jobs import (
 from bot.backends.offline.fal_platform import PLATFORM_ROUTES, add_platform_routes
 from bot.backends.offline.fal_requests import choice, image_comment, read_images, save_image
 from bot.backends.offline.fal_webhooks import WebhookSigner, webhook_body
+from bot.backends.offline.faults import FaultPlan
 from bot.backends.offline.renderer import OfflineVideosAPI
+from bot.backends.offline.request_bodies import request_body
 from bot.backends.offline.spec import HUMAN_LIKENESS_MARKER
+from bot.backends.offline.webhook_sender import WebhookSender
 from bot.backends.openai.schemas import VideoStatus
 from bot.errors import VideosAPIError
 

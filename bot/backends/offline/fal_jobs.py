@@ -10,9 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.backends.offline.emulation import FaultPlan, WebhookSender
 from bot.backends.offline.fal_dialect import platform_error
+from bot.backends.offline.faults import FaultPlan
 from bot.backends.offline.renderer import OfflineVideosAPI
+from bot.backends.offline.webhook_sender import WebhookSender
 
 OFFLINE_KEY = web.AppKey("fal_offline", OfflineVideosAPI)
 FAULTS_KEY = web.AppKey("fal_faults", FaultPlan)

@@ -33,14 +33,8 @@ from typing import Any
 from aiohttp import web
 
 from bot.backends.offline.clips import probe_clip
-from bot.backends.offline.emulation import (
-    MAX_BODY_BYTES,
-    FaultPlan,
-    WebhookSender,
-    add_stats_route,
-    make_middleware,
-    request_body,
-)
+from bot.backends.offline.emulation import MAX_BODY_BYTES, add_stats_route, make_middleware
+from bot.backends.offline.faults import FaultPlan
 from bot.backends.offline.gemini_dialect import GoogleDialect, invalid
 from bot.backends.offline.gemini_interactions import (
     DELIVERY_KEY,
@@ -71,7 +65,9 @@ from bot.backends.offline.gemini_requests import (
 )
 from bot.backends.offline.gemini_webhooks import WebhookSigner, announce_when_done
 from bot.backends.offline.renderer import OfflineVideosAPI
+from bot.backends.offline.request_bodies import request_body
 from bot.backends.offline.spec import HUMAN_LIKENESS_MARKER, MODERATION_TRIGGER
+from bot.backends.offline.webhook_sender import WebhookSender
 from bot.backends.openai.schemas import VideoStatus
 from bot.errors import VideosAPIError
 

@@ -13,10 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.backends.offline.emulation import FaultPlan, WebhookSender
+from bot.backends.offline.faults import FaultPlan
 from bot.backends.offline.gemini_dialect import invalid
 from bot.backends.offline.renderer import OfflineVideosAPI
 from bot.backends.offline.spec import MODERATION_TRIGGER
+from bot.backends.offline.webhook_sender import WebhookSender
 from bot.backends.openai.schemas import VideoStatus
 from bot.errors import VideosAPIError
 
