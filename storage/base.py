@@ -15,6 +15,7 @@ from bot.models import (
     HostedReference,
     NoticeState,
     OwnerNotice,
+    PlaceInLine,
     Platform,
     PurgedScope,
     ReferenceBlob,
@@ -26,6 +27,7 @@ from bot.models import (
     SpendTotals,
     StoredInstallation,
     UsageRow,
+    WaitingSpot,
 )
 
 
@@ -172,6 +174,10 @@ class Storage(Protocol):
     async def waiting_generations(self, backend: str) -> list[Generation]:
         """Every generation waiting in soracast's line for this backend, oldest first."""
 
+    async def waiting_line(self, backend: str) -> list[WaitingSpot]:
+        """The same generations as `waiting_generations`, oldest first, read lightly: who asked, when, and the
+        place last recorded (the line reads this after every round of sends)."""
+
     async def count_waiting(self, scope: Scope, requester: str) -> int: ...
 
     async def in_flight_by_person(self, backend: str) -> dict[tuple[str, str], int]:
@@ -200,6 +206,10 @@ class Storage(Protocol):
     async def place_in_line(self, generation_id: str, position: int, eta_seconds: float) -> bool:
         """Atomically record where a generation that is still waiting stands; False (nothing written) if it left
         the line already (sent or cancelled)."""
+
+    async def places_in_line(self, places: Sequence[PlaceInLine]) -> set[str]:
+        """Record many places at once, in one transaction, each only where its generation still waits; returns
+        the ids written (the others left the line meanwhile and are untouched)."""
 
     async def lease_generations(
         self, owner: str, platforms: Sequence[Platform], now: datetime, until: datetime, limit: int = 500

@@ -27,6 +27,7 @@ from bot.models import (
     HostedReference,
     NoticeState,
     OwnerNotice,
+    PlaceInLine,
     Platform,
     PurgedScope,
     ReferenceBlob,
@@ -38,6 +39,7 @@ from bot.models import (
     SpendTotals,
     StoredInstallation,
     UsageRow,
+    WaitingSpot,
     utcnow,
 )
 from storage.rows import (
@@ -48,6 +50,7 @@ from storage.rows import (
     owner_notice_from_row,
     reference_from_row,
     retired_from_row,
+    waiting_spot_from_row,
 )
 from storage.schema import migrations
 
@@ -654,6 +657,16 @@ class PostgresStorage:
         )
         return [generation_from_row(row) for row in rows]
 
+    async def waiting_line(self, backend: str) -> list[WaitingSpot]:
+        # `::json` (not jsonb) only checks the body and walks to one key: the line reads this after every round.
+        rows = await self.pool.fetch(
+            "SELECT id, scope, requester, created_at, (body::json ->> 'line_position')::int AS line_position"
+            " FROM generations WHERE backend = $1 AND status = $2 ORDER BY created_at",
+            backend,
+            GenerationStatus.WAITING.value,
+        )
+        return [waiting_spot_from_row(row) for row in rows]
+
     async def count_waiting(self, scope: Scope, requester: str) -> int:
         return int(
             await self.pool.fetchval(
@@ -702,6 +715,31 @@ class PostgresStorage:
             generation.line_position, generation.line_eta = position, eta_seconds
 
         return await self._change_if_waiting(generation_id, place) is not None
+
+    async def places_in_line(self, places: Sequence[PlaceInLine]) -> set[str]:
+        if not places:
+            return set()
+        ids = [place.generation_id for place in places]
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Rows are locked in id order first, so two processes placing the same line never deadlock.
+            await conn.execute(
+                "SELECT id FROM generations WHERE id = ANY($1::text[]) AND status = $2 ORDER BY id FOR UPDATE",
+                ids,
+                GenerationStatus.WAITING.value,
+            )
+            # Only the two fields change, and only where the generation still waits: a claim or a cancel made
+            # since the line was read is never undone.
+            rows = await conn.fetch(
+                "UPDATE generations AS g SET body = (g.body::jsonb"
+                " || jsonb_build_object('line_position', p.position, 'line_eta', p.eta))::text"
+                " FROM unnest($1::text[], $2::int[], $3::float8[]) AS p(id, position, eta)"
+                " WHERE g.id = p.id AND g.status = $4 RETURNING g.id",
+                ids,
+                [place.position for place in places],
+                [place.eta_seconds for place in places],
+                GenerationStatus.WAITING.value,
+            )
+        return {row["id"] for row in rows}
 
     async def adopt_job(self, generation_id: str, api_video_id: str) -> bool:
         def adopt(generation: Generation) -> None:

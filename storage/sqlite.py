@@ -23,6 +23,7 @@ from bot.models import (
     HostedReference,
     NoticeState,
     OwnerNotice,
+    PlaceInLine,
     Platform,
     PurgedScope,
     ReferenceBlob,
@@ -34,6 +35,7 @@ from bot.models import (
     SpendTotals,
     StoredInstallation,
     UsageRow,
+    WaitingSpot,
     utcnow,
 )
 from storage.rows import (
@@ -44,6 +46,7 @@ from storage.rows import (
     owner_notice_from_row,
     reference_from_row,
     retired_from_row,
+    waiting_spot_from_row,
 )
 from storage.schema import migrations
 
@@ -717,6 +720,14 @@ class SQLiteStorage:
         ) as cursor:
             return [generation_from_row(row) async for row in cursor]
 
+    async def waiting_line(self, backend: str) -> list[WaitingSpot]:
+        async with self.db.execute(
+            "SELECT id, scope, requester, created_at, json_extract(body, '$.line_position') AS line_position"
+            " FROM generations WHERE backend = ? AND status = ? ORDER BY created_at",
+            (backend, GenerationStatus.WAITING.value),
+        ) as cursor:
+            return [waiting_spot_from_row(row) async for row in cursor]
+
     async def count_waiting(self, scope: Scope, requester: str) -> int:
         async with self.db.execute(
             "SELECT count(*) FROM generations WHERE scope = ? AND requester = ? AND status = ?",
@@ -756,6 +767,29 @@ class SQLiteStorage:
             generation.line_position, generation.line_eta = position, eta_seconds
 
         return await self._change_if_waiting(generation_id, place) is not None
+
+    async def places_in_line(self, places: Sequence[PlaceInLine]) -> set[str]:
+        if not places:
+            return set()
+        written: set[str] = set()
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for place in places:
+                    # Only the two fields change, in place: the status condition keeps a claim or a cancel made
+                    # since the line was read.
+                    cursor = await self.db.execute(
+                        "UPDATE generations SET body = json_set(body, '$.line_position', ?, '$.line_eta', ?)"
+                        " WHERE id = ? AND status = ?",
+                        (place.position, place.eta_seconds, place.generation_id, GenerationStatus.WAITING.value),
+                    )
+                    if cursor.rowcount == 1:
+                        written.add(place.generation_id)
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
+        return written
 
     async def adopt_job(self, generation_id: str, api_video_id: str) -> bool:
         def adopt(generation: Generation) -> None:

@@ -27,6 +27,7 @@ from bot.models import (
     HostedReference,
     NoticeState,
     OwnerNotice,
+    PlaceInLine,
     Platform,
     ReferenceBlob,
     ReferenceKind,
@@ -651,6 +652,75 @@ async def test_a_place_in_line_is_written_only_while_the_generation_waits(store:
         GenerationStatus.WAITING, 2, 120.0
     )
     assert (await store.get_generation(cancelled.id)).status is GenerationStatus.CANCELLED  # type: ignore[union-attr]
+
+
+async def test_the_waiting_line_is_read_lightly_with_who_asked_when_and_the_place_recorded(store: Storage) -> None:
+    start = utcnow()
+    first = _generation(requester_id="alice", created_at=start)
+    second = _generation(OTHER_GUILD, requester_id="bob", created_at=start + timedelta(seconds=1))
+    sent = _generation(requester_id="carol", status=GenerationStatus.QUEUED, created_at=start - timedelta(seconds=1))
+    elsewhere = _generation(requester_id="dave", backend="gemini")
+    for generation in (second, first, sent, elsewhere):
+        await store.save_generation(generation)
+    assert await store.place_in_line(second.id, 4, 240.0)
+
+    spots = await store.waiting_line("openai")
+
+    assert [(s.id, s.scope, s.requester_id, s.line_position) for s in spots] == [
+        (first.id, GUILD, "alice", None),
+        (second.id, OTHER_GUILD, "bob", 4),
+    ]
+    assert [s.created_at for s in spots] == [first.created_at, second.created_at]
+    assert [s.id for s in spots] == [g.id for g in await store.waiting_generations("openai")]
+
+
+async def test_places_are_written_together_only_where_the_generation_still_waits(store: Storage) -> None:
+    waiting, cancelled, claimed = _generation(cost_usd=0.4), _generation(), _generation()
+    for generation in (waiting, cancelled, claimed):
+        await store.save_generation(generation)
+    assert await store.cancel_waiting(cancelled.id)
+    assert await store.claim_for_submit(claimed.id, "p1", utcnow() + timedelta(minutes=1)) is not None
+
+    written = await store.places_in_line([
+        PlaceInLine(generation_id=waiting.id, position=2, eta_seconds=120.0),
+        PlaceInLine(generation_id=cancelled.id, position=1, eta_seconds=60.0),
+        PlaceInLine(generation_id=claimed.id, position=3, eta_seconds=180.5),
+        PlaceInLine(generation_id="g-unknown", position=4, eta_seconds=240.0),
+    ])
+
+    assert written == {waiting.id}
+    placed = await store.get_generation(waiting.id)
+    assert placed is not None
+    assert (placed.status, placed.line_position, placed.line_eta) == (GenerationStatus.WAITING, 2, 120.0)
+    # The rest of the row is what was saved: only the place changed.
+    assert placed.model_dump(exclude={"line_position", "line_eta"}) == waiting.model_dump(
+        exclude={"line_position", "line_eta"}
+    )
+    assert [s.line_position for s in await store.waiting_line("openai")] == [2]
+    left = [await store.get_generation(g.id) for g in (cancelled, claimed)]
+    assert [(g.status, g.line_position) for g in left if g is not None] == [
+        (GenerationStatus.CANCELLED, None), (GenerationStatus.SUBMITTING, None)
+    ]
+    assert await store.places_in_line([]) == set()
+
+
+async def test_places_written_by_two_processes_at_once_all_land(store: Storage, new_storage: StorageFactory) -> None:
+    other = new_storage()
+    await other.open()
+    try:
+        line = [_generation(requester_id=f"p{i}") for i in range(40)]
+        for generation in line:
+            await store.save_generation(generation)
+        # Two dispatchers place the same line in opposite orders at the same moment.
+        forward = [PlaceInLine(generation_id=g.id, position=i + 1, eta_seconds=60.0) for i, g in enumerate(line)]
+        backward = list(reversed(forward))
+        results = await asyncio.gather(*(
+            storage.places_in_line(places) for storage, places in ((store, forward), (other, backward)) * 3
+        ))
+        assert all(written == {g.id for g in line} for written in results)
+        assert [s.line_position for s in await store.waiting_line("openai")] == list(range(1, 41))
+    finally:
+        await other.close()
 
 
 async def test_a_pending_form_is_taken_once_and_not_after_it_expired(store: Storage) -> None:
