@@ -51,7 +51,7 @@ from bot.handles import mentions_of
 from bot.likeness import explain_failure
 from bot.limiter import BackendLimiter, Priority
 from bot.line import fair_order, places
-from bot.models import Generation, GenerationKind, GenerationStatus, Platform, utcnow
+from bot.models import Generation, GenerationKind, GenerationStatus, PlaceInLine, Platform, WaitingSpot, utcnow
 from bot.notify import DestinationGone, Messenger, Notifier
 from bot.registry import CharacterRegistry
 from bot.statusboard import StatusBoard
@@ -128,10 +128,15 @@ class JobRunner:
         self._finished: dict[str, asyncio.Event] = {}
         self._announcing: dict[str, asyncio.Event] = {}
         self._last_progress_note: dict[str, float] = {}
+        #: Notes held back by the progress interval that no later poll would repeat; their trackers send them.
+        self._owed_notes: set[str] = set()
         #: Sent from the line: their messages still show a place in line until the tracker reports them.
         self._left_line: set[str] = set()
         self._limiters: dict[str, BackendLimiter] = {}
         self._line_wake: dict[str, asyncio.Event] = {}
+        #: Place notes waiting for each backend's teller task (in order; a dict as an ordered set).
+        self._places_to_tell: dict[str, dict[str, None]] = {}
+        self._place_tellers: dict[str, asyncio.Task[None]] = {}
         self._dispatchers: dict[str, asyncio.Task[None]] = {}
         self._lease_task: asyncio.Task[None] | None = None
         self._job_seconds: dict[str, float] = {}
@@ -184,7 +189,7 @@ class JobRunner:
         for backend in self._catalog.backends():
             self._ensure_dispatcher(backend.name)
             waiting += sum(
-                1 for g in await self._storage.waiting_generations(backend.name) if g.platform in self._notifiers
+                1 for spot in await self._storage.waiting_line(backend.name) if spot.platform in self._notifiers
             )
         if taken or waiting:
             log.info(
@@ -286,7 +291,7 @@ class JobRunner:
             return None  # another request is being sent directly right now: this one takes its turn in line
         async with lock:
             waiting = fair_order(
-                await self._storage.waiting_generations(generation.backend),
+                await self._storage.waiting_line(generation.backend),
                 await self._storage.in_flight_by_person(generation.backend),
             )
             if not waiting or waiting[0].id != generation.id:
@@ -298,46 +303,87 @@ class JobRunner:
             return await self._send(generation.id, raise_refusal=True)
 
     async def _dispatch(self, backend_name: str) -> None:
-        """Send the waiting generations of one backend in fair order, as fast as its limits allow."""
+        """Run one backend's line in rounds until closing: a round, then a wait until something wakes the line
+        (a video joined or left it, a slot freed) or the limiter allows the next create."""
         wake = self._line_wake.setdefault(backend_name, asyncio.Event())
-        limiter = self.limiter(backend_name)
         while not self._closing:
             wake.clear()
             try:
-                waiting = await self._storage.waiting_generations(backend_name)
-                order = fair_order(waiting, await self._storage.in_flight_by_person(backend_name))
-                await self._show_places(backend_name, order)
-                served = [g for g in order if g.platform in self._notifiers]
-                if not served:
-                    await self._wait(wake, self._settings.poll_interval * 4)
-                    continue
-                in_flight = await self._storage.count_in_flight(backend_name)
-                delay = limiter.submit_wait(in_flight)
-                if delay is None or delay > 0:
-                    # No slot (a finishing job wakes the line) or the rate says later.
-                    await self._wait(wake, delay if delay is not None else self._settings.poll_interval * 4)
-                    continue
-                await self._send(served[0].id, raise_refusal=False)
+                wait = await self._line_round(backend_name)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("the %s line stumbled; it goes on", backend_name)
-                await asyncio.sleep(1.0)
+                wait = 1.0
+            await self._wait(wake, wait)
 
-    async def _show_places(self, backend_name: str, order: list[Generation]) -> None:
-        """Record each waiting generation's place and tell its requester when it changed."""
+    async def _line_round(self, backend_name: str) -> float:
+        """Read the line once, send in fair order every waiting generation the limiter allows now, and record
+        the places of those left; returns how long the line may rest unless woken."""
+        limiter = self.limiter(backend_name)
+        order = fair_order(
+            await self._storage.waiting_line(backend_name), await self._storage.in_flight_by_person(backend_name)
+        )
+        in_flight = await self._storage.count_in_flight(backend_name)
+        rest = self._settings.poll_interval * 4
+        taken: set[str] = set()
+        for spot in order:
+            if spot.platform not in self._notifiers:
+                continue  # a process that serves its platform sends it
+            # Every create of this round counts as in flight, whatever came of it (the next round counts afresh).
+            delay = limiter.submit_wait(in_flight + len(taken))
+            if delay is None or delay > 0:
+                # No slot (a finishing job wakes the line) or the rate says later.
+                rest = delay if delay is not None else rest
+                break
+            taken.add(spot.id)
+            await self._send(spot.id, raise_refusal=False)
+        await self._show_places(backend_name, [spot for spot in order if spot.id not in taken])
+        return rest
+
+    async def _show_places(self, backend_name: str, order: list[WaitingSpot]) -> None:
+        """Record the places that changed, all in one write, and tell their requesters (without holding the line
+        up while the chat platforms answer)."""
         job_seconds = self._job_seconds.get(backend_name, DEFAULT_JOB_SECONDS)
         found = places(order, slots=self.limiter(backend_name).max_in_flight, job_seconds=job_seconds)
-        for generation in order:
-            place = found[generation.id]
-            if generation.line_position == place.position:
+        moved = [
+            PlaceInLine(generation_id=spot.id, position=found[spot.id].position, eta_seconds=found[spot.id].eta_seconds)
+            for spot in order
+            if spot.line_position != found[spot.id].position
+        ]
+        if not moved:
+            return
+        # Only where it still waits: a cancel (or a send by another process) made meanwhile is never undone.
+        written = await self._storage.places_in_line(moved)
+        self._tell_places(backend_name, [s.id for s in order if s.id in written and s.platform in self._notifiers])
+
+    def _tell_places(self, backend_name: str, generation_ids: list[str]) -> None:
+        """Queue place notes for one backend's teller task (started when there is none)."""
+        if not generation_ids or self._closing:
+            return
+        queued = self._places_to_tell.setdefault(backend_name, {})
+        queued.update(dict.fromkeys(generation_ids))
+        teller = self._place_tellers.get(backend_name)
+        if teller is None or teller.done():
+            task = asyncio.create_task(self._tell_queued_places(queued), name=f"soracast-places-{backend_name}")
+            self._place_tellers[backend_name] = task
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _tell_queued_places(self, queued: dict[str, None]) -> None:
+        """Tell each queued requester their place, read afresh (the line may have moved on); a note within the
+        progress interval of the last one is dropped, as any place note."""
+        while queued and not self._closing:
+            generation_id = next(iter(queued))
+            del queued[generation_id]
+            if not self._note_due(generation_id):
                 continue
-            # Only where it still waits: saving the whole row would undo a cancel (or a send) made meanwhile.
-            if not await self._storage.place_in_line(generation.id, place.position, place.eta_seconds):
-                continue
-            generation.line_position, generation.line_eta = place.position, place.eta_seconds
-            if generation.platform in self._notifiers:
-                await self._note_progress(generation)
+            try:
+                generation = await self._storage.get_generation(generation_id)
+                if generation is not None and generation.status is GenerationStatus.WAITING:
+                    await self._note_progress(generation)
+            except Exception as exc:  # a place note is cosmetic; the next one will do
+                log.warning("place note for %s failed: %s", generation_id, type(exc).__name__)
 
     async def _send(self, generation_id: str, *, raise_refusal: bool) -> str | None:
         """Claim a waiting generation and send its create; see the module docstring for what each outcome means."""
@@ -563,6 +609,7 @@ class JobRunner:
         self._trackers.pop(generation_id, None)
         self._wakeups.pop(generation_id, None)
         self._last_progress_note.pop(generation_id, None)
+        self._owed_notes.discard(generation_id)
         self._left_line.discard(generation_id)
         self._announcing.pop(generation_id, None)
         self._gone.discard(generation_id)
@@ -582,6 +629,9 @@ class JobRunner:
 
     async def _track_until_delivered(self, generation_id: str, *, woken: bool = False) -> None:
         failures = 0
+        #: When the next status must be seen by (monotonic): one spacing after the last one was seen, however
+        #: long its answer took, so waiting for a batched sweep never stretches the spacing of a job's polls.
+        due: float | None = None
         # Read once: while it runs, this tracker is the only writer of the generation's status (a delete or a
         # cancel stops it first; the target has its own column, re-read before each notification).
         generation = await self._storage.get_generation(generation_id)
@@ -612,7 +662,7 @@ class JobRunner:
                     await self._settle_create(generation, backend)
                     failures = 0
                     continue
-                polled = await self._status(backend, generation.api_video_id, urgent=woken)
+                polled, seen = await self._status(backend, generation.api_video_id, urgent=woken, by=due)
             except APINotFound:
                 self.fail(generation, "not_found", f"{_capital(backend.service)} no longer knows this video.")
                 await self._storage.save_generation(generation)
@@ -636,14 +686,17 @@ class JobRunner:
                 await self._storage.save_generation(generation)
                 await self._budgets.refund(generation.id)
                 continue
-            left_line = generation_id in self._left_line
-            if (generation.status, generation.progress, generation.queue_position) != before or left_line:
-                # A backend may report nothing new for minutes after a create (Gemini); a video that came from
-                # the line is reported once anyway, or its message would keep its place and Cancel button.
+            changed = (generation.status, generation.progress, generation.queue_position) != before
+            if changed:
+                await self._storage.save_generation(generation)  # a poll that says nothing new is not written
+            # A backend may report nothing new for minutes after a create (Gemini); a video that came from the line
+            # is reported once anyway, or its message would keep its place and Cancel button.
+            owed = generation_id in self._left_line or generation_id in self._owed_notes
+            if changed or owed:
                 self._left_line.discard(generation_id)
-                await self._storage.save_generation(generation)
-                await self._note_progress(generation, surely=left_line)
-            woken = await self._sleep(generation_id, polled.poll_after or self._settings.poll_interval)
+                await self._note_progress(generation, surely=owed)
+            due = seen + (polled.poll_after or self._settings.poll_interval)
+            woken = await self._sleep(generation_id, max(0.0, due - self._ask_ahead(backend) - time.monotonic()))
 
     async def _settle_create(self, generation: Generation, backend: VideoBackend) -> None:
         """A generation whose create may or may not have made a job: find it, or send the create (again)."""
@@ -751,11 +804,17 @@ class JobRunner:
         for name in Generation.model_fields:
             setattr(generation, name, getattr(stored, name))
 
-    async def _status(self, backend: VideoBackend, job_id: str, *, urgent: bool = False) -> JobState:
-        """A job's status: from the backend's batched sweep where it can list jobs, else (or when a webhook
-        just said it changed) one poll."""
+    async def _status(
+        self, backend: VideoBackend, job_id: str, *, urgent: bool = False, by: float | None = None
+    ) -> tuple[JobState, float]:
+        """A job's status and when (`time.monotonic()`) it was seen: from the backend's batched sweep (starting by
+        `by`) where it can list jobs, else (or when a webhook just said it changed) one poll."""
         if urgent or not backend.can_list_jobs:
-            return await self._call(backend, Priority.POLL, lambda: backend.poll(job_id))
+            seen = time.monotonic()
+            return await self._call(backend, Priority.POLL, lambda: backend.poll(job_id)), seen
+        return await self._board(backend).status(job_id, by=by)
+
+    def _board(self, backend: VideoBackend) -> StatusBoard:
         board = self._boards.get(backend.name)
         if board is None:
             board = StatusBoard(
@@ -764,7 +823,12 @@ class JobRunner:
                 min_interval=self._settings.poll_interval / 2,
             )
             self._boards[backend.name] = board
-        return await board.status(job_id)
+        return board
+
+    def _ask_ahead(self, backend: VideoBackend) -> float:
+        """How long before a poll is due its tracker asks: a batched ask may wait up to the board's spacing for
+        its sweep, so it goes out that much early to be seen in time; a single poll goes out when due."""
+        return self._board(backend).min_interval if backend.can_list_jobs else 0.0
 
     async def call(self, backend: VideoBackend, call: Callable[[], Awaitable[T]]) -> T:
         """One request to a backend (a status check) through its limiter, for callers outside a tracker."""
@@ -897,20 +961,24 @@ class JobRunner:
             generation.error_message = explained
             await self._storage.save_generation(generation)
 
+    def _note_due(self, generation_id: str) -> bool:
+        """Whether a progress note for this generation may go now (one per progress interval)."""
+        last = self._last_progress_note.get(generation_id)
+        return last is None or time.monotonic() - last >= self._settings.progress_interval
+
     async def _note_progress(self, generation: Generation, *, surely: bool = False) -> None:
-        """Tell the adapter, at most once per progress interval; `surely` waits out the interval instead of
-        dropping the note (for a change no later poll would report again)."""
+        """Tell the adapter, at most once per progress interval. Within the interval the note is dropped, or,
+        with `surely` (a change no later poll would report again), owed: its tracker sends it once the interval
+        is over, without holding back a poll meanwhile."""
         notifier = self._notifiers.get(generation.platform)
         if notifier is None:
             return
-        now = time.monotonic()
-        last = self._last_progress_note.get(generation.id)
-        if last is not None and now - last < self._settings.progress_interval:
-            if not surely:
-                return
-            await asyncio.sleep(self._settings.progress_interval - (now - last))
-            now = time.monotonic()
-        self._last_progress_note[generation.id] = now
+        if not self._note_due(generation.id):
+            if surely:
+                self._owed_notes.add(generation.id)
+            return
+        self._owed_notes.discard(generation.id)
+        self._last_progress_note[generation.id] = time.monotonic()
         if generation.id in self._gone:
             return
         await self.fresh_target(generation)
