@@ -1,7 +1,8 @@
 """The run-time side of generations: the line, leases, tracking and delivery, in each process.
 
 - **The line.** Requests wait in soracast's line (`waiting`) and one dispatcher per backend sends them in fair
-  order (`bot.line`) while that backend has capacity (`bot.limiter`). A 429 on a create puts the job back in
+  order (`bot.line`) while that backend has capacity (`bot.limiter`), in rounds: one light read of the line,
+  every create allowed now, then the places that changed in one write. A 429 on a create puts the job back in
   line and pauses the backend; it never fails the job.
 - **Sending exactly once.** A job is claimed (`waiting` → `submitting`, atomically, with a lease) and the claim
   is stored with the time before its create goes out. A create that gets no answer (a 5xx, a timeout, a
