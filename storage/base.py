@@ -236,7 +236,7 @@ class Storage(Protocol):
     ) -> Generation | None:
         """Atomically give `owner` the lease of an undelivered generation still held by `holder` (a process the
         caller found dead; None: nobody), or whose lease expired before `now`; None (nothing written) when it
-        moved to another holder meanwhile or was delivered."""
+        moved to another holder meanwhile, was delivered, or waits in line (the line's, not a lease's)."""
 
     async def renew_leases(self, owner: str, generation_ids: Sequence[str], until: datetime) -> set[str]:
         """Extend `owner`'s leases; returns the ids it still holds."""

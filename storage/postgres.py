@@ -822,6 +822,7 @@ class PostgresStorage:
         # One statement: the row is re-checked under its lock, so of two processes taking over only one wins.
         row = await self.pool.fetchrow(
             "UPDATE generations SET lease_owner = $2, lease_until = $3 WHERE id = $1 AND delivered_at IS NULL"
+            " AND status <> ALL($6::text[])"
             " AND (lease_owner IS NOT DISTINCT FROM $4 OR lease_owner IS NULL OR lease_until < $5)"
             " RETURNING body, delivered_at, target",
             generation_id,
@@ -829,6 +830,7 @@ class PostgresStorage:
             until,
             holder,
             now,
+            [GenerationStatus.WAITING.value, GenerationStatus.DELETED.value],
         )
         return generation_from_row(row) if row else None
 

@@ -895,8 +895,9 @@ class SQLiteStorage:
         async with self._write_lock:
             cursor = await self.db.execute(
                 "UPDATE generations SET lease_owner = ?, lease_until = ? WHERE id = ? AND delivered_at IS NULL"
-                " AND (lease_owner IS ? OR lease_owner IS NULL OR lease_until < ?)",
-                (owner, until.isoformat(), generation_id, holder, now.isoformat()),
+                " AND status NOT IN (?, ?) AND (lease_owner IS ? OR lease_owner IS NULL OR lease_until < ?)",
+                (owner, until.isoformat(), generation_id, GenerationStatus.WAITING.value,
+                 GenerationStatus.DELETED.value, holder, now.isoformat()),
             )
             await self.db.commit()
         if cursor.rowcount != 1:

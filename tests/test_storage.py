@@ -1191,6 +1191,9 @@ async def test_a_dead_holders_job_is_taken_over_by_exactly_one_process_and_only_
     assert await store.take_over(generation.id, "late", "whoever", later, later + timedelta(minutes=1)) is not None
     await store.mark_delivered(generation.id, utcnow(), None)
     assert await store.take_over(generation.id, "after", "late", later, later) is None
+    waiting = _generation(status=GenerationStatus.WAITING)
+    await store.save_generation(waiting)
+    assert await store.take_over(waiting.id, "anyone", None, now, long) is None, "the line sends it, not a lease"
 
 
 async def test_create_turns_are_shared_by_every_process_per_account_and_a_429_holds_them_all(
