@@ -541,7 +541,9 @@ class JobRunner:
             except Exception:
                 log.exception("renewing leases failed; trying again")
 
-    async def _lease_more(self) -> int:
+    async def _lease_more(self, *, look_now: bool = False) -> int:
+        """Lease what is free (or a dead process's) and track it; `look_now` polls each at once, not in the next
+        sweep (a dead holder may have taken a webhook for it with it)."""
         if not self._notifiers or self._closing:
             return 0
         now = utcnow()
@@ -553,6 +555,8 @@ class JobRunner:
         for generation in taken:
             if generation.id not in self._trackers:
                 self.track(generation.id)
+                if look_now:
+                    self.wake(generation.id)
                 started += 1
         return started
 
@@ -569,7 +573,7 @@ class JobRunner:
                 dead = await self._storage.dead_processes(utcnow())
                 newly_dead, self._dead = dead - self._dead, dead
                 if newly_dead:
-                    if await self._lease_more():
+                    if await self._lease_more(look_now=True):
                         log.info("took over the jobs of %d process(es) found dead", len(newly_dead))
                 await self._pass_on_told()
             except asyncio.CancelledError:
@@ -901,12 +905,12 @@ class JobRunner:
         swept = asyncio.ensure_future(board.status(job_id))
         woken = asyncio.ensure_future(event.wait())
         try:
-            await asyncio.wait({swept, woken}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({swept, woken}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             woken.cancel()
             if not swept.done():
                 swept.cancel()
-        if not swept.cancelled():
+        if swept in done:
             return swept.result()  # a wake that came with it leaves the event set: the next wait is cut short
         event.clear()
         return await self._call(backend, Priority.POLL, lambda: backend.poll(job_id))

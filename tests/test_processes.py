@@ -179,3 +179,28 @@ async def test_a_clean_stop_ends_the_process_and_a_429_holds_every_processs_crea
     finally:
         await one.aclose()
         await two.aclose()
+
+
+async def test_a_webhook_reaches_a_tracker_waiting_for_the_next_batched_status_sweep(tmp_path: Path) -> None:
+    # Sweeps at most every 30 s (half the poll interval): only the wake-up can answer within the test.
+    config = fast_settings(tmp_path / "data", poll_interval=60.0)
+    api = fast_offline_api(tmp_path / "api", time_scale=1.0, job_seconds=1.0)
+    core = await build_app(config, backends={"openai": OpenAIBackend(api, config, account_key="one")})
+    core.generations.register_notifier(Platform.CONSOLE, RecordingNotifier())
+    await core.generations.resume(Platform.CONSOLE)
+    try:
+        first, second = [
+            await core.generations.generate(CONSOLE_SCOPE, TESTER, f"video {i}", GenerationOptions(), TARGET)
+            for i in range(2)
+        ]
+        runner, backend = core.generations.runner, core.catalog.backend("openai")
+        assert backend is not None and backend.can_list_jobs
+        await runner._status(backend, first.api_video_id or "")  # a sweep now: the next one is 30 s away
+        waiting = asyncio.create_task(runner._status(backend, second.api_video_id or "", generation_id=second.id))
+        await asyncio.sleep(0.2)
+        assert not waiting.done(), "it waits for the next sweep"
+        assert runner.wake(second.id)
+        state = await asyncio.wait_for(waiting, 10)
+        assert state.id == second.api_video_id
+    finally:
+        await core.aclose()
