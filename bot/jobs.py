@@ -13,8 +13,13 @@
   so a restart keeps waiting): the webhook gives the generation its job (`Storage.adopt_job`). Only where
   nothing was made, or nobody can tell, is it sent again.
 - **Leases.** Every unfinished or undelivered generation is worked on by the one live process that holds its
-  lease; leases are renewed while the process lives and taken over when they expire. A process only leases
+  lease; leases are renewed while the process lives and taken over when they expire, or at once when their
+  holder is dead: every process beats (`SORACAST_HEARTBEAT_SECONDS`) and one that stopped beating, or ended, is
+  dead. A webhook for a dead holder's job is taken over by the process that received it. A process only leases
   generations of the platforms it serves.
+- **One create rate per account.** Where processes on several machines share the database, create turns are
+  taken from one limiter per backend account kept there (and a 429 holds them for every process), so three
+  processes do not send three times what a provider allows.
 - **Tracking.** One tracker per leased generation polls (in batches where the backend can list jobs), downloads
   the result and delivers it. It never stops on a retryable error (429, 5xx, timeout): it waits and goes on.
 - **Delivery** happens under the lease, and `delivered_at` is set only once the adapter confirms.
@@ -86,6 +91,8 @@ LINE_MESSAGE = "line:"
 MAX_SUBMIT_ATTEMPTS = 4
 #: Sources read up a chain of remixes and extensions at most (each extension adds seconds, so chains are short).
 MAX_SOURCE_CHAIN = 64
+#: Beats a webhook received for a job held elsewhere is remembered: by then its holder is known dead, if it is.
+TOLD_BEATS = 4
 
 
 def process_id() -> str:
@@ -140,6 +147,11 @@ class JobRunner:
         self._place_tellers: dict[str, asyncio.Task[None]] = {}
         self._dispatchers: dict[str, asyncio.Task[None]] = {}
         self._lease_task: asyncio.Task[None] | None = None
+        self._beat_task: asyncio.Task[None] | None = None
+        #: Processes sharing the storage found dead at the last beat: their leases are taken over.
+        self._dead: set[str] = set()
+        #: Webhooks received here for jobs another process held: (holder then, monotonic time received).
+        self._told: dict[str, tuple[str | None, float]] = {}
         self._job_seconds: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._boards: dict[str, StatusBoard] = {}
@@ -183,6 +195,9 @@ class JobRunner:
                 await self._storage.listen(self._on_message)
             except Exception as exc:  # without wake-ups, processes still meet at their next poll
                 log.warning("cannot listen for other processes' wake-ups: %s", type(exc).__name__)
+        if self._beat_task is None:
+            await self._beat()
+            self._beat_task = asyncio.create_task(self._keep_beating(), name="soracast-heartbeat")
         taken = await self._lease_more()
         if self._lease_task is None:
             self._lease_task = asyncio.create_task(self._keep_leases(), name="soracast-leases")
@@ -206,8 +221,7 @@ class JobRunner:
         self._closing = True
         held = list(self._trackers)
         tasks = [*self._trackers.values(), *self._dispatchers.values(), *self._background]
-        if self._lease_task is not None:
-            tasks.append(self._lease_task)
+        tasks += [t for t in (self._lease_task, self._beat_task) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -219,6 +233,9 @@ class JobRunner:
         for generation_id in held:
             with contextlib.suppress(Exception):
                 await self._storage.release_lease(self.owner, generation_id)
+        if self._beat_task is not None:
+            with contextlib.suppress(Exception):
+                await self._storage.end_process(self.owner, utcnow())
         self._trackers.clear()
 
     def limiter(self, backend: str) -> BackendLimiter:
@@ -301,6 +318,8 @@ class JobRunner:
             in_flight = await self._storage.count_in_flight(generation.backend)
             if limiter.submit_wait(in_flight) != 0.0 or limiter.pause_left() > 0:
                 return None
+            if await self._submit_turn(generation.backend) > 0:
+                return None
             return await self._send(generation.id, raise_refusal=True)
 
     async def _dispatch(self, backend_name: str) -> None:
@@ -336,6 +355,10 @@ class JobRunner:
             if delay is None or delay > 0:
                 # No slot (a finishing job wakes the line) or the rate says later.
                 rest = delay if delay is not None else rest
+                break
+            turn = await self._submit_turn(backend_name)
+            if turn > 0:
+                rest = turn  # the account's turns are shared: another process sent one
                 break
             taken.add(spot.id)
             await self._send(spot.id, raise_refusal=False)
@@ -421,6 +444,8 @@ class JobRunner:
         except RateLimited as exc:
             pause = limiter.rate_limited(exc.retry_after, create=True)
             log.info("%s rate limited %s's create: back in line, %.1fs pause", generation.backend, generation.id, pause)
+            if backend is not None:
+                await self._hold_submits(backend, pause)
             await self._requeue(generation)
             return Outcome.REQUEUED
         except VideosAPIError as exc:
@@ -563,18 +588,119 @@ class JobRunner:
             except Exception:
                 log.exception("renewing leases failed; trying again")
 
-    async def _lease_more(self) -> int:
+    async def _lease_more(self, *, look_now: bool = False) -> int:
+        """Lease what is free (or a dead process's) and track it; `look_now` polls each at once, not in the next
+        sweep (a dead holder may have taken a webhook for it with it)."""
         if not self._notifiers or self._closing:
             return 0
         now = utcnow()
         until = now + timedelta(seconds=self._settings.lease_seconds)
-        taken = await self._storage.lease_generations(self.owner, self.platforms, now, until)
+        taken = await self._storage.lease_generations(
+            self.owner, self.platforms, now, until, dead=sorted(self._dead)
+        )
         started = 0
         for generation in taken:
             if generation.id not in self._trackers:
                 self.track(generation.id)
+                if look_now:
+                    self.wake(generation.id)
                 started += 1
         return started
+
+    async def _beat(self) -> None:
+        await self._storage.beat(self.owner, utcnow(), self._settings.heartbeat_seconds)
+
+    async def _keep_beating(self) -> None:
+        """Tell the others this process lives; take over at once what processes found dead held, and pass on
+        webhooks that came while their holder's death was not known yet."""
+        while not self._closing:
+            await asyncio.sleep(self._settings.heartbeat_seconds)
+            try:
+                await self._beat()
+                dead = await self._storage.dead_processes(utcnow())
+                newly_dead, self._dead = dead - self._dead, dead
+                if newly_dead:
+                    if await self._lease_more(look_now=True):
+                        log.info("took over the jobs of %d process(es) found dead", len(newly_dead))
+                await self._pass_on_told()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the leases still expire; the next beat tries again
+                log.warning("heartbeat failed: %s", type(exc).__name__)
+
+    async def take_over_if_dead(self, generation: Generation) -> bool:
+        """A webhook came here for a job this process does not track: take it over and look at it now when its
+        holder is dead (or nobody holds it), instead of waiting for a lease to run out. False when it stays
+        with a live holder (woken through storage) or this process does not serve its platform."""
+        if self._closing or generation.platform not in self._notifiers:
+            return False
+        if generation.status in (GenerationStatus.WAITING, GenerationStatus.DELETED) or generation.delivered_at:
+            return False
+        holder = await self._storage.lease_holder(generation.id)
+        now = utcnow()
+        if holder is not None and holder.owner != self.owner and holder.until >= now:
+            if holder.owner not in self._dead and holder.owner not in await self._storage.dead_processes(now):
+                self._remember_told(generation.id, holder.owner)
+                return False
+        if holder is None or holder.owner != self.owner:
+            until = now + timedelta(seconds=self._settings.lease_seconds)
+            taken = await self._storage.take_over(
+                generation.id, self.owner, holder.owner if holder else None, now, until
+            )
+            if taken is None:
+                return False
+            if holder is not None:
+                log.info("took over %s from %s (dead) for its webhook", generation.id, holder.owner)
+        self.track(generation.id)
+        self.wake(generation.id)
+        return True
+
+    def _remember_told(self, generation_id: str, holder: str) -> None:
+        self._told[generation_id] = (holder, time.monotonic())
+
+    async def _pass_on_told(self) -> None:
+        """Webhooks received for jobs held elsewhere: once the holder is found dead, the job is taken over here;
+        if another process took it meanwhile, that one is told again."""
+        horizon = time.monotonic() - TOLD_BEATS * self._settings.heartbeat_seconds
+        for generation_id, (holder_then, at) in list(self._told.items()):
+            holder = await self._storage.lease_holder(generation_id)
+            if holder is None or at < horizon:
+                del self._told[generation_id]  # delivered (or back in line), or long since handled
+            elif holder.owner == self.owner:
+                del self._told[generation_id]
+                self.track(generation_id)
+                self.wake(generation_id)
+            elif holder.owner in self._dead:
+                stored = await self._storage.get_generation(generation_id)
+                if stored is not None and await self.take_over_if_dead(stored):
+                    del self._told[generation_id]
+            elif holder.owner != holder_then:
+                del self._told[generation_id]
+                self.tell_holder(generation_id)
+
+    # --- one create rate per account -----------------------------------------------------------------------
+
+    async def _submit_turn(self, backend_name: str) -> float:
+        """0 when this process may send a create to the backend now; else seconds to wait. Where the storage is
+        shared between machines, turns come from the account's one limiter there, at this process's rate."""
+        backend = self._catalog.backend(backend_name)
+        if backend is None or not self._storage.shared_between_machines:
+            return 0.0
+        every = 60.0 / self.limiter(backend_name).submit_rate
+        try:
+            return await self._storage.take_submit_turn(backend.account_key, utcnow(), every)
+        except Exception as exc:  # this process's own limiter still holds it to the rate
+            log.warning("no shared create turn for %s: %s", backend_name, type(exc).__name__)
+            return 0.0
+
+    async def _hold_submits(self, backend: VideoBackend, pause: float) -> None:
+        """A 429: every process holds its creates to this account for as long as the provider asked."""
+        if not self._storage.shared_between_machines:
+            return
+        try:
+            await self._storage.hold_submits(backend.account_key, utcnow() + timedelta(seconds=pause))
+        except Exception as exc:
+            log.warning("could not hold other processes' creates to %s: %s", backend.name, type(exc).__name__)
 
     # --- tracking -----------------------------------------------------------------------------------------
 
@@ -608,6 +734,7 @@ class JobRunner:
 
     def _forget(self, generation_id: str) -> None:
         self._trackers.pop(generation_id, None)
+        self._told.pop(generation_id, None)
         self._wakeups.pop(generation_id, None)
         self._last_progress_note.pop(generation_id, None)
         self._owed_notes.discard(generation_id)
@@ -663,7 +790,9 @@ class JobRunner:
                     await self._settle_create(generation, backend)
                     failures = 0
                     continue
-                polled, seen = await self._status(backend, generation.api_video_id, urgent=woken, by=due)
+                polled, seen = await self._status(
+                    backend, generation.api_video_id, urgent=woken, by=due, generation_id=generation_id
+                )
             except APINotFound:
                 self.fail(generation, "not_found", f"{_capital(backend.service)} no longer knows this video.")
                 await self._storage.save_generation(generation)
@@ -741,6 +870,8 @@ class JobRunner:
                     backend.service,
                     generation.id,
                 )
+            while (turn := await self._submit_turn(backend.name)) > 0:
+                await self._sleep(generation.id, turn)  # a create sent again takes a turn like any other
             # Conditional: a webhook may have given it its job a moment ago, and that must not be overwritten.
             if not await self._stamp_resend(generation, utcnow()):
                 return
@@ -806,14 +937,43 @@ class JobRunner:
             setattr(generation, name, getattr(stored, name))
 
     async def _status(
-        self, backend: VideoBackend, job_id: str, *, urgent: bool = False, by: float | None = None
+        self,
+        backend: VideoBackend,
+        job_id: str,
+        *,
+        urgent: bool = False,
+        by: float | None = None,
+        generation_id: str | None = None,
     ) -> tuple[JobState, float]:
         """A job's status and when (`time.monotonic()`) it was seen: from the backend's batched sweep (starting by
-        `by`) where it can list jobs, else (or when a webhook just said it changed) one poll."""
+        `by`) where it can list jobs, else (or when a webhook just said it changed, before or while waiting for
+        the sweep) one poll."""
+        event = self._wakeups.get(generation_id) if generation_id is not None else None
+        if event is not None and event.is_set():
+            event.clear()
+            urgent = True
         if urgent or not backend.can_list_jobs:
-            seen = time.monotonic()
-            return await self._call(backend, Priority.POLL, lambda: backend.poll(job_id)), seen
-        return await self._board(backend).status(job_id, by=by)
+            return await self._poll_once(backend, job_id)
+        board = self._board(backend)
+        if event is None:
+            return await board.status(job_id, by=by)
+        # The next sweep may be seconds away: a webhook meanwhile cuts the wait short with one poll.
+        swept = asyncio.ensure_future(board.status(job_id, by=by))
+        woken = asyncio.ensure_future(event.wait())
+        try:
+            done, _ = await asyncio.wait({swept, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            if not swept.done():
+                swept.cancel()
+        if swept in done:
+            return swept.result()  # a wake that came with it leaves the event set: the next wait is cut short
+        event.clear()
+        return await self._poll_once(backend, job_id)
+
+    async def _poll_once(self, backend: VideoBackend, job_id: str) -> tuple[JobState, float]:
+        seen = time.monotonic()
+        return await self._call(backend, Priority.POLL, lambda: backend.poll(job_id)), seen
 
     def _board(self, backend: VideoBackend) -> StatusBoard:
         board = self._boards.get(backend.name)
