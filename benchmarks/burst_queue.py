@@ -3,7 +3,7 @@
 The API is `soracast emulate` in a child process, allowing `--rate-limit` requests per second (a token bucket;
 beyond it, 429 with `Retry-After`) and running jobs time-scaled. This process sends every command through the
 real core (the fair line, the learnt limiter, batched polling, trackers, SQLite) at once, waits until every video
-is delivered, and prints:
+is delivered, and prints one table:
 
 - delivered, refused for being busy (must be 0), failed;
 - how long people waited before their video was sent: each person's first video (fairness: nobody's first
@@ -31,6 +31,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.table import print_table  # noqa: E402
 from bot.app import build_app  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.errors import SoracastError  # noqa: E402
@@ -130,22 +131,28 @@ async def burst(args: argparse.Namespace, base_url: str) -> None:
     means = sorted(statistics.mean(w) for w in waits.values())
     delivered = sum(1 for g in stored if g is not None and g.status is GenerationStatus.COMPLETED and g.delivered_at)
 
-    print(f"commands                    {args.commands} from {args.people} people in {args.workspaces} workspaces "
-          f"(person-00 sent {args.commands // 4 + args.commands * 3 // 4 // args.people} of them, first)")
-    print(f"API limit                   {args.rate_limit:g} requests/s, {args.max_in_flight} jobs in flight "
-          f"(time scale {args.time_scale:g})")
-    print(f"accepted                    {len(asked)} in {accepted_after:.2f} s; refused for being busy: "
-          f"{sum(1 for r in refused if 'rate' in r or 'busy' in r)}; refused otherwise: {len(refused)}")
-    print(f"delivered                   {delivered}/{args.commands} after {finished:.1f} s; failed: "
-          f"{len(notifier.failed)}")
-    print(f"first video's wait          min {firsts[0]:.1f} s, median {statistics.median(firsts):.1f} s, "
-          f"max {firsts[-1]:.1f} s (per person, before it was sent)")
-    print(f"mean wait per person        min {means[0]:.1f} s, median {statistics.median(means):.1f} s, "
-          f"max {means[-1]:.1f} s")
-    print(f"429s provoked               {stats['statuses'].get('429', 0)} of {sum(stats['routes'].values())} "
-          f"requests: {dict(sorted(stats['routes'].items()))}")
-    if refused:
-        print("refusals:", *sorted(set(refused))[:5], sep="\n  ")
+    busy = sum(1 for r in refused if "rate" in r or "busy" in r)
+    rows = [
+        ("commands", f"{args.commands}", f"from {args.people} people in {args.workspaces} workspaces (person-00 sent "
+         f"{args.commands // 4 + args.commands * 3 // 4 // args.people} of them, first)"),
+        ("API limit", f"{args.rate_limit:g} requests/s",
+         f"{args.max_in_flight} jobs in flight, time scale {args.time_scale:g}"),
+        ("accepted", f"{len(asked)} in {accepted_after:.2f} s",
+         f"refused for being busy: {busy} (goal 0); refused otherwise: {len(refused)}"),
+        ("delivered", f"{delivered}/{args.commands} after {finished:.1f} s", f"failed: {len(notifier.failed)}"),
+        ("first video's wait", _spread(firsts), "per person, before it was sent (nobody's first waits behind "
+         "someone's tenth)"),
+        ("mean wait per person", _spread(means), "before each video was sent"),
+        ("429s provoked", f"{stats['statuses'].get('429', 0)} of {sum(stats['routes'].values())} requests",
+         ", ".join(f"{route} {count}" for route, count in sorted(stats["routes"].items()))),
+    ]
+    rows.extend(("refusal", reason, "") for reason in sorted(set(refused))[:5])
+    print_table(f"burst_queue: {args.commands} /sora at once against a rate-limited API", rows)
+
+
+def _spread(seconds: list[float]) -> str:
+    """min, median and max of sorted waits."""
+    return f"min {seconds[0]:.1f} s, median {statistics.median(seconds):.1f} s, max {seconds[-1]:.1f} s"
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """How fast the Slack app acks a burst of `/sora` commands over HTTP (Slack gives up after 3 s).
 
 Serves soracast's web app (create_web_app) on 127.0.0.1 with the core on the offline renderer and the fake Slack
-Web API, sends N signed `/sora` requests at once, and prints percentiles of the time to each ack response.
+Web API, sends N signed `/sora` requests at once, and prints one table: percentiles of the time to each ack response.
 Run: `.venv/bin/python -m benchmarks.slack_ack [--requests 200]`.
 """
 
@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from adapters.slack.app import build_slack_adapter, create_web_app  # noqa: E402
+from benchmarks.table import print_table  # noqa: E402
 from bot.app import build_app  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.web.http_door import app_runner  # noqa: E402
@@ -181,14 +182,17 @@ async def run(requests: int, separate: bool) -> None:
 
     ms = [t * 1000 for t in times]
     where = "in another process" if separate else "on the app's own event loop"
-    print(f"slack ack: {requests} signed /sora at once over HTTP to 127.0.0.1; Slack side {where}")
-    print(f"  statuses {sorted(statuses)}; first request (with bolt's one-off auth.test) {warm * 1000:.1f} ms")
-    print(
-        f"  time to ack: p50 {statistics.median(ms):.1f} ms · p90 {_percentile(ms, 0.9):.1f} ms · "
-        f"p99 {_percentile(ms, 0.99):.1f} ms · max {max(ms):.1f} ms"
+    print_table(
+        f"slack_ack: {requests} signed /sora at once over HTTP to 127.0.0.1; Slack side {where}",
+        [
+            ("statuses", ", ".join(str(status) for status in sorted(statuses)), "goal: 200 only"),
+            ("first request", f"{warm * 1000:.1f} ms", "with bolt's one-off auth.test"),
+            ("time to ack", f"p50 {statistics.median(ms):.1f} ms, p90 {_percentile(ms, 0.9):.1f} ms, "
+             f"p99 {_percentile(ms, 0.99):.1f} ms, max {max(ms):.1f} ms", "Slack gives up after 3 s"),
+            ("burst acked in", f"{took * 1000:.0f} ms", f"the work after the acks took {drained * 1000:.0f} ms more"),
+            ("progress messages posted", f"{posted} of {requests + 1}", "one per request"),
+        ],
     )
-    print(f"  burst acked in {took * 1000:.0f} ms; the work after the acks took {drained * 1000:.0f} ms more")
-    print(f"  progress messages posted: {posted} of {requests + 1}")
 
 
 def main() -> None:

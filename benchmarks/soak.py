@@ -14,8 +14,9 @@ The soak sends `--jobs` signed `/sora` commands (timing each ack), then kills th
 `--kills` times while the jobs run — each kill at a chosen moment: `complete` (Slack has just posted a video, its
 answer not yet back: the window of issue 10), `upload`, `ticket` (files.getUploadURLExternal), `info` (files.info,
 i.e. during a recovery), `update` (chat.update) or `timer` (a random moment) — restarting it on the same data
-each time. It then prints, per run: delivered (videos in the channel), duplicates (a video posted more than
-once), lost (asked for, never posted), failed (ended with a failure message), ack p99, and what the kills hit.
+each time. It then prints one table with, per run: delivered (videos in the channel), duplicates (a video posted
+more than once), lost (asked for, never posted), failed (ended with a failure message), ack p99, and what the
+kills hit.
 
     .venv/bin/python -m benchmarks.soak [--runs 5] [--jobs 20] [--kills complete,timer,complete]
 
@@ -48,6 +49,7 @@ ROOT = Path(__file__).absolute().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.table import print_table  # noqa: E402
 from bot.models import GenerationStatus, Platform, Scope  # noqa: E402
 from storage.sqlite import SQLiteStorage  # noqa: E402
 from tests.fakes.slack_api import Call, FakeSlackAPI  # noqa: E402
@@ -122,18 +124,29 @@ class SoakFigures:
     def ack_p99(self) -> float:
         return _percentile(self.ack_ms, 0.99) if self.ack_ms else float("nan")
 
-    def line(self) -> str:
+    def summary(self) -> str:
+        """One line for the progress of a long soak."""
+        return f"delivered {self.delivered}/{self.jobs}, duplicates {self.duplicates}, lost {self.lost}"
+
+    def rows(self, run: int) -> list[tuple[str, str, str]]:
+        """This run's figures as rows of the soak's table."""
         acks = (
             f"ack p50 {statistics.median(self.ack_ms):.0f} ms, p99 {self.ack_p99:.0f} ms" if self.ack_ms else "no acks"
         )
-        return (
-            f"delivered {self.delivered}/{self.jobs} · duplicates {self.duplicates} · lost {self.lost} · "
-            f"failed {self.failed} · {acks} · {self.seconds:.0f} s\n"
-            f"    kills: {', '.join(self.kills) or 'none'}\n"
-            f"    uploads started {self.tickets}, completed {self.completions}; files.info checks {self.info_checks} "
-            f"(found already posted: {self.found_posted}); messages beyond one per video: {self.extra_messages}"
-            + "".join(f"\n    not posted: {m}" for m in self.missing)
-        )
+        return [
+            (
+                f"run {run}: posted",
+                f"delivered {self.delivered}/{self.jobs}, duplicates {self.duplicates}, lost {self.lost}, "
+                f"failed {self.failed}",
+                f"{acks}; {self.seconds:.0f} s; kills: {', '.join(self.kills) or 'none'}",
+            ),
+            (
+                f"run {run}: Slack calls",
+                f"uploads started {self.tickets}, completed {self.completions}; files.info {self.info_checks}",
+                f"found already posted: {self.found_posted}; messages beyond one per video: {self.extra_messages}",
+            ),
+            *((f"run {run}: not posted", missing, "") for missing in self.missing),
+        ]
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -483,12 +496,13 @@ def main() -> None:
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy each run's logs under this folder")
     args = parser.parse_args()
     kills = tuple(k.strip() for k in args.kills.split(",") if k.strip())
-    print(
+    title = (
         f"soak: {args.jobs} signed /sora × {args.runs} runs; emulator fail rate {args.fail_rate:g} "
         f"(lost answers {args.lost_answer_rate:g}); Slack latency {args.latency_ms:g} ms; "
         f"SIGKILL at {', '.join(kills)}"
     )
     results = []
+    rows: list[tuple[str, str, str]] = []
     for run in range(1, args.runs + 1):
         options = SoakOptions(
             jobs=args.jobs,
@@ -503,14 +517,15 @@ def main() -> None:
         )
         figures = asyncio.run(run_soak(options))
         results.append(figures)
-        print(f"run {run}: {figures.line()}", flush=True)
+        rows.extend(figures.rows(run))
+        # Runs take a while: progress goes to stderr, the figures in one table at the end.
+        print(f"run {run}/{args.runs}: {figures.summary()}", file=sys.stderr, flush=True)
     clean = sum(1 for f in results if f.delivered == f.jobs and f.duplicates == 0 and f.lost == 0)
     all_acks = list(itertools.chain.from_iterable(f.ack_ms for f in results))
-    print(
-        f"{clean}/{len(results)} runs with every video posted exactly once; "
-        f"ack p99 over all runs {_percentile(all_acks, 0.99):.0f} ms"
-    )
-
+    rows.append(("runs with every video posted exactly once", f"{clean}/{len(results)}", "goal: all"))
+    rows.append(("ack p99 over all runs", f"{_percentile(all_acks, 0.99):.0f} ms" if all_acks else "-",
+                 "Slack gives up after 3 s"))
+    print_table(title, rows)
 
 if __name__ == "__main__":
     main()

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     daily_seconds_per_person: int | None = Field(default=None, ge=0)
     #: How long a process holds a job before another may take it over (renewed while it lives).
     lease_seconds: float = Field(default=60.0, ge=5, le=3600)
+    #: How often a process tells the others it is alive; one silent for three beats is dead and its jobs are
+    #: taken over before their leases run out (on Postgres, a lost connection shows it within about 1.5 beats).
+    heartbeat_seconds: float = Field(default=5.0, ge=0.1, le=600)
     #: Characters one workspace may keep (each keeps a clip and stills); refused before a form opens.
     max_characters_per_workspace: int = Field(default=500, ge=1)
     #: An owner gets at most one private note per this many minutes about videos others made with their

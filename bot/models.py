@@ -305,6 +305,33 @@ class Generation(BaseModel):
         return [c.character_id for c in self.characters if c.character_id]
 
 
+class WaitingSpot(BaseModel):
+    """A generation waiting in line, as the line reads it: only what fair order and places need, not the row."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    scope: Scope
+    requester_id: str
+    created_at: datetime
+    #: The place last recorded for it (None before the line first placed it).
+    line_position: int | None = None
+
+    @property
+    def platform(self) -> Platform:
+        return self.scope.platform
+
+
+class PlaceInLine(BaseModel):
+    """A place to record for a waiting generation (1 is next), with a rough wait in seconds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    generation_id: str
+    position: int
+    eta_seconds: float
+
+
 class GenerationOptions(BaseModel):
     """What a user may choose per video; None means the configured default."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -15,6 +16,7 @@ from bot.models import (
     HostedReference,
     NoticeState,
     OwnerNotice,
+    PlaceInLine,
     Platform,
     PurgedScope,
     ReferenceBlob,
@@ -26,12 +28,25 @@ from bot.models import (
     SpendTotals,
     StoredInstallation,
     UsageRow,
+    WaitingSpot,
 )
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """Which process holds a generation's lease, and until when."""
+
+    owner: str
+    until: datetime
 
 
 class Storage(Protocol):
     """Persistence for characters, generations and per-scope settings. Implementations must be safe to
     call concurrently from one event loop; Postgres also from many processes sharing one database."""
+
+    #: Whether processes on other machines may share this storage (Postgres): then limits that hold for a
+    #: backend account, such as its create rate, are kept in the database instead of in each process.
+    shared_between_machines: bool
 
     async def open(self) -> None:
         """Connect, then apply pending migrations (`migrate`)."""
@@ -172,6 +187,10 @@ class Storage(Protocol):
     async def waiting_generations(self, backend: str) -> list[Generation]:
         """Every generation waiting in soracast's line for this backend, oldest first."""
 
+    async def waiting_line(self, backend: str) -> list[WaitingSpot]:
+        """The same generations as `waiting_generations`, oldest first, read lightly: who asked, when, and the
+        place last recorded (the line reads this after every round of sends)."""
+
     async def count_waiting(self, scope: Scope, requester: str) -> int: ...
 
     async def in_flight_by_person(self, backend: str) -> dict[tuple[str, str], int]:
@@ -201,16 +220,58 @@ class Storage(Protocol):
         """Atomically record where a generation that is still waiting stands; False (nothing written) if it left
         the line already (sent or cancelled)."""
 
+    async def places_in_line(self, places: Sequence[PlaceInLine]) -> set[str]:
+        """Record many places at once, in one transaction, each only where its generation still waits; returns
+        the ids written (the others left the line meanwhile and are untouched)."""
+
     async def lease_generations(
-        self, owner: str, platforms: Sequence[Platform], now: datetime, until: datetime, limit: int = 500
+        self,
+        owner: str,
+        platforms: Sequence[Platform],
+        now: datetime,
+        until: datetime,
+        limit: int = 500,
+        *,
+        dead: Sequence[str] = (),
     ) -> list[Generation]:
         """Take (or keep) the leases of unfinished or undelivered generations of these platforms that nobody
-        holds or whose lease expired before `now`; waiting ones are left to the line."""
+        holds, whose lease expired before `now`, or whose holder is one of the `dead` processes; waiting ones
+        are left to the line."""
+
+    async def lease_holder(self, generation_id: str) -> LeaseHolder | None:
+        """Who holds a generation's lease; None when nobody does (or there is no such generation)."""
+
+    async def take_over(
+        self, generation_id: str, owner: str, holder: str | None, now: datetime, until: datetime
+    ) -> Generation | None:
+        """Atomically give `owner` the lease of an undelivered generation still held by `holder` (a process the
+        caller found dead; None: nobody), or whose lease expired before `now`; None (nothing written) when it
+        moved to another holder meanwhile, was delivered, or waits in line (the line's, not a lease's)."""
 
     async def renew_leases(self, owner: str, generation_ids: Sequence[str], until: datetime) -> set[str]:
         """Extend `owner`'s leases; returns the ids it still holds."""
 
     async def release_lease(self, owner: str, generation_id: str) -> None: ...
+
+    # processes sharing this storage -----------------------------------------------------------------------
+    async def beat(self, owner: str, at: datetime, every: float) -> None:
+        """Record that process `owner` is alive at `at` and beats every `every` seconds (its row is made on the
+        first beat; on Postgres it also holds an advisory lock while its connection lives)."""
+
+    async def end_process(self, owner: str, at: datetime) -> None:
+        """A process stopped cleanly: it counts as dead at once (and its lock, if any, is let go)."""
+
+    async def dead_processes(self, now: datetime) -> set[str]:
+        """Processes that ended, missed three beats by `now`, or (Postgres) lost their lock and missed half a
+        beat more than one; rows of processes gone for a day are forgotten."""
+
+    # one create rate per backend account, for every process ---------------------------------------------------
+    async def take_submit_turn(self, account: str, now: datetime, every: float, burst: int = 1) -> float:
+        """Take a turn to send a create on `account`: turns come one per `every` seconds, up to `burst` at once
+        after a quiet spell. 0 when taken; otherwise the seconds until one is free (nothing is taken)."""
+
+    async def hold_submits(self, account: str, until: datetime) -> None:
+        """The provider said 429: no process takes a turn on `account` before `until` (a later hold wins)."""
 
     # spending -------------------------------------------------------------------------------------------
     async def reserve_spend(

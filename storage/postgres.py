@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import secrets
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -27,6 +28,7 @@ from bot.models import (
     HostedReference,
     NoticeState,
     OwnerNotice,
+    PlaceInLine,
     Platform,
     PurgedScope,
     ReferenceBlob,
@@ -38,8 +40,10 @@ from bot.models import (
     SpendTotals,
     StoredInstallation,
     UsageRow,
+    WaitingSpot,
     utcnow,
 )
+from storage.base import LeaseHolder
 from storage.rows import (
     access_request_from_row,
     character_from_row,
@@ -48,8 +52,10 @@ from storage.rows import (
     owner_notice_from_row,
     reference_from_row,
     retired_from_row,
+    waiting_spot_from_row,
 )
 from storage.schema import migrations
+from storage.turns import ask_turn
 
 #: A generation whose create went out (or may have) and whose job id is not known yet.
 _UNSENT = (GenerationStatus.SUBMITTING, GenerationStatus.ACCEPTED)
@@ -64,6 +70,9 @@ MIGRATION_LOCK_KEY = int.from_bytes(hashlib.sha256(b"soracast/migrations").diges
 WAKE_CHANNEL = "soracast_wake"
 #: The first half of the two-key advisory lock that serialises one workspace's budget check and reservation.
 SPEND_LOCK_KEY = int.from_bytes(hashlib.sha256(b"soracast/spend").digest()[:4], "big", signed=True)
+#: The first half of the two-key advisory lock each live process holds (the second is its `lock_key`); kept
+#: positive, so it reads the same in `pg_locks`, where lock keys are shown as unsigned.
+PROCESS_LOCK_KEY = int.from_bytes(hashlib.sha256(b"soracast/process").digest()[:4], "big") & 0x7FFFFFFF
 
 _AT_BACKEND = [s.value for s in GenerationStatus if s.at_backend]
 
@@ -114,6 +123,10 @@ class PostgresStorage:
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._callbacks: list[Callable[[str], None]] = []
+        #: Per process (lease owner) beating through this storage: the connection holding its advisory lock.
+        self._process_locks: dict[str, tuple[asyncpg.Connection, int]] = {}
+
+    shared_between_machines = True
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -142,6 +155,10 @@ class PostgresStorage:
             raise
 
     async def close(self) -> None:
+        for connection, _key in self._process_locks.values():
+            with contextlib.suppress(Exception):
+                await connection.close()
+        self._process_locks.clear()
         if self._listener is not None:
             listener, self._listener = self._listener, None
             self._callbacks.clear()
@@ -654,6 +671,16 @@ class PostgresStorage:
         )
         return [generation_from_row(row) for row in rows]
 
+    async def waiting_line(self, backend: str) -> list[WaitingSpot]:
+        # `::json` (not jsonb) only checks the body and walks to one key: the line reads this after every round.
+        rows = await self.pool.fetch(
+            "SELECT id, scope, requester, created_at, (body::json ->> 'line_position')::int AS line_position"
+            " FROM generations WHERE backend = $1 AND status = $2 ORDER BY created_at",
+            backend,
+            GenerationStatus.WAITING.value,
+        )
+        return [waiting_spot_from_row(row) for row in rows]
+
     async def count_waiting(self, scope: Scope, requester: str) -> int:
         return int(
             await self.pool.fetchval(
@@ -702,6 +729,31 @@ class PostgresStorage:
             generation.line_position, generation.line_eta = position, eta_seconds
 
         return await self._change_if_waiting(generation_id, place) is not None
+
+    async def places_in_line(self, places: Sequence[PlaceInLine]) -> set[str]:
+        if not places:
+            return set()
+        ids = [place.generation_id for place in places]
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Rows are locked in id order first, so two processes placing the same line never deadlock.
+            await conn.execute(
+                "SELECT id FROM generations WHERE id = ANY($1::text[]) AND status = $2 ORDER BY id FOR UPDATE",
+                ids,
+                GenerationStatus.WAITING.value,
+            )
+            # Only the two fields change, and only where the generation still waits: a claim or a cancel made
+            # since the line was read is never undone.
+            rows = await conn.fetch(
+                "UPDATE generations AS g SET body = (g.body::jsonb"
+                " || jsonb_build_object('line_position', p.position, 'line_eta', p.eta))::text"
+                " FROM unnest($1::text[], $2::int[], $3::float8[]) AS p(id, position, eta)"
+                " WHERE g.id = p.id AND g.status = $4 RETURNING g.id",
+                ids,
+                [place.position for place in places],
+                [place.eta_seconds for place in places],
+                GenerationStatus.WAITING.value,
+            )
+        return {row["id"] for row in rows}
 
     async def adopt_job(self, generation_id: str, api_video_id: str) -> bool:
         def adopt(generation: Generation) -> None:
@@ -765,7 +817,14 @@ class PostgresStorage:
         return generation
 
     async def lease_generations(
-        self, owner: str, platforms: Sequence[Platform], now: datetime, until: datetime, limit: int = 500
+        self,
+        owner: str,
+        platforms: Sequence[Platform],
+        now: datetime,
+        until: datetime,
+        limit: int = 500,
+        *,
+        dead: Sequence[str] = (),
     ) -> list[Generation]:
         if not platforms:
             return []
@@ -773,8 +832,8 @@ class PostgresStorage:
         rows = await self.pool.fetch(
             "UPDATE generations SET lease_owner = $1, lease_until = $2 WHERE id IN ("
             " SELECT id FROM generations WHERE delivered_at IS NULL AND status <> ALL($3::text[])"
-            " AND platform = ANY($4::text[]) AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $5)"
-            " ORDER BY created_at LIMIT $6 FOR UPDATE SKIP LOCKED"
+            " AND platform = ANY($4::text[]) AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until < $5"
+            " OR lease_owner = ANY($7::text[])) ORDER BY created_at LIMIT $6 FOR UPDATE SKIP LOCKED"
             ") RETURNING body, delivered_at, target",
             owner,
             until,
@@ -782,8 +841,36 @@ class PostgresStorage:
             [p.value for p in platforms],
             now,
             limit,
+            list(dead),
         )
         return [generation_from_row(row) for row in rows]
+
+    async def lease_holder(self, generation_id: str) -> LeaseHolder | None:
+        row = await self.pool.fetchrow(
+            "SELECT lease_owner, lease_until FROM generations WHERE id = $1 AND lease_owner IS NOT NULL",
+            generation_id,
+        )
+        if row is None or row["lease_until"] is None:
+            return None
+        return LeaseHolder(owner=row["lease_owner"], until=row["lease_until"])
+
+    async def take_over(
+        self, generation_id: str, owner: str, holder: str | None, now: datetime, until: datetime
+    ) -> Generation | None:
+        # One statement: the row is re-checked under its lock, so of two processes taking over only one wins.
+        row = await self.pool.fetchrow(
+            "UPDATE generations SET lease_owner = $2, lease_until = $3 WHERE id = $1 AND delivered_at IS NULL"
+            " AND status <> ALL($6::text[])"
+            " AND (lease_owner IS NOT DISTINCT FROM $4 OR lease_owner IS NULL OR lease_until < $5)"
+            " RETURNING body, delivered_at, target",
+            generation_id,
+            owner,
+            until,
+            holder,
+            now,
+            [GenerationStatus.WAITING.value, GenerationStatus.DELETED.value],
+        )
+        return generation_from_row(row) if row else None
 
     async def renew_leases(self, owner: str, generation_ids: Sequence[str], until: datetime) -> set[str]:
         if not generation_ids:
@@ -801,6 +888,80 @@ class PostgresStorage:
             "UPDATE generations SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
             generation_id,
             owner,
+        )
+
+    # --- processes sharing this storage -----------------------------------------------------------------------
+
+    async def beat(self, owner: str, at: datetime, every: float) -> None:
+        held = self._process_locks.get(owner)
+        if held is None or held[0].is_closed():
+            # The lock lives as long as this connection: a process that dies (or loses the database) lets it go
+            # at once, and the others can tell without waiting for its beats to go stale.
+            key = secrets.randbelow(0x7FFFFFFE) + 1
+            connection = await asyncpg.connect(self._url)
+            try:
+                await connection.execute("SELECT pg_advisory_lock($1, $2)", PROCESS_LOCK_KEY, key)
+            except BaseException:
+                await connection.close()
+                raise
+            held = self._process_locks[owner] = (connection, key)
+        await self.pool.execute(
+            "INSERT INTO processes (owner, started_at, beat_at, beat_seconds, lock_key) VALUES ($1, $2, $2, $3, $4)"
+            " ON CONFLICT (owner) DO UPDATE SET beat_at = excluded.beat_at, beat_seconds = excluded.beat_seconds,"
+            " lock_key = excluded.lock_key",
+            owner,
+            at,
+            every,
+            held[1],
+        )
+
+    async def end_process(self, owner: str, at: datetime) -> None:
+        await self.pool.execute("UPDATE processes SET ended_at = $1 WHERE owner = $2", at, owner)
+        held = self._process_locks.pop(owner, None)
+        if held is not None:
+            with contextlib.suppress(Exception):
+                await held[0].close()
+
+    async def dead_processes(self, now: datetime) -> set[str]:
+        await self.pool.execute("DELETE FROM processes WHERE beat_at < $1", now - timedelta(days=1))
+        rows = await self.pool.fetch(
+            "SELECT p.owner, p.beat_at, p.beat_seconds, p.ended_at, p.lock_key IS NOT NULL AND NOT EXISTS ("
+            "  SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+            "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            "  AND l.classid::bigint = $1 AND l.objid::bigint = p.lock_key"
+            " ) AS lock_gone FROM processes p",
+            PROCESS_LOCK_KEY,
+        )
+        dead: set[str] = set()
+        for row in rows:
+            silent = (now - row["beat_at"]).total_seconds() / row["beat_seconds"]
+            # A lost lock alone could be a dropped connection the process is about to open again: it also has to
+            # have missed a beat by half an interval.
+            if row["ended_at"] is not None or silent > 3 or (row["lock_gone"] and silent > 1.5):
+                dead.add(row["owner"])
+        return dead
+
+    # --- one create rate per backend account ----------------------------------------------------------------
+
+    async def take_submit_turn(self, account: str, now: datetime, every: float, burst: int = 1) -> float:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO submit_turns (account, next_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", account, now
+            )
+            row = await conn.fetchrow(
+                "SELECT next_at, held_until FROM submit_turns WHERE account = $1 FOR UPDATE", account
+            )
+            turn = ask_turn(row["next_at"], row["held_until"], now, every, burst)
+            if turn.next_at is not None:
+                await conn.execute("UPDATE submit_turns SET next_at = $1 WHERE account = $2", turn.next_at, account)
+        return turn.wait
+
+    async def hold_submits(self, account: str, until: datetime) -> None:
+        await self.pool.execute(
+            "INSERT INTO submit_turns (account, next_at, held_until) VALUES ($1, $2, $2) ON CONFLICT (account)"
+            " DO UPDATE SET held_until = greatest(submit_turns.held_until, excluded.held_until)",
+            account,
+            until,
         )
 
     # --- spending ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from bot.models import (
     RetiredScope,
     Scope,
     StoredInstallation,
+    WaitingSpot,
 )
 
 
@@ -95,6 +96,17 @@ def generation_from_row(row: Row) -> Generation:
     fields["target"] = json.loads(row["target"])
     fields["delivered_at"] = row["delivered_at"]
     return Generation.model_validate(fields)
+
+
+def waiting_spot_from_row(row: Row) -> WaitingSpot:
+    """A waiting generation from its `id, scope, requester, created_at, line_position` columns."""
+    return WaitingSpot(
+        id=row["id"],
+        scope=Scope.from_key(row["scope"]),
+        requester_id=row["requester"],
+        created_at=row["created_at"],
+        line_position=row["line_position"],
+    )
 
 
 def installation_from_row(row: Row) -> StoredInstallation:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiosqlite
@@ -23,6 +23,7 @@ from bot.models import (
     HostedReference,
     NoticeState,
     OwnerNotice,
+    PlaceInLine,
     Platform,
     PurgedScope,
     ReferenceBlob,
@@ -34,8 +35,10 @@ from bot.models import (
     SpendTotals,
     StoredInstallation,
     UsageRow,
+    WaitingSpot,
     utcnow,
 )
+from storage.base import LeaseHolder
 from storage.rows import (
     access_request_from_row,
     character_from_row,
@@ -44,8 +47,10 @@ from storage.rows import (
     owner_notice_from_row,
     reference_from_row,
     retired_from_row,
+    waiting_spot_from_row,
 )
 from storage.schema import migrations
+from storage.turns import ask_turn
 
 #: A generation whose create went out (or may have) and whose job id is not known yet.
 _UNSENT = (GenerationStatus.SUBMITTING, GenerationStatus.ACCEPTED)
@@ -90,6 +95,8 @@ def _statements(sql: str) -> list[str]:
 
 class SQLiteStorage:
     """The embedded default store: one file, safe for one process's many coroutines."""
+
+    shared_between_machines = False
 
     def __init__(self, path: str | Path) -> None:
         self._path = str(path)
@@ -717,6 +724,14 @@ class SQLiteStorage:
         ) as cursor:
             return [generation_from_row(row) async for row in cursor]
 
+    async def waiting_line(self, backend: str) -> list[WaitingSpot]:
+        async with self.db.execute(
+            "SELECT id, scope, requester, created_at, json_extract(body, '$.line_position') AS line_position"
+            " FROM generations WHERE backend = ? AND status = ? ORDER BY created_at",
+            (backend, GenerationStatus.WAITING.value),
+        ) as cursor:
+            return [waiting_spot_from_row(row) async for row in cursor]
+
     async def count_waiting(self, scope: Scope, requester: str) -> int:
         async with self.db.execute(
             "SELECT count(*) FROM generations WHERE scope = ? AND requester = ? AND status = ?",
@@ -756,6 +771,29 @@ class SQLiteStorage:
             generation.line_position, generation.line_eta = position, eta_seconds
 
         return await self._change_if_waiting(generation_id, place) is not None
+
+    async def places_in_line(self, places: Sequence[PlaceInLine]) -> set[str]:
+        if not places:
+            return set()
+        written: set[str] = set()
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for place in places:
+                    # Only the two fields change, in place: the status condition keeps a claim or a cancel made
+                    # since the line was read.
+                    cursor = await self.db.execute(
+                        "UPDATE generations SET body = json_set(body, '$.line_position', ?, '$.line_eta', ?)"
+                        " WHERE id = ? AND status = ?",
+                        (place.position, place.eta_seconds, place.generation_id, GenerationStatus.WAITING.value),
+                    )
+                    if cursor.rowcount == 1:
+                        written.add(place.generation_id)
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
+        return written
 
     async def adopt_job(self, generation_id: str, api_video_id: str) -> bool:
         def adopt(generation: Generation) -> None:
@@ -838,20 +876,29 @@ class SQLiteStorage:
         return int(row[0]) if row else 0
 
     async def lease_generations(
-        self, owner: str, platforms: Sequence[Platform], now: datetime, until: datetime, limit: int = 500
+        self,
+        owner: str,
+        platforms: Sequence[Platform],
+        now: datetime,
+        until: datetime,
+        limit: int = 500,
+        *,
+        dead: Sequence[str] = (),
     ) -> list[Generation]:
         if not platforms:
             return []
         marks = ",".join("?" * len(platforms))
+        dead_marks = ",".join("?" * len(dead))
+        from_dead = f" OR lease_owner IN ({dead_marks})" if dead else ""
         open_statuses = [GenerationStatus.WAITING.value, GenerationStatus.DELETED.value]
         async with self._write_lock:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 async with self.db.execute(
                     "SELECT id FROM generations WHERE delivered_at IS NULL AND status NOT IN (?, ?)"
-                    f" AND platform IN ({marks}) AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)"
-                    " ORDER BY created_at LIMIT ?",
-                    (*open_statuses, *(p.value for p in platforms), owner, now.isoformat(), limit),
+                    f" AND platform IN ({marks}) AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?"
+                    f"{from_dead}) ORDER BY created_at LIMIT ?",
+                    (*open_statuses, *(p.value for p in platforms), owner, now.isoformat(), *dead, limit),
                 ) as cursor:
                     ids = [row[0] async for row in cursor]
                 for generation_id in ids:
@@ -865,6 +912,31 @@ class SQLiteStorage:
             await self.db.commit()
         found = [await self.get_generation(generation_id) for generation_id in ids]
         return [g for g in found if g is not None]
+
+    async def lease_holder(self, generation_id: str) -> LeaseHolder | None:
+        async with self.db.execute(
+            "SELECT lease_owner, lease_until FROM generations WHERE id = ? AND lease_owner IS NOT NULL",
+            (generation_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None or row[1] is None:
+            return None
+        return LeaseHolder(owner=row[0], until=datetime.fromisoformat(row[1]))
+
+    async def take_over(
+        self, generation_id: str, owner: str, holder: str | None, now: datetime, until: datetime
+    ) -> Generation | None:
+        async with self._write_lock:
+            cursor = await self.db.execute(
+                "UPDATE generations SET lease_owner = ?, lease_until = ? WHERE id = ? AND delivered_at IS NULL"
+                " AND status NOT IN (?, ?) AND (lease_owner IS ? OR lease_owner IS NULL OR lease_until < ?)",
+                (owner, until.isoformat(), generation_id, GenerationStatus.WAITING.value,
+                 GenerationStatus.DELETED.value, holder, now.isoformat()),
+            )
+            await self.db.commit()
+        if cursor.rowcount != 1:
+            return None
+        return await self.get_generation(generation_id)
 
     async def renew_leases(self, owner: str, generation_ids: Sequence[str], until: datetime) -> set[str]:
         if not generation_ids:
@@ -886,6 +958,72 @@ class SQLiteStorage:
             await self.db.execute(
                 "UPDATE generations SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
                 (generation_id, owner),
+            )
+            await self.db.commit()
+
+    # --- processes sharing this storage -----------------------------------------------------------------------
+
+    async def beat(self, owner: str, at: datetime, every: float) -> None:
+        async with self._write_lock:
+            await self.db.execute(
+                "INSERT INTO processes (owner, started_at, beat_at, beat_seconds) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (owner) DO UPDATE SET beat_at = excluded.beat_at,"
+                " beat_seconds = excluded.beat_seconds",
+                (owner, at.isoformat(), at.isoformat(), every),
+            )
+            await self.db.commit()
+
+    async def end_process(self, owner: str, at: datetime) -> None:
+        async with self._write_lock:
+            await self.db.execute("UPDATE processes SET ended_at = ? WHERE owner = ?", (at.isoformat(), owner))
+            await self.db.commit()
+
+    async def dead_processes(self, now: datetime) -> set[str]:
+        async with self._write_lock:
+            await self.db.execute(
+                "DELETE FROM processes WHERE beat_at < ?", ((now - timedelta(days=1)).isoformat(),)
+            )
+            await self.db.commit()
+        dead: set[str] = set()
+        async with self.db.execute("SELECT owner, beat_at, beat_seconds, ended_at FROM processes") as cursor:
+            async for row in cursor:
+                missed = now - datetime.fromisoformat(row[1]) > timedelta(seconds=3 * row[2])
+                if row[3] is not None or missed:
+                    dead.add(row[0])
+        return dead
+
+    # --- one create rate per backend account ----------------------------------------------------------------
+
+    async def take_submit_turn(self, account: str, now: datetime, every: float, burst: int = 1) -> float:
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                async with self.db.execute(
+                    "SELECT next_at, held_until FROM submit_turns WHERE account = ?", (account,)
+                ) as cursor:
+                    row = await cursor.fetchone()
+                next_at = datetime.fromisoformat(row[0]) if row else None
+                held = datetime.fromisoformat(row[1]) if row and row[1] else None
+                turn = ask_turn(next_at, held, now, every, burst)
+                if turn.next_at is not None:
+                    await self.db.execute(
+                        "INSERT INTO submit_turns (account, next_at) VALUES (?, ?)"
+                        " ON CONFLICT (account) DO UPDATE SET next_at = excluded.next_at",
+                        (account, turn.next_at.isoformat()),
+                    )
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
+        return turn.wait
+
+    async def hold_submits(self, account: str, until: datetime) -> None:
+        async with self._write_lock:
+            await self.db.execute(
+                "INSERT INTO submit_turns (account, next_at, held_until) VALUES (?, ?, ?)"
+                " ON CONFLICT (account) DO UPDATE SET held_until = max(coalesce(held_until, ''),"
+                " excluded.held_until)",
+                (account, until.isoformat(), until.isoformat()),
             )
             await self.db.commit()
 

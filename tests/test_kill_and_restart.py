@@ -28,5 +28,5 @@ async def test_killed_just_as_slack_posted_a_video_the_restarted_app_posts_every
 
     assert figures.acked == 4
     assert figures.kills[0].startswith("files.completeUploadExternal"), figures.kills
-    assert (figures.delivered, figures.duplicates, figures.lost, figures.failed) == (4, 0, 0, 0), figures.line()
+    assert (figures.delivered, figures.duplicates, figures.lost, figures.failed) == (4, 0, 0, 0), figures.rows(1)
     assert figures.found_posted >= 1, "the restarted app asked Slack and found the video it had posted"

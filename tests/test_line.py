@@ -4,6 +4,7 @@ waiting video survives a restart and can be cancelled."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from bot.actions import FINISHED_ACTIONS, VideoAction
 from bot.app import Soracast, build_app
+from bot.backends.base import JobState
 from bot.chat import present
 from bot.errors import LineFull, PermissionDenied
 from bot.models import (
@@ -19,6 +21,7 @@ from bot.models import (
     Generation,
     GenerationOptions,
     GenerationStatus,
+    PlaceInLine,
     Platform,
     Scope,
     SpendState,
@@ -242,3 +245,119 @@ async def test_a_video_cancelled_while_the_line_is_being_shown_stays_cancelled(t
         assert [e.generation.id for e in await core.generations.line(CONSOLE_SCOPE)] == []
     finally:
         await core.aclose()
+
+
+async def test_when_the_line_moves_every_changed_place_is_written_in_one_go(tmp_path: Path) -> None:
+    api = slow_offline_api(tmp_path / "slow")
+    core = await build_app(fast_settings(tmp_path / "data", max_in_flight=1), videos=api)
+    try:
+        core.generations.register_notifier(Platform.CONSOLE, RecordingNotifier())
+        first = await core.generations.generate(CONSOLE_SCOPE, BOB, "in flight", GenerationOptions(), TARGET)
+        waiting = [
+            await core.generations.generate(CONSOLE_SCOPE, who, f"{who.id}'s", GenerationOptions(), TARGET)
+            for who in (ALICE, CAROL, Actor(id="dave"), Actor(id="erin"))
+        ]
+
+        async def placed(positions: list[int | None]) -> bool:
+            stored = [await core.storage.get_generation(g.id) for g in waiting]
+            return [g.line_position if g is not None else None for g in stored] == positions
+
+        await eventually(lambda: placed([1, 2, 3, 4]))
+        batches: list[list[str]] = []
+        singles: list[str] = []
+        store = core.storage
+        places_in_line, place_in_line = store.places_in_line, store.place_in_line
+
+        async def spy_places(places: list[PlaceInLine]) -> set[str]:
+            batches.append([p.generation_id for p in places])
+            return await places_in_line(places)
+
+        async def spy_place(generation_id: str, position: int, eta_seconds: float) -> bool:
+            singles.append(generation_id)
+            return await place_in_line(generation_id, position, eta_seconds)
+
+        store.places_in_line, store.place_in_line = spy_places, spy_place  # type: ignore[method-assign]
+
+        await finish(core, api, first.id)
+        await sent(core, waiting[0].id)
+        await eventually(lambda: placed([None, 1, 2, 3]))
+
+        # The first in line was sent and the three behind it moved up: one write for the three, none one by one.
+        assert batches == [[g.id for g in waiting[1:]]]
+        assert singles == []
+    finally:
+        await core.aclose()
+
+
+async def test_a_note_held_back_by_the_progress_interval_does_not_hold_back_the_polls(tmp_path: Path) -> None:
+    # An hour between two notes of one message: the note that a video left the line is owed, not waited for.
+    api = slow_offline_api(tmp_path / "slow")
+    core = await build_app(
+        fast_settings(tmp_path / "data", max_in_flight=1, progress_interval=3600), videos=api
+    )
+    try:
+        recorder = RecordingNotifier()
+        core.generations.register_notifier(Platform.CONSOLE, recorder)
+        polls = _count_polls(core)
+        first = await core.generations.generate(CONSOLE_SCOPE, BOB, "first", GenerationOptions(), TARGET)
+        second = await core.generations.generate(CONSOLE_SCOPE, ALICE, "second", GenerationOptions(), TARGET)
+        # Its place was told: the next note of its message is an hour away.
+        await eventually(lambda: [g for g in recorder.progress_generations if g.id == second.id])
+        await finish(core, api, first.id)
+        job = (await sent(core, second.id)).api_video_id
+
+        # It left the line, which its message does not show yet; its tracker goes on polling all the same.
+        await eventually(lambda: polls.count(job) >= 3)
+        done = await finish(core, api, second.id)
+
+        assert done.status is GenerationStatus.COMPLETED
+        assert [g.id for g in recorder.deliveries] == [first.id, second.id]
+        notes = [g for g in recorder.progress_generations if g.id == second.id]
+        assert [g.status for g in notes] == [WAITING], "the owed note was not sent within the interval"
+    finally:
+        await core.aclose()
+
+
+async def test_a_poll_that_says_nothing_new_is_not_saved(tmp_path: Path) -> None:
+    api = slow_offline_api(tmp_path / "slow")  # queued, 0 %, for an hour
+    core = await build_app(fast_settings(tmp_path / "data"), videos=api)
+    try:
+        core.generations.register_notifier(Platform.CONSOLE, RecordingNotifier())
+        polls = _count_polls(core)
+        saves: list[Generation] = []
+        save_generation = core.storage.save_generation
+
+        async def counting_save(generation: Generation) -> None:
+            saves.append(generation.model_copy())
+            await save_generation(generation)
+
+        core.storage.save_generation = counting_save  # type: ignore[method-assign]
+        generation = await core.generations.generate(CONSOLE_SCOPE, ALICE, "slow", GenerationOptions(), TARGET)
+        assert generation.api_video_id is not None
+        await eventually(lambda: polls.count(generation.api_video_id) >= 2)
+        saved_so_far = sum(1 for g in saves if g.id == generation.id)
+
+        await eventually(lambda: polls.count(generation.api_video_id) >= 12)
+
+        assert sum(1 for g in saves if g.id == generation.id) == saved_so_far
+        await finish(core, api, generation.id)
+    finally:
+        await core.aclose()
+
+
+def _count_polls(core: Soracast) -> list[str]:
+    """The job ids of every status check the core makes from now on (batched or single), in order."""
+    polls: list[str] = []
+    backend = core.backend
+    poll_many, poll = backend.poll_many, backend.poll
+
+    async def counting_poll_many(job_ids: Sequence[str]) -> dict[str, JobState]:
+        polls.extend(job_ids)
+        return await poll_many(job_ids)
+
+    async def counting_poll(job_id: str) -> JobState:
+        polls.append(job_id)
+        return await poll(job_id)
+
+    backend.poll_many, backend.poll = counting_poll_many, counting_poll  # type: ignore[method-assign]
+    return polls

@@ -1,5 +1,6 @@
 """Several processes on one Postgres: each generation is worked on by one live process, a webhook received by
-any process reaches the one holding the job, and a dead process's jobs are taken over when its leases expire."""
+any process reaches the one holding the job, a dead process's jobs are taken over (when it is found dead or its
+leases expire), and creates share one rate per backend account."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 
 from bot.app import Soracast, build_app
 from bot.backends.openai.backend import OpenAIBackend
-from bot.models import GenerationOptions, GenerationStatus, Platform
+from bot.models import GenerationOptions, GenerationStatus, Platform, utcnow
+from bot.videos.jobs import JobRunner
 from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier, fast_settings
-from tests.fixtures.videos import fast_offline_api
+from tests.fixtures.videos import VideosEmulator, fast_offline_api
 
 WITHIN = 60
 
@@ -108,3 +110,97 @@ async def _delivered(core: Soracast, generation_id: str) -> None:
         if stored is not None and stored.delivered_at is not None:
             return
         await asyncio.sleep(0.05)
+
+
+def _kill(runner: JobRunner) -> None:
+    """As after kill -9: every task stops where it is; nothing is released or ended."""
+    runner._closing = True
+    for task in [*runner._trackers.values(), *runner._dispatchers.values(), runner._lease_task, runner._beat_task]:
+        if task is not None:
+            task.cancel()
+
+
+async def test_a_webhook_for_a_dead_processs_job_is_taken_over_by_its_receiver_before_the_lease_runs_out(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # Leases of a minute and no polls within the test: only taking the job over for its webhook can post it.
+    slow = {"poll_interval": 60.0, "lease_seconds": 60}
+    first, first_posted = await _process(tmp_path, "first", postgres_url, serves=True, heartbeat_seconds=0.2, **slow)
+    generation = await first.generations.generate(CONSOLE_SCOPE, TESTER, "a fox", GenerationOptions(), TARGET)
+    assert generation.api_video_id is not None
+    _kill(first.generations.runner)
+    await first.storage.close()  # its connections go, and with them its lock
+    second, second_posted = await _process(
+        tmp_path, "second", postgres_url, serves=True, heartbeat_seconds=30.0, **slow
+    )
+    try:
+        held = await second.storage.lease_holder(generation.id)
+        assert held is not None and held.owner == first.generations.runner.owner and held.until > utcnow()
+        await asyncio.sleep(1.2)  # the job is done at the API; the first process missed its beats
+        assert await second.generations.on_video_event(generation.api_video_id)
+        final = await second.generations.wait_finished(generation.id, within=20)
+        assert final.status is GenerationStatus.COMPLETED
+        assert [g.id for g in second_posted.deliveries] == [generation.id] and first_posted.deliveries == []
+        assert utcnow() < held.until, "taken over for the webhook, not because the lease ran out"
+    finally:
+        await second.aclose()
+
+
+async def test_a_clean_stop_ends_the_process_and_a_429_holds_every_processs_creates(
+    tmp_path: Path, postgres_url: str, start_videos_emulator: object
+) -> None:
+    emulator: VideosEmulator = await start_videos_emulator()  # type: ignore[operator]
+    emulator.faults.push("create_video", status=429, code="rate_limit_exceeded", retry_after=30)
+    cores = []
+    for name in ("one", "two"):
+        config = fast_settings(
+            tmp_path / name, offline=False, openai_api_key="sk-test-turns", api_base_url=emulator.base_url,
+            database_url=postgres_url,
+        )
+        core = await build_app(config)
+        core.generations.register_notifier(Platform.CONSOLE, RecordingNotifier())
+        await core.generations.resume(Platform.CONSOLE)
+        cores.append(core)
+    one, two = cores
+    try:
+        refused = await one.generations.generate(CONSOLE_SCOPE, TESTER, "a fox", GenerationOptions(), TARGET)
+        assert refused.status is GenerationStatus.WAITING, "the 429 put it back in line"
+        # The other process may not send either: the account's one limiter holds every create for what was asked.
+        account = one.catalog.backend("openai").account_key  # type: ignore[union-attr]
+        assert await two.storage.take_submit_turn(account, utcnow(), 0.5) > 20
+        waits = await two.generations.generate(CONSOLE_SCOPE, TESTER, "a cat", GenerationOptions(), TARGET)
+        assert waits.status is GenerationStatus.WAITING
+        assert len(emulator.faults.requests.for_route("create_video")) == 1
+
+        owner = one.generations.runner.owner
+        assert owner not in await two.storage.dead_processes(utcnow())
+        await one.aclose()
+        assert owner in await two.storage.dead_processes(utcnow()), "a clean stop counts as dead at once"
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_a_webhook_reaches_a_tracker_waiting_for_the_next_batched_status_sweep(tmp_path: Path) -> None:
+    # Sweeps at most every 30 s (half the poll interval): only the wake-up can answer within the test.
+    config = fast_settings(tmp_path / "data", poll_interval=60.0)
+    api = fast_offline_api(tmp_path / "api", time_scale=1.0, job_seconds=1.0)
+    core = await build_app(config, backends={"openai": OpenAIBackend(api, config, account_key="one")})
+    core.generations.register_notifier(Platform.CONSOLE, RecordingNotifier())
+    await core.generations.resume(Platform.CONSOLE)
+    try:
+        first, second = [
+            await core.generations.generate(CONSOLE_SCOPE, TESTER, f"video {i}", GenerationOptions(), TARGET)
+            for i in range(2)
+        ]
+        runner, backend = core.generations.runner, core.catalog.backend("openai")
+        assert backend is not None and backend.can_list_jobs
+        await runner._status(backend, first.api_video_id or "")  # a sweep now: the next one is 30 s away
+        waiting = asyncio.create_task(runner._status(backend, second.api_video_id or "", generation_id=second.id))
+        await asyncio.sleep(0.2)
+        assert not waiting.done(), "it waits for the next sweep"
+        assert runner.wake(second.id)
+        state, _seen = await asyncio.wait_for(waiting, 10)
+        assert state.id == second.api_video_id
+    finally:
+        await core.aclose()

@@ -27,6 +27,7 @@ from bot.models import (
     HostedReference,
     NoticeState,
     OwnerNotice,
+    PlaceInLine,
     Platform,
     ReferenceBlob,
     ReferenceKind,
@@ -653,6 +654,75 @@ async def test_a_place_in_line_is_written_only_while_the_generation_waits(store:
     assert (await store.get_generation(cancelled.id)).status is GenerationStatus.CANCELLED  # type: ignore[union-attr]
 
 
+async def test_the_waiting_line_is_read_lightly_with_who_asked_when_and_the_place_recorded(store: Storage) -> None:
+    start = utcnow()
+    first = _generation(requester_id="alice", created_at=start)
+    second = _generation(OTHER_GUILD, requester_id="bob", created_at=start + timedelta(seconds=1))
+    sent = _generation(requester_id="carol", status=GenerationStatus.QUEUED, created_at=start - timedelta(seconds=1))
+    elsewhere = _generation(requester_id="dave", backend="gemini")
+    for generation in (second, first, sent, elsewhere):
+        await store.save_generation(generation)
+    assert await store.place_in_line(second.id, 4, 240.0)
+
+    spots = await store.waiting_line("openai")
+
+    assert [(s.id, s.scope, s.requester_id, s.line_position) for s in spots] == [
+        (first.id, GUILD, "alice", None),
+        (second.id, OTHER_GUILD, "bob", 4),
+    ]
+    assert [s.created_at for s in spots] == [first.created_at, second.created_at]
+    assert [s.id for s in spots] == [g.id for g in await store.waiting_generations("openai")]
+
+
+async def test_places_are_written_together_only_where_the_generation_still_waits(store: Storage) -> None:
+    waiting, cancelled, claimed = _generation(cost_usd=0.4), _generation(), _generation()
+    for generation in (waiting, cancelled, claimed):
+        await store.save_generation(generation)
+    assert await store.cancel_waiting(cancelled.id)
+    assert await store.claim_for_submit(claimed.id, "p1", utcnow() + timedelta(minutes=1)) is not None
+
+    written = await store.places_in_line([
+        PlaceInLine(generation_id=waiting.id, position=2, eta_seconds=120.0),
+        PlaceInLine(generation_id=cancelled.id, position=1, eta_seconds=60.0),
+        PlaceInLine(generation_id=claimed.id, position=3, eta_seconds=180.5),
+        PlaceInLine(generation_id="g-unknown", position=4, eta_seconds=240.0),
+    ])
+
+    assert written == {waiting.id}
+    placed = await store.get_generation(waiting.id)
+    assert placed is not None
+    assert (placed.status, placed.line_position, placed.line_eta) == (GenerationStatus.WAITING, 2, 120.0)
+    # The rest of the row is what was saved: only the place changed.
+    assert placed.model_dump(exclude={"line_position", "line_eta"}) == waiting.model_dump(
+        exclude={"line_position", "line_eta"}
+    )
+    assert [s.line_position for s in await store.waiting_line("openai")] == [2]
+    left = [await store.get_generation(g.id) for g in (cancelled, claimed)]
+    assert [(g.status, g.line_position) for g in left if g is not None] == [
+        (GenerationStatus.CANCELLED, None), (GenerationStatus.SUBMITTING, None)
+    ]
+    assert await store.places_in_line([]) == set()
+
+
+async def test_places_written_by_two_processes_at_once_all_land(store: Storage, new_storage: StorageFactory) -> None:
+    other = new_storage()
+    await other.open()
+    try:
+        line = [_generation(requester_id=f"p{i}") for i in range(40)]
+        for generation in line:
+            await store.save_generation(generation)
+        # Two dispatchers place the same line in opposite orders at the same moment.
+        forward = [PlaceInLine(generation_id=g.id, position=i + 1, eta_seconds=60.0) for i, g in enumerate(line)]
+        backward = list(reversed(forward))
+        results = await asyncio.gather(*(
+            storage.places_in_line(places) for storage, places in ((store, forward), (other, backward)) * 3
+        ))
+        assert all(written == {g.id for g in line} for written in results)
+        assert [s.line_position for s in await store.waiting_line("openai")] == list(range(1, 41))
+    finally:
+        await other.close()
+
+
 async def test_a_pending_form_is_taken_once_and_not_after_it_expired(store: Storage) -> None:
     now = utcnow()
     await store.put_pending_form("form:1", '{"a": 1}', now + timedelta(minutes=15))
@@ -1105,3 +1175,148 @@ async def test_owner_notices_wait_are_settled_once_and_remember_the_last_message
     assert await store.take_undelivered_notices(GUILD, "u1", shown) == []
     assert await store.last_owner_message(GUILD, "u1") == shown
     assert [n.generation_id for n in await store.waiting_owner_notices([Platform.SLACK])] == ["gslackone"]
+
+
+# --- processes sharing the storage, and one create rate for all of them (migration 009) -------------------------
+
+
+async def test_a_process_that_ended_or_missed_three_beats_is_dead_and_its_leases_go_to_the_living(
+    store: Storage,
+) -> None:
+    now = utcnow()
+    await store.beat("alive", now - timedelta(seconds=4), 5.0)
+    await store.beat("quiet", now - timedelta(seconds=16), 5.0)
+    await store.beat("slow", now - timedelta(seconds=16), 60.0)  # beats once a minute: 16 s is nothing for it
+    await store.beat("ended", now, 5.0)
+    await store.end_process("ended", now)
+    await store.beat("ancient", now - timedelta(days=2), 5.0)
+    assert await store.dead_processes(now) == {"quiet", "ended"}, "rows of processes gone for a day are forgotten"
+    # A beat brings a process back (a slow one caught up).
+    await store.beat("quiet", now, 5.0)
+    assert await store.dead_processes(now) == {"ended"}
+
+    held_by_dead = _generation(status=GenerationStatus.IN_PROGRESS)
+    held_by_living = _generation(status=GenerationStatus.IN_PROGRESS)
+    for generation in (held_by_dead, held_by_living):
+        await store.save_generation(generation)
+    long = now + timedelta(minutes=10)
+    assert [g.id for g in await store.lease_generations("ended", [Platform.DISCORD], now, long, limit=1)] == [
+        held_by_dead.id
+    ]
+    assert [g.id for g in await store.lease_generations("alive", [Platform.DISCORD], now, long)] == [
+        held_by_living.id
+    ]
+    # Neither lease has run out; only the dead holder's is taken, and only by naming it dead.
+    assert await store.lease_generations("newcomer", [Platform.DISCORD], now, long) == []
+    taken = await store.lease_generations("newcomer", [Platform.DISCORD], now, long, dead=["ended", "quiet"])
+    assert [g.id for g in taken] == [held_by_dead.id]
+    assert await store.renew_leases("ended", [held_by_dead.id], long) == set()
+
+
+async def test_a_process_that_vanished_without_ending_is_dead_after_three_beats_or_on_postgres_when_its_lock_went(
+    engine: str, store: Storage, new_storage: StorageFactory
+) -> None:
+    now = utcnow()
+    other = new_storage()
+    await other.open()
+    await other.beat("victim", now - timedelta(seconds=8), 5.0)  # 1.6 beats ago: late, not yet dead
+    await store.beat("watcher", now, 5.0)
+    assert await store.dead_processes(now) == set()
+    await other.close()  # as after kill -9: no end_process; on Postgres its connections (and lock) are gone
+    expected = {"victim"} if engine == "postgres" else set()
+    assert await store.dead_processes(now) == expected
+    assert await store.dead_processes(now + timedelta(seconds=8)) == {"victim"}, "three beats missed"
+    assert "watcher" not in await store.dead_processes(now + timedelta(seconds=8)), "its lock is still held"
+
+
+async def test_a_dead_holders_job_is_taken_over_by_exactly_one_process_and_only_from_that_holder(
+    store: Storage, new_storage: StorageFactory
+) -> None:
+    generation = _generation(status=GenerationStatus.COMPLETED)
+    await store.save_generation(generation)
+    now = utcnow()
+    long = now + timedelta(minutes=10)
+    assert await store.lease_holder(generation.id) is None
+    assert await store.lease_holder("gnosuchthing") is None
+    await store.lease_generations("dead-one", [Platform.DISCORD], now, long)
+    holder = await store.lease_holder(generation.id)
+    assert holder is not None and holder.owner == "dead-one" and holder.until == long
+
+    # Taking over from a holder it is not held by, while the lease runs, changes nothing.
+    assert await store.take_over(generation.id, "thief", "someone-else", now, long) is None
+    assert await store.take_over(generation.id, "thief", None, now, long) is None
+    other = new_storage()
+    await other.open()
+    try:
+        tries = [s.take_over(generation.id, f"p{i}", "dead-one", now, long) for i in range(4) for s in (store, other)]
+        won = [g for g in await asyncio.gather(*tries) if g is not None]
+    finally:
+        await other.close()
+    assert len(won) == 1 and won[0].id == generation.id
+    winner = await store.lease_holder(generation.id)
+    assert winner is not None and winner.owner.startswith("p")
+    assert await store.claim_delivery(generation.id, utcnow(), winner.owner)
+    # An expired lease is free to anyone; a delivered generation to nobody.
+    later = long + timedelta(seconds=1)
+    assert await store.take_over(generation.id, "late", "whoever", later, later + timedelta(minutes=1)) is not None
+    await store.mark_delivered(generation.id, utcnow(), None)
+    assert await store.take_over(generation.id, "after", "late", later, later) is None
+    waiting = _generation(status=GenerationStatus.WAITING)
+    await store.save_generation(waiting)
+    assert await store.take_over(waiting.id, "anyone", None, now, long) is None, "the line sends it, not a lease"
+
+
+async def test_create_turns_are_shared_by_every_process_per_account_and_a_429_holds_them_all(
+    store: Storage, new_storage: StorageFactory
+) -> None:
+    other = new_storage()
+    await other.open()
+    try:
+        now = utcnow()
+        # Three at once after a quiet spell (burst 3), then one a second, whichever process asks.
+        asked = await asyncio.gather(*[s.take_submit_turn("acct", now, 1.0, 3) for s in (store, other) * 4])
+        assert sorted(w == 0.0 for w in asked).count(True) == 3
+        assert min(w for w in asked if w > 0) == pytest.approx(1.0)
+        assert await other.take_submit_turn("acct", now + timedelta(seconds=0.5), 1.0, 3) == pytest.approx(0.5)
+        assert await other.take_submit_turn("acct", now + timedelta(seconds=1), 1.0, 3) == 0.0
+        assert await store.take_submit_turn("acct", now + timedelta(seconds=1), 1.0, 3) == pytest.approx(1.0)
+        assert await store.take_submit_turn("another account", now, 1.0, 3) == 0.0
+
+        # A 429 seen by one process holds every process's creates on that account; a shorter hold does not cut it.
+        await other.hold_submits("acct", now + timedelta(seconds=30))
+        await store.hold_submits("acct", now + timedelta(seconds=10))
+        assert await store.take_submit_turn("acct", now + timedelta(seconds=5), 1.0, 3) == pytest.approx(25.0)
+        assert await store.take_submit_turn("another account", now + timedelta(seconds=5), 1.0, 3) == 0.0
+        assert await other.take_submit_turn("acct", now + timedelta(seconds=31), 1.0, 3) == 0.0
+        await store.hold_submits("new account", now + timedelta(seconds=3))
+        assert await store.take_submit_turn("new account", now, 1.0, 3) == pytest.approx(3.0)
+    finally:
+        await other.close()
+
+
+async def test_jobs_leased_before_processes_beat_are_not_judged_dead_after_the_upgrade(
+    engine: str, database_url: str, new_storage: StorageFactory
+) -> None:
+    await _database_before(engine, database_url, 9)
+    old = _generation(status=GenerationStatus.IN_PROGRESS)
+    until = utcnow() + timedelta(minutes=5)
+    await _insert_old(
+        engine,
+        database_url,
+        "INSERT INTO generations (id, scope, platform, status, created_at, target, body, lease_owner, lease_until)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        old.id, GUILD.key, "discord", "in_progress", utcnow() if engine == "postgres" else utcnow().isoformat(),
+        old.target.model_dump_json(), old.model_dump_json(exclude={"delivered_at", "target"}), "old-version",
+        until if engine == "postgres" else until.isoformat(),
+    )
+    storage = new_storage()
+    await storage.open()
+    try:
+        # A holder with no heartbeat row (an older soracast) is never called dead: its lease runs out as before.
+        assert await storage.dead_processes(utcnow()) == set()
+        assert await storage.lease_generations("new-version", [Platform.DISCORD], utcnow(), until) == []
+        holder = await storage.lease_holder(old.id)
+        assert holder is not None and holder.owner == "old-version"
+        assert await storage.take_submit_turn("acct", utcnow(), 1.0) == 0.0
+    finally:
+        await storage.close()

@@ -620,6 +620,8 @@ class GenerationService:
         if self.runner.wake(generation.id):
             return
         if generation.delivered_at is None:
+            if await self.runner.take_over_if_dead(generation):
+                return  # its holder died: this process looks at it now instead of after the lease runs out
             # Another process holds it (the Discord worker, say, for a webhook received by `web`): wake it there.
             self.runner.tell_holder(generation.id)
             if generation.platform in self.runner.platforms:

@@ -1,8 +1,9 @@
 """The run-time side of generations: the line, leases, tracking and delivery, in each process.
 
 - **The line.** Requests wait in soracast's line (`waiting`) and one dispatcher per backend sends them in fair
-  order (`bot.videos.line`) while that backend has capacity (`bot.videos.limiter`). A 429 on a create puts the job
-  back in line and pauses the backend; it never fails the job.
+  order (`bot.videos.line`) while that backend has capacity (`bot.videos.limiter`), in rounds: one light read
+  of the line, every create allowed now, then the places that changed in one write. A 429 on a create puts the
+  job back in line and pauses the backend; it never fails the job.
 - **Sending exactly once.** A job is claimed (`waiting` → `submitting`, atomically, with a lease) and the claim
   is stored with the time before its create goes out. A create that gets no answer (a 5xx, a timeout, a
   dropped connection) is not repeated blindly: the tracker first asks the backend whether the job exists
@@ -12,8 +13,13 @@
   so a restart keeps waiting): the webhook gives the generation its job (`Storage.adopt_job`). Only where
   nothing was made, or nobody can tell, is it sent again.
 - **Leases.** Every unfinished or undelivered generation is worked on by the one live process that holds its
-  lease; leases are renewed while the process lives and taken over when they expire. A process only leases
+  lease; leases are renewed while the process lives and taken over when they expire, or at once when their
+  holder is dead: every process beats (`SORACAST_HEARTBEAT_SECONDS`) and one that stopped beating, or ended, is
+  dead. A webhook for a dead holder's job is taken over by the process that received it. A process only leases
   generations of the platforms it serves.
+- **One create rate per account.** Where processes on several machines share the database, create turns are
+  taken from one limiter per backend account kept there (and a 429 holds them for every process), so three
+  processes do not send three times what a provider allows.
 - **Tracking.** One tracker per leased generation polls (in batches where the backend can list jobs), downloads
   the result and delivers it. It never stops on a retryable error (429, 5xx, timeout): it waits and goes on.
 - **Delivery** happens under the lease, and `delivered_at` is set only once the adapter confirms.
@@ -50,7 +56,7 @@ from bot.errors import (
     SoracastError,
     VideosAPIError,
 )
-from bot.models import Generation, GenerationKind, GenerationStatus, Platform, utcnow
+from bot.models import Generation, GenerationKind, GenerationStatus, PlaceInLine, Platform, WaitingSpot, utcnow
 from bot.videos.budgets import Budgets
 from bot.videos.limiter import BackendLimiter, Priority
 from bot.videos.line import fair_order, places
@@ -85,6 +91,8 @@ LINE_MESSAGE = "line:"
 MAX_SUBMIT_ATTEMPTS = 4
 #: Sources read up a chain of remixes and extensions at most (each extension adds seconds, so chains are short).
 MAX_SOURCE_CHAIN = 64
+#: Beats a webhook received for a job held elsewhere is remembered: by then its holder is known dead, if it is.
+TOLD_BEATS = 4
 
 
 def process_id() -> str:
@@ -128,12 +136,22 @@ class JobRunner:
         self._finished: dict[str, asyncio.Event] = {}
         self._announcing: dict[str, asyncio.Event] = {}
         self._last_progress_note: dict[str, float] = {}
+        #: Notes held back by the progress interval that no later poll would repeat; their trackers send them.
+        self._owed_notes: set[str] = set()
         #: Sent from the line: their messages still show a place in line until the tracker reports them.
         self._left_line: set[str] = set()
         self._limiters: dict[str, BackendLimiter] = {}
         self._line_wake: dict[str, asyncio.Event] = {}
+        #: Place notes waiting for each backend's teller task (in order; a dict as an ordered set).
+        self._places_to_tell: dict[str, dict[str, None]] = {}
+        self._place_tellers: dict[str, asyncio.Task[None]] = {}
         self._dispatchers: dict[str, asyncio.Task[None]] = {}
         self._lease_task: asyncio.Task[None] | None = None
+        self._beat_task: asyncio.Task[None] | None = None
+        #: Processes sharing the storage found dead at the last beat: their leases are taken over.
+        self._dead: set[str] = set()
+        #: Webhooks received here for jobs another process held: (holder then, monotonic time received).
+        self._told: dict[str, tuple[str | None, float]] = {}
         self._job_seconds: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._boards: dict[str, StatusBoard] = {}
@@ -177,6 +195,9 @@ class JobRunner:
                 await self._storage.listen(self._on_message)
             except Exception as exc:  # without wake-ups, processes still meet at their next poll
                 log.warning("cannot listen for other processes' wake-ups: %s", type(exc).__name__)
+        if self._beat_task is None:
+            await self._beat()
+            self._beat_task = asyncio.create_task(self._keep_beating(), name="soracast-heartbeat")
         taken = await self._lease_more()
         if self._lease_task is None:
             self._lease_task = asyncio.create_task(self._keep_leases(), name="soracast-leases")
@@ -184,7 +205,7 @@ class JobRunner:
         for backend in self._catalog.backends():
             self._ensure_dispatcher(backend.name)
             waiting += sum(
-                1 for g in await self._storage.waiting_generations(backend.name) if g.platform in self._notifiers
+                1 for spot in await self._storage.waiting_line(backend.name) if spot.platform in self._notifiers
             )
         if taken or waiting:
             log.info(
@@ -200,8 +221,7 @@ class JobRunner:
         self._closing = True
         held = list(self._trackers)
         tasks = [*self._trackers.values(), *self._dispatchers.values(), *self._background]
-        if self._lease_task is not None:
-            tasks.append(self._lease_task)
+        tasks += [t for t in (self._lease_task, self._beat_task) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -213,6 +233,9 @@ class JobRunner:
         for generation_id in held:
             with contextlib.suppress(Exception):
                 await self._storage.release_lease(self.owner, generation_id)
+        if self._beat_task is not None:
+            with contextlib.suppress(Exception):
+                await self._storage.end_process(self.owner, utcnow())
         self._trackers.clear()
 
     def limiter(self, backend: str) -> BackendLimiter:
@@ -286,7 +309,7 @@ class JobRunner:
             return None  # another request is being sent directly right now: this one takes its turn in line
         async with lock:
             waiting = fair_order(
-                await self._storage.waiting_generations(generation.backend),
+                await self._storage.waiting_line(generation.backend),
                 await self._storage.in_flight_by_person(generation.backend),
             )
             if not waiting or waiting[0].id != generation.id:
@@ -295,49 +318,96 @@ class JobRunner:
             in_flight = await self._storage.count_in_flight(generation.backend)
             if limiter.submit_wait(in_flight) != 0.0 or limiter.pause_left() > 0:
                 return None
+            if await self._submit_turn(generation.backend) > 0:
+                return None
             return await self._send(generation.id, raise_refusal=True)
 
     async def _dispatch(self, backend_name: str) -> None:
-        """Send the waiting generations of one backend in fair order, as fast as its limits allow."""
+        """Run one backend's line in rounds until closing: a round, then a wait until something wakes the line
+        (a video joined or left it, a slot freed) or the limiter allows the next create."""
         wake = self._line_wake.setdefault(backend_name, asyncio.Event())
-        limiter = self.limiter(backend_name)
         while not self._closing:
             wake.clear()
             try:
-                waiting = await self._storage.waiting_generations(backend_name)
-                order = fair_order(waiting, await self._storage.in_flight_by_person(backend_name))
-                await self._show_places(backend_name, order)
-                served = [g for g in order if g.platform in self._notifiers]
-                if not served:
-                    await self._wait(wake, self._settings.poll_interval * 4)
-                    continue
-                in_flight = await self._storage.count_in_flight(backend_name)
-                delay = limiter.submit_wait(in_flight)
-                if delay is None or delay > 0:
-                    # No slot (a finishing job wakes the line) or the rate says later.
-                    await self._wait(wake, delay if delay is not None else self._settings.poll_interval * 4)
-                    continue
-                await self._send(served[0].id, raise_refusal=False)
+                wait = await self._line_round(backend_name)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("the %s line stumbled; it goes on", backend_name)
-                await asyncio.sleep(1.0)
+                wait = 1.0
+            await self._wait(wake, wait)
 
-    async def _show_places(self, backend_name: str, order: list[Generation]) -> None:
-        """Record each waiting generation's place and tell its requester when it changed."""
+    async def _line_round(self, backend_name: str) -> float:
+        """Read the line once, send in fair order every waiting generation the limiter allows now, and record
+        the places of those left; returns how long the line may rest unless woken."""
+        limiter = self.limiter(backend_name)
+        order = fair_order(
+            await self._storage.waiting_line(backend_name), await self._storage.in_flight_by_person(backend_name)
+        )
+        in_flight = await self._storage.count_in_flight(backend_name)
+        rest = self._settings.poll_interval * 4
+        taken: set[str] = set()
+        for spot in order:
+            if spot.platform not in self._notifiers:
+                continue  # a process that serves its platform sends it
+            # Every create of this round counts as in flight, whatever came of it (the next round counts afresh).
+            delay = limiter.submit_wait(in_flight + len(taken))
+            if delay is None or delay > 0:
+                # No slot (a finishing job wakes the line) or the rate says later.
+                rest = delay if delay is not None else rest
+                break
+            turn = await self._submit_turn(backend_name)
+            if turn > 0:
+                rest = turn  # the account's turns are shared: another process sent one
+                break
+            taken.add(spot.id)
+            await self._send(spot.id, raise_refusal=False)
+        await self._show_places(backend_name, [spot for spot in order if spot.id not in taken])
+        return rest
+
+    async def _show_places(self, backend_name: str, order: list[WaitingSpot]) -> None:
+        """Record the places that changed, all in one write, and tell their requesters (without holding the line
+        up while the chat platforms answer)."""
         job_seconds = self._job_seconds.get(backend_name, DEFAULT_JOB_SECONDS)
         found = places(order, slots=self.limiter(backend_name).max_in_flight, job_seconds=job_seconds)
-        for generation in order:
-            place = found[generation.id]
-            if generation.line_position == place.position:
+        moved = [
+            PlaceInLine(generation_id=spot.id, position=found[spot.id].position, eta_seconds=found[spot.id].eta_seconds)
+            for spot in order
+            if spot.line_position != found[spot.id].position
+        ]
+        if not moved:
+            return
+        # Only where it still waits: a cancel (or a send by another process) made meanwhile is never undone.
+        written = await self._storage.places_in_line(moved)
+        self._tell_places(backend_name, [s.id for s in order if s.id in written and s.platform in self._notifiers])
+
+    def _tell_places(self, backend_name: str, generation_ids: list[str]) -> None:
+        """Queue place notes for one backend's teller task (started when there is none)."""
+        if not generation_ids or self._closing:
+            return
+        queued = self._places_to_tell.setdefault(backend_name, {})
+        queued.update(dict.fromkeys(generation_ids))
+        teller = self._place_tellers.get(backend_name)
+        if teller is None or teller.done():
+            task = asyncio.create_task(self._tell_queued_places(queued), name=f"soracast-places-{backend_name}")
+            self._place_tellers[backend_name] = task
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _tell_queued_places(self, queued: dict[str, None]) -> None:
+        """Tell each queued requester their place, read afresh (the line may have moved on); a note within the
+        progress interval of the last one is dropped, as any place note."""
+        while queued and not self._closing:
+            generation_id = next(iter(queued))
+            del queued[generation_id]
+            if not self._note_due(generation_id):
                 continue
-            # Only where it still waits: saving the whole row would undo a cancel (or a send) made meanwhile.
-            if not await self._storage.place_in_line(generation.id, place.position, place.eta_seconds):
-                continue
-            generation.line_position, generation.line_eta = place.position, place.eta_seconds
-            if generation.platform in self._notifiers:
-                await self._note_progress(generation)
+            try:
+                generation = await self._storage.get_generation(generation_id)
+                if generation is not None and generation.status is GenerationStatus.WAITING:
+                    await self._note_progress(generation)
+            except Exception as exc:  # a place note is cosmetic; the next one will do
+                log.warning("place note for %s failed: %s", generation_id, type(exc).__name__)
 
     async def _send(self, generation_id: str, *, raise_refusal: bool) -> str | None:
         """Claim a waiting generation and send its create; see the module docstring for what each outcome means."""
@@ -374,6 +444,8 @@ class JobRunner:
         except RateLimited as exc:
             pause = limiter.rate_limited(exc.retry_after, create=True)
             log.info("%s rate limited %s's create: back in line, %.1fs pause", generation.backend, generation.id, pause)
+            if backend is not None:
+                await self._hold_submits(backend, pause)
             await self._requeue(generation)
             return Outcome.REQUEUED
         except VideosAPIError as exc:
@@ -516,18 +588,119 @@ class JobRunner:
             except Exception:
                 log.exception("renewing leases failed; trying again")
 
-    async def _lease_more(self) -> int:
+    async def _lease_more(self, *, look_now: bool = False) -> int:
+        """Lease what is free (or a dead process's) and track it; `look_now` polls each at once, not in the next
+        sweep (a dead holder may have taken a webhook for it with it)."""
         if not self._notifiers or self._closing:
             return 0
         now = utcnow()
         until = now + timedelta(seconds=self._settings.lease_seconds)
-        taken = await self._storage.lease_generations(self.owner, self.platforms, now, until)
+        taken = await self._storage.lease_generations(
+            self.owner, self.platforms, now, until, dead=sorted(self._dead)
+        )
         started = 0
         for generation in taken:
             if generation.id not in self._trackers:
                 self.track(generation.id)
+                if look_now:
+                    self.wake(generation.id)
                 started += 1
         return started
+
+    async def _beat(self) -> None:
+        await self._storage.beat(self.owner, utcnow(), self._settings.heartbeat_seconds)
+
+    async def _keep_beating(self) -> None:
+        """Tell the others this process lives; take over at once what processes found dead held, and pass on
+        webhooks that came while their holder's death was not known yet."""
+        while not self._closing:
+            await asyncio.sleep(self._settings.heartbeat_seconds)
+            try:
+                await self._beat()
+                dead = await self._storage.dead_processes(utcnow())
+                newly_dead, self._dead = dead - self._dead, dead
+                if newly_dead:
+                    if await self._lease_more(look_now=True):
+                        log.info("took over the jobs of %d process(es) found dead", len(newly_dead))
+                await self._pass_on_told()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the leases still expire; the next beat tries again
+                log.warning("heartbeat failed: %s", type(exc).__name__)
+
+    async def take_over_if_dead(self, generation: Generation) -> bool:
+        """A webhook came here for a job this process does not track: take it over and look at it now when its
+        holder is dead (or nobody holds it), instead of waiting for a lease to run out. False when it stays
+        with a live holder (woken through storage) or this process does not serve its platform."""
+        if self._closing or generation.platform not in self._notifiers:
+            return False
+        if generation.status in (GenerationStatus.WAITING, GenerationStatus.DELETED) or generation.delivered_at:
+            return False
+        holder = await self._storage.lease_holder(generation.id)
+        now = utcnow()
+        if holder is not None and holder.owner != self.owner and holder.until >= now:
+            if holder.owner not in self._dead and holder.owner not in await self._storage.dead_processes(now):
+                self._remember_told(generation.id, holder.owner)
+                return False
+        if holder is None or holder.owner != self.owner:
+            until = now + timedelta(seconds=self._settings.lease_seconds)
+            taken = await self._storage.take_over(
+                generation.id, self.owner, holder.owner if holder else None, now, until
+            )
+            if taken is None:
+                return False
+            if holder is not None:
+                log.info("took over %s from %s (dead) for its webhook", generation.id, holder.owner)
+        self.track(generation.id)
+        self.wake(generation.id)
+        return True
+
+    def _remember_told(self, generation_id: str, holder: str) -> None:
+        self._told[generation_id] = (holder, time.monotonic())
+
+    async def _pass_on_told(self) -> None:
+        """Webhooks received for jobs held elsewhere: once the holder is found dead, the job is taken over here;
+        if another process took it meanwhile, that one is told again."""
+        horizon = time.monotonic() - TOLD_BEATS * self._settings.heartbeat_seconds
+        for generation_id, (holder_then, at) in list(self._told.items()):
+            holder = await self._storage.lease_holder(generation_id)
+            if holder is None or at < horizon:
+                del self._told[generation_id]  # delivered (or back in line), or long since handled
+            elif holder.owner == self.owner:
+                del self._told[generation_id]
+                self.track(generation_id)
+                self.wake(generation_id)
+            elif holder.owner in self._dead:
+                stored = await self._storage.get_generation(generation_id)
+                if stored is not None and await self.take_over_if_dead(stored):
+                    del self._told[generation_id]
+            elif holder.owner != holder_then:
+                del self._told[generation_id]
+                self.tell_holder(generation_id)
+
+    # --- one create rate per account -----------------------------------------------------------------------
+
+    async def _submit_turn(self, backend_name: str) -> float:
+        """0 when this process may send a create to the backend now; else seconds to wait. Where the storage is
+        shared between machines, turns come from the account's one limiter there, at this process's rate."""
+        backend = self._catalog.backend(backend_name)
+        if backend is None or not self._storage.shared_between_machines:
+            return 0.0
+        every = 60.0 / self.limiter(backend_name).submit_rate
+        try:
+            return await self._storage.take_submit_turn(backend.account_key, utcnow(), every)
+        except Exception as exc:  # this process's own limiter still holds it to the rate
+            log.warning("no shared create turn for %s: %s", backend_name, type(exc).__name__)
+            return 0.0
+
+    async def _hold_submits(self, backend: VideoBackend, pause: float) -> None:
+        """A 429: every process holds its creates to this account for as long as the provider asked."""
+        if not self._storage.shared_between_machines:
+            return
+        try:
+            await self._storage.hold_submits(backend.account_key, utcnow() + timedelta(seconds=pause))
+        except Exception as exc:
+            log.warning("could not hold other processes' creates to %s: %s", backend.name, type(exc).__name__)
 
     # --- tracking -----------------------------------------------------------------------------------------
 
@@ -561,8 +734,10 @@ class JobRunner:
 
     def _forget(self, generation_id: str) -> None:
         self._trackers.pop(generation_id, None)
+        self._told.pop(generation_id, None)
         self._wakeups.pop(generation_id, None)
         self._last_progress_note.pop(generation_id, None)
+        self._owed_notes.discard(generation_id)
         self._left_line.discard(generation_id)
         self._announcing.pop(generation_id, None)
         self._gone.discard(generation_id)
@@ -582,6 +757,9 @@ class JobRunner:
 
     async def _track_until_delivered(self, generation_id: str, *, woken: bool = False) -> None:
         failures = 0
+        #: When the next status must be seen by (monotonic): one spacing after the last one was seen, however
+        #: long its answer took, so waiting for a batched sweep never stretches the spacing of a job's polls.
+        due: float | None = None
         # Read once: while it runs, this tracker is the only writer of the generation's status (a delete or a
         # cancel stops it first; the target has its own column, re-read before each notification).
         generation = await self._storage.get_generation(generation_id)
@@ -612,7 +790,9 @@ class JobRunner:
                     await self._settle_create(generation, backend)
                     failures = 0
                     continue
-                polled = await self._status(backend, generation.api_video_id, urgent=woken)
+                polled, seen = await self._status(
+                    backend, generation.api_video_id, urgent=woken, by=due, generation_id=generation_id
+                )
             except APINotFound:
                 self.fail(generation, "not_found", f"{_capital(backend.service)} no longer knows this video.")
                 await self._storage.save_generation(generation)
@@ -636,14 +816,17 @@ class JobRunner:
                 await self._storage.save_generation(generation)
                 await self._budgets.refund(generation.id)
                 continue
-            left_line = generation_id in self._left_line
-            if (generation.status, generation.progress, generation.queue_position) != before or left_line:
-                # A backend may report nothing new for minutes after a create (Gemini); a video that came from
-                # the line is reported once anyway, or its message would keep its place and Cancel button.
+            changed = (generation.status, generation.progress, generation.queue_position) != before
+            if changed:
+                await self._storage.save_generation(generation)  # a poll that says nothing new is not written
+            # A backend may report nothing new for minutes after a create (Gemini); a video that came from the line
+            # is reported once anyway, or its message would keep its place and Cancel button.
+            owed = generation_id in self._left_line or generation_id in self._owed_notes
+            if changed or owed:
                 self._left_line.discard(generation_id)
-                await self._storage.save_generation(generation)
-                await self._note_progress(generation, surely=left_line)
-            woken = await self._sleep(generation_id, polled.poll_after or self._settings.poll_interval)
+                await self._note_progress(generation, surely=owed)
+            due = seen + (polled.poll_after or self._settings.poll_interval)
+            woken = await self._sleep(generation_id, max(0.0, due - self._ask_ahead(backend) - time.monotonic()))
 
     async def _settle_create(self, generation: Generation, backend: VideoBackend) -> None:
         """A generation whose create may or may not have made a job: find it, or send the create (again)."""
@@ -687,6 +870,8 @@ class JobRunner:
                     backend.service,
                     generation.id,
                 )
+            while (turn := await self._submit_turn(backend.name)) > 0:
+                await self._sleep(generation.id, turn)  # a create sent again takes a turn like any other
             # Conditional: a webhook may have given it its job a moment ago, and that must not be overwritten.
             if not await self._stamp_resend(generation, utcnow()):
                 return
@@ -751,11 +936,46 @@ class JobRunner:
         for name in Generation.model_fields:
             setattr(generation, name, getattr(stored, name))
 
-    async def _status(self, backend: VideoBackend, job_id: str, *, urgent: bool = False) -> JobState:
-        """A job's status: from the backend's batched sweep where it can list jobs, else (or when a webhook
-        just said it changed) one poll."""
+    async def _status(
+        self,
+        backend: VideoBackend,
+        job_id: str,
+        *,
+        urgent: bool = False,
+        by: float | None = None,
+        generation_id: str | None = None,
+    ) -> tuple[JobState, float]:
+        """A job's status and when (`time.monotonic()`) it was seen: from the backend's batched sweep (starting by
+        `by`) where it can list jobs, else (or when a webhook just said it changed, before or while waiting for
+        the sweep) one poll."""
+        event = self._wakeups.get(generation_id) if generation_id is not None else None
+        if event is not None and event.is_set():
+            event.clear()
+            urgent = True
         if urgent or not backend.can_list_jobs:
-            return await self._call(backend, Priority.POLL, lambda: backend.poll(job_id))
+            return await self._poll_once(backend, job_id)
+        board = self._board(backend)
+        if event is None:
+            return await board.status(job_id, by=by)
+        # The next sweep may be seconds away: a webhook meanwhile cuts the wait short with one poll.
+        swept = asyncio.ensure_future(board.status(job_id, by=by))
+        woken = asyncio.ensure_future(event.wait())
+        try:
+            done, _ = await asyncio.wait({swept, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            if not swept.done():
+                swept.cancel()
+        if swept in done:
+            return swept.result()  # a wake that came with it leaves the event set: the next wait is cut short
+        event.clear()
+        return await self._poll_once(backend, job_id)
+
+    async def _poll_once(self, backend: VideoBackend, job_id: str) -> tuple[JobState, float]:
+        seen = time.monotonic()
+        return await self._call(backend, Priority.POLL, lambda: backend.poll(job_id)), seen
+
+    def _board(self, backend: VideoBackend) -> StatusBoard:
         board = self._boards.get(backend.name)
         if board is None:
             board = StatusBoard(
@@ -764,7 +984,12 @@ class JobRunner:
                 min_interval=self._settings.poll_interval / 2,
             )
             self._boards[backend.name] = board
-        return await board.status(job_id)
+        return board
+
+    def _ask_ahead(self, backend: VideoBackend) -> float:
+        """How long before a poll is due its tracker asks: a batched ask may wait up to the board's spacing for
+        its sweep, so it goes out that much early to be seen in time; a single poll goes out when due."""
+        return self._board(backend).min_interval if backend.can_list_jobs else 0.0
 
     async def call(self, backend: VideoBackend, call: Callable[[], Awaitable[T]]) -> T:
         """One request to a backend (a status check) through its limiter, for callers outside a tracker."""
@@ -897,20 +1122,24 @@ class JobRunner:
             generation.error_message = explained
             await self._storage.save_generation(generation)
 
+    def _note_due(self, generation_id: str) -> bool:
+        """Whether a progress note for this generation may go now (one per progress interval)."""
+        last = self._last_progress_note.get(generation_id)
+        return last is None or time.monotonic() - last >= self._settings.progress_interval
+
     async def _note_progress(self, generation: Generation, *, surely: bool = False) -> None:
-        """Tell the adapter, at most once per progress interval; `surely` waits out the interval instead of
-        dropping the note (for a change no later poll would report again)."""
+        """Tell the adapter, at most once per progress interval. Within the interval the note is dropped, or,
+        with `surely` (a change no later poll would report again), owed: its tracker sends it once the interval
+        is over, without holding back a poll meanwhile."""
         notifier = self._notifiers.get(generation.platform)
         if notifier is None:
             return
-        now = time.monotonic()
-        last = self._last_progress_note.get(generation.id)
-        if last is not None and now - last < self._settings.progress_interval:
-            if not surely:
-                return
-            await asyncio.sleep(self._settings.progress_interval - (now - last))
-            now = time.monotonic()
-        self._last_progress_note[generation.id] = now
+        if not self._note_due(generation.id):
+            if surely:
+                self._owed_notes.add(generation.id)
+            return
+        self._owed_notes.discard(generation.id)
+        self._last_progress_note[generation.id] = time.monotonic()
         if generation.id in self._gone:
             return
         await self.fresh_target(generation)

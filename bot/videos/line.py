@@ -11,11 +11,32 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, TypeVar
 
-from bot.models import Generation
+from bot.models import Scope
 
 
-def fair_order(waiting: Sequence[Generation], busy: Mapping[tuple[str, str], int] | None = None) -> list[Generation]:
+class InLine(Protocol):
+    """What the line orders by: a whole `Generation`, or the light `WaitingSpot` the dispatcher reads."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def scope(self) -> Scope: ...
+
+    @property
+    def requester_id(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+Waiting = TypeVar("Waiting", bound=InLine)
+
+
+def fair_order(waiting: Sequence[Waiting], busy: Mapping[tuple[str, str], int] | None = None) -> list[Waiting]:
     """The order the waiting generations of one backend are sent in.
 
     `busy` counts, per (workspace key, person), the videos already sent and not finished: someone with three
@@ -23,7 +44,7 @@ def fair_order(waiting: Sequence[Generation], busy: Mapping[tuple[str, str], int
     while it moves (the order is computed afresh each time, from stored facts only).
     """
     busy = busy or {}
-    by_scope: OrderedDict[str, OrderedDict[str, list[Generation]]] = OrderedDict()
+    by_scope: OrderedDict[str, OrderedDict[str, list[Waiting]]] = OrderedDict()
     for generation in sorted(waiting, key=lambda g: (g.created_at, g.id)):
         people = by_scope.setdefault(generation.scope.key, OrderedDict())
         people.setdefault(generation.requester_id, []).append(generation)
@@ -31,7 +52,7 @@ def fair_order(waiting: Sequence[Generation], busy: Mapping[tuple[str, str], int
     for (scope_key, _), count in busy.items():
         scope_busy[scope_key] = scope_busy.get(scope_key, 0) + count
     # Within a workspace people take turns: a person's i-th waiting video comes in turn busy + i.
-    per_scope: list[tuple[str, list[Generation]]] = []
+    per_scope: list[tuple[str, list[Waiting]]] = []
     for scope_key, people in by_scope.items():
         turns = [
             (busy.get((scope_key, person), 0) + index, arrival, index, generation)
@@ -56,7 +77,7 @@ class Place:
     eta_seconds: float
 
 
-def places(order: Sequence[Generation], *, slots: int, job_seconds: float) -> dict[str, Place]:
+def places(order: Sequence[InLine], *, slots: int, job_seconds: float) -> dict[str, Place]:
     """Each waiting generation's place, with a wait estimated from how many run at once and how long jobs take."""
     slots = max(1, slots)
     # The line moves in batches of `slots` jobs, each batch taking about one job's time.

@@ -1,9 +1,10 @@
 """Status checks in batches: where a backend can list its jobs, one sweep answers every tracker that asked.
 
-Each tracker asks `await board.status(job_id)` when it wants news. The board runs at most one sweep per
-`min_interval`: one `poll_many` (a few list pages) for every job asked about since the last sweep, and single
-polls only for jobs the list did not show. A thousand jobs in flight then cost a handful of calls per interval
-instead of a thousand.
+Each tracker asks `await board.status(job_id, by=…)` when it wants news, saying by when the sweep must start at
+the latest. The board sweeps once the earliest of those times comes, but at most once per `min_interval`: one
+`poll_many` (a few list pages) for every job asked about since the last sweep, and single polls (together) only
+for jobs the list did not show. A thousand jobs in flight then cost a handful of calls per interval instead of a
+thousand. A tracker that asks `min_interval` before its deadline is in the sweep that starts by then.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 
 #: Runs one backend request through the limiter (the runner's `_call` with poll priority).
 Caller = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
+#: A job's state and when (`time.monotonic()`) the sweep that saw it started.
+Seen = tuple[JobState, float]
 
 
 class StatusBoard:
@@ -29,15 +33,23 @@ class StatusBoard:
     def __init__(self, backend: VideoBackend, call: Caller, min_interval: float) -> None:
         self._backend = backend
         self._call = call
-        self._min_interval = min_interval
-        self._pending: dict[str, list[asyncio.Future[JobState]]] = {}
+        self.min_interval = min_interval
+        self._pending: dict[str, list[asyncio.Future[Seen]]] = {}
+        self._due = math.inf
+        self._sooner = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._last_sweep = 0.0
+        self._last_sweep = -math.inf
         self.sweeps = 0
 
-    async def status(self, job_id: str) -> JobState:
-        future: asyncio.Future[JobState] = asyncio.get_running_loop().create_future()
+    async def status(self, job_id: str, by: float | None = None) -> Seen:
+        """The job's state from the next sweep, which starts by `by` (monotonic; default now) unless the last
+        sweep was less than `min_interval` ago."""
+        due = time.monotonic() if by is None else by
+        future: asyncio.Future[Seen] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(job_id, []).append(future)
+        if due < self._due:
+            self._due = due
+            self._sooner.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"status-board-{self._backend.name}")
         return await future
@@ -50,11 +62,15 @@ class StatusBoard:
 
     async def _run(self) -> None:
         while self._pending:
-            wait = self._last_sweep + self._min_interval - time.monotonic()
+            wait = max(self._last_sweep + self.min_interval, self._due) - time.monotonic()
             if wait > 0:
-                await asyncio.sleep(wait)
-            asked, self._pending = self._pending, {}
-            self._last_sweep = time.monotonic()
+                # An ask with an earlier deadline wakes this; the start is then worked out again.
+                self._sooner.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._sooner.wait(), wait)
+                continue
+            asked, self._pending, self._due = self._pending, {}, math.inf
+            self._last_sweep = started = time.monotonic()
             self.sweeps += 1
             try:
                 found: dict[str, JobState] = await self._call(lambda ids=list(asked): self._backend.poll_many(ids))
@@ -62,21 +78,24 @@ class StatusBoard:
                 for futures in asked.values():
                     _settle(futures, error=exc)
                 continue
-            for job_id, futures in asked.items():
-                state = found.get(job_id)
-                if state is not None:
-                    _settle(futures, result=state)
-                    continue
-                try:
-                    single = await self._call(lambda j=job_id: self._backend.poll(j))
-                except Exception as exc:
-                    _settle(futures, error=exc)
-                else:
-                    _settle(futures, result=single)
+            missing = [job_id for job_id in asked if job_id not in found]
+            for job_id, state in found.items():
+                if job_id in asked:
+                    _settle(asked[job_id], result=(state, started))
+            # Jobs the list did not show are polled one by one, side by side, so the sweep is not stretched.
+            await asyncio.gather(*(self._poll_one(job_id, asked[job_id], started) for job_id in missing))
+
+    async def _poll_one(self, job_id: str, futures: list[asyncio.Future[Seen]], started: float) -> None:
+        try:
+            single = await self._call(lambda: self._backend.poll(job_id))
+        except Exception as exc:
+            _settle(futures, error=exc)
+        else:
+            _settle(futures, result=(single, started))
 
 
 def _settle(
-    futures: list[asyncio.Future[JobState]], *, result: JobState | None = None, error: BaseException | None = None
+    futures: list[asyncio.Future[Seen]], *, result: Seen | None = None, error: BaseException | None = None
 ) -> None:
     for future in futures:
         if future.done():
