@@ -279,7 +279,7 @@ async def drive(args: argparse.Namespace, database: str, api: str) -> None:
     counts = Counter(p["id"] for p in chat.posts if p["id"] in wanted)
     delivered = len(counts)
     duplicates = sum(n - 1 for n in counts.values() if n > 1)
-    failed = sum(1 for p in chat.posts if p.get("status") == "failed")
+    failures = Counter(str(p.get("error")) for p in chat.posts if p.get("status") == "failed")
     first_post = {}
     for post in chat.posts:
         first_post.setdefault(post["id"], post)
@@ -295,7 +295,7 @@ async def drive(args: argparse.Namespace, database: str, api: str) -> None:
     rows = [
         ("jobs", f"{args.jobs} through {args.workers} processes on one Postgres",
          f"API failing {args.fail_rate:.0%}, half of those after making the job"),
-        ("delivered", f"{delivered}/{args.jobs} in {finished:.1f} s", f"{failed} posted as failed"),
+        ("delivered", f"{delivered}/{args.jobs} in {finished:.1f} s", _failed_note(failures)),
         ("duplicates", str(duplicates), "must be 0"),
         ("kills", f"{len(kills)} × kill -9",
          f"leases of {args.lease_seconds:g} s, a beat every {args.heartbeat_seconds:g} s"),
@@ -310,6 +310,12 @@ async def drive(args: argparse.Namespace, database: str, api: str) -> None:
         ("jobs made at the API", str(len(made)), "creates whose answer was lost are found, not sent again"),
     ]
     print_table(f"multi_process: {args.jobs} jobs, {args.workers} processes, {args.kills} kills", rows)
+
+
+def _failed_note(failures: Counter[str]) -> str:
+    """How many were posted as failed, and why (the error codes), so a failure in a run is explained."""
+    why = ", ".join(f"{code} ×{n}" for code, n in failures.items())
+    return f"{sum(failures.values())} posted as failed" + (f" ({why})" if why else "")
 
 
 def _p95(values: list[float]) -> float:

@@ -145,7 +145,17 @@ class JobTracker(RunnerState):
                 self._left_line.discard(generation_id)
                 await self._note_progress(generation, surely=owed)
             due = seen + (polled.poll_after or self._settings.poll_interval)
-            woken = await self._sleep(generation_id, max(0.0, due - self._ask_ahead(backend) - time.monotonic()))
+            rest = max(0.0, due - self._ask_ahead(backend) - time.monotonic())
+            if not backend.can_list_jobs:
+                woken = await self._sleep(generation_id, rest)
+                continue
+            # Resting, it is watched: a sweep made for other jobs that sees it finished wakes it with the news.
+            board, job_id = self._board(backend), generation.api_video_id
+            board.watch(job_id, lambda: self.wake(generation_id))
+            try:
+                woken = await self._sleep(generation_id, rest)
+            finally:
+                board.unwatch(job_id)
 
     async def _status(
         self,
@@ -159,6 +169,10 @@ class JobTracker(RunnerState):
         """A job's status and when (`time.monotonic()`) it was seen: from the backend's batched sweep (starting by
         `by`) where it can list jobs, else (or when a webhook just said it changed, before or while waiting for
         the sweep) one poll."""
+        if backend.can_list_jobs:
+            news = self._board(backend).news(job_id)
+            if news is not None:
+                return news  # a sweep for other jobs saw it finished while its tracker rested
         event = self._wakeups.get(generation_id) if generation_id is not None else None
         if event is not None and event.is_set():
             event.clear()
