@@ -56,7 +56,8 @@ from bot.models import (  # noqa: E402
     Platform,
     Scope,
 )
-from bot.webhooks import sign, webhook_route  # noqa: E402
+from bot.signing import sign  # noqa: E402
+from bot.web.webhooks import webhook_route  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from table import print_table  # noqa: E402

@@ -30,7 +30,7 @@ from adapters.slack.app import build_slack_adapter, create_web_app  # noqa: E402
 from benchmarks.table import print_table  # noqa: E402
 from bot.app import build_app  # noqa: E402
 from bot.config import Settings  # noqa: E402
-from bot.http_door import app_runner  # noqa: E402
+from bot.web.http_door import app_runner  # noqa: E402
 from tests.fakes.slack_api import FakeSlackAPI  # noqa: E402
 from tests.fixtures.slack import BOT_TOKEN, SIGNING_SECRET, TEAM, signed_headers  # noqa: E402
 

@@ -52,7 +52,7 @@ def _free_port() -> int:
 async def serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
-    from bot.backends.offline.emulation import FaultPlan
+    from bot.backends.offline.faults import FaultPlan
     from bot.backends.offline.openai_api import create_emulator_app
     from bot.backends.offline.renderer import OfflineVideosAPI
 

@@ -8,23 +8,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot import media
-from bot.access import CharacterAccess
-from bot.access_requests import AccessRequests
 from bot.backends import open_backends
 from bot.backends.base import VideoBackend
+from bot.backends.catalog import ModelCatalog
 from bot.backends.openai.api import VideosAPI
-from bot.backfill import backfill_references
-from bot.budgets import Budgets
-from bot.catalog import ModelCatalog
-from bot.character_videos import CharacterVideos
+from bot.characters import media
+from bot.characters.access import CharacterAccess
+from bot.characters.access_requests import AccessRequests
+from bot.characters.backfill import backfill_references
+from bot.characters.character_videos import CharacterVideos
+from bot.characters.owner_notices import OwnerNotices
+from bot.characters.registry import CharacterRegistry
 from bot.config import Settings
-from bot.departures import Departures
 from bot.errors import ConfigError
-from bot.generations import GenerationService
-from bot.jobs import JobRunner
-from bot.owner_notices import OwnerNotices
-from bot.registry import CharacterRegistry
+from bot.videos.budgets import Budgets
+from bot.videos.departures import Departures
+from bot.videos.generations import GenerationService
+from bot.videos.jobs import JobRunner
 from storage.base import Storage
 
 log = logging.getLogger(__name__)

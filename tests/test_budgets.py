@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import present
 from bot.app import Soracast, build_app
+from bot.chat import present
 from bot.errors import BudgetExceeded, PermissionDenied
 from bot.models import Actor, BudgetKind, GenerationOptions, GenerationStatus, Platform, SpendState
 from tests.fixtures.core import CONSOLE_SCOPE, TARGET, RecordingNotifier, fast_settings

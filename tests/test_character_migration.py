@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_app
+from bot.chat.present import references_line
 from bot.errors import CharacterNeedsClip
 from bot.models import GenerationOptions, GenerationStatus, Platform
-from bot.present import references_line
 from storage.schema import migrations
 from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier, fast_settings
 from tests.fixtures.gemini import GeminiEmulator, gemini_settings, open_gemini_core

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from bot import present
 from bot.actions import VideoAction
 from bot.app import Soracast, build_app
 from bot.backends.base import CharacterInput, VideoRequest
@@ -18,6 +17,9 @@ from bot.backends.fal.models import find_model
 from bot.backends.fal.payload import plan_request
 from bot.backends.gemini.prompt import allocate, compose
 from bot.backends.offline.renderer import OfflineVideosAPI
+from bot.characters.handles import mentions_of
+from bot.characters.instructions import for_prompt
+from bot.chat import present
 from bot.errors import (
     AlreadyDecided,
     CharacterNotShared,
@@ -28,8 +30,6 @@ from bot.errors import (
     RightsNotConfirmed,
     UnknownRequest,
 )
-from bot.handles import mentions_of
-from bot.instructions import for_prompt
 from bot.models import (
     AccessRequestStatus,
     Actor,
@@ -425,7 +425,8 @@ def _request(tmp_path: Path, model: str, instructions: dict[str, str]) -> VideoR
         still.write_bytes(b"\xff\xd8\xff")
     prompt = "@mascot surfs past @rex"
     characters = [
-        # As the core hands them over: the instructions already rid of @handles (`bot.instructions.for_prompt`).
+        # As the core hands them over: the instructions already rid of @handles
+        # (`bot.characters.instructions.for_prompt`).
         CharacterInput(handle=h, name=n, character_id=f"c{h}", clip=tmp_path / "c.mp4", stills=stills,
                        instructions=for_prompt(instructions.get(h, ""), n, (h,)))
         for h, n in (("mascot", "Captain Mascot"), ("rex", "Rex"))

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot import present
 from bot.actions import VideoAction, encode_action
+from bot.chat import present
 from bot.models import AccessRequestStatus, Actor, GenerationStatus, Sharing
 from tests.fakes.discord_api import EPHEMERAL
 from tests.fixtures.discord import ADMIN, ALICE, BOB, CHANNEL, GUILD, DiscordBots, DiscordHarness, Member, Sent

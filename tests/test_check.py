@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.backends.offline.fal_api import SERVED_KEY
+from bot.backends.offline.fal_jobs import SERVED_KEY
 from bot.backends.offline.fal_platform import PRICES_KEY
 from bot.backends.offline.gemini_models import SERVED_MODELS_KEY
 from tests.fixtures.fal import FAL_KEY, FalEmulator

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bot.commands import LineCommand, LineVerb, parse_generation_command, parse_line_command, parse_start, split_options
+from bot.chat.commands import (
+    LineCommand,
+    LineVerb,
+    parse_generation_command,
+    parse_line_command,
+    parse_start,
+    split_options,
+)
 from bot.errors import InvalidInput
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_app, open_storage
+from bot.cli.logs import configured_secrets
 from bot.config import AuthStyle, BackendChoice, load_settings
 from bot.errors import ConfigError, StorageUnavailable
-from bot.logs import configured_secrets
 from storage.postgres import PostgresStorage
 from storage.sqlite import SQLiteStorage
 

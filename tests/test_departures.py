@@ -12,6 +12,7 @@ import pytest
 
 from bot.app import Soracast, build_app
 from bot.backends.offline.renderer import OfflineVideosAPI
+from bot.chat.notify import DestinationGone
 from bot.models import (
     Actor,
     DeliveryReceipt,
@@ -23,7 +24,6 @@ from bot.models import (
     Scope,
     utcnow,
 )
-from bot.notify import DestinationGone
 from tests.fixtures.core import fast_settings
 from tests.fixtures.line import WITHIN, finish, sent, slow_offline_api
 
@@ -86,7 +86,7 @@ async def _ask(core: Soracast, scope: Scope, who: Actor, prompt: str) -> Generat
 async def test_a_removed_workspace_has_its_line_emptied_and_its_jobs_end_unposted_once(
     line_core: Soracast, slow_api: OfflineVideosAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.jobs")
+    caplog.set_level(logging.INFO, logger="bot.videos.jobs")
     notifier = GoneNotifier()
     line_core.generations.register_notifier(Platform.CONSOLE, notifier)
     rendering = await _ask(line_core, GONE, ALICE, "a kite at dawn")

@@ -14,9 +14,10 @@ import discord
 import pytest
 
 from adapters.discord.app import prepare_bot
-from bot import media, present
 from bot.actions import FINISHED_ACTIONS, VideoAction, encode_action
 from bot.backends.openai.client import HTTPVideosAPI
+from bot.characters import media
+from bot.chat import present
 from bot.errors import (
     ClipWrongLength,
     HandleTaken,

@@ -21,8 +21,8 @@ from openai import AsyncOpenAI
 from openai.types import Video as SDKVideo
 from PIL import Image
 
-from bot.backends.offline.emulation import Fault, FaultPlan
 from bot.backends.offline.emulator import run_emulator
+from bot.backends.offline.faults import Fault, FaultPlan
 from bot.config import Settings
 from tests.fixtures.videos import VideosEmulator
 

@@ -13,13 +13,14 @@ import httpx
 import pytest
 from PIL import Image
 
-from bot import present
 from bot.app import Soracast, build_app
 from bot.backends.base import CharacterInput, Mention, VideoRequest
 from bot.backends.fal.backend import FalBackend
 from bot.backends.fal.models import fal_models
 from bot.backends.fal.prompt import defuse_citations, element_prompt
 from bot.backends.fal.queue import FalJob
+from bot.characters.handles import mentions_of
+from bot.chat import present
 from bot.config import Settings
 from bot.errors import (
     APIAuthError,
@@ -30,7 +31,6 @@ from bot.errors import (
     TooManyCharacters,
     UnknownHandle,
 )
-from bot.handles import mentions_of
 from bot.models import (
     Actor,
     Character,
@@ -493,7 +493,7 @@ async def test_a_submit_whose_answer_is_lost_is_sent_again_once_and_posted_once(
     # to it: the log says so) rather than leave the person without a video.
     fal_emulator.faults.push("submit", after_handling=True, **fault)
 
-    with caplog.at_level(logging.WARNING, logger="bot.jobs"):
+    with caplog.at_level(logging.WARNING, logger="bot.videos.jobs"):
         generation = await generate(fal_core, "a lighthouse", model="kling-o3")
         final = await fal_core.generations.wait_finished(generation.id, within=WITHIN)
 

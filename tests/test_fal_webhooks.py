@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from bot.app import Soracast, build_app
-from bot.backends.offline.fal_api import SIGNER_KEY, WEBHOOKS_KEY, WebhookSigner, request_id_of
+from bot.backends.offline.fal_jobs import SIGNER_KEY, WEBHOOKS_KEY, request_id_of
+from bot.backends.offline.fal_webhooks import WebhookSigner
 from bot.models import GenerationOptions, GenerationStatus, Platform
 from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier
 from tests.fixtures.fal import FalEmulator, fal_settings

@@ -13,7 +13,7 @@ import pytest
 
 from bot.actions import VideoAction
 from bot.app import Soracast
-from bot.backends.offline.gemini_api import ReferenceLimits
+from bot.backends.offline.gemini_requests import ReferenceLimits
 from bot.errors import (
     APIAuthError,
     GenerationNotReady,

@@ -12,7 +12,7 @@ from google import genai
 from google.genai import _interactions as gx
 from google.genai import types
 
-from bot.backends.offline.gemini_api import frame_size
+from bot.backends.offline.gemini_requests import frame_size
 from tests.fixtures.gemini import GEMINI_KEY, GeminiEmulator
 
 

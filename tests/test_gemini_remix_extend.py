@@ -12,8 +12,8 @@ import pytest
 
 from bot.app import Soracast
 from bot.backends.base import VideoRequest
-from bot.backends.gemini.backend import REGION_TEXT
-from bot.backends.offline.gemini_api import EmulatorOptions
+from bot.backends.gemini.request_body import REGION_TEXT
+from bot.backends.offline.gemini_interactions import EmulatorOptions
 from bot.errors import APIRequestRejected, GenerationNotReady, InvalidInput
 from bot.models import GenerationKind, GenerationOptions, GenerationStatus
 from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier, serving

@@ -23,10 +23,11 @@ import pytest
 
 from bot.app import Soracast
 from bot.backends.base import VideoRequest
-from bot.backends.offline.gemini_api import SIGNER_KEY, EmulatorOptions, WebhookSigner
+from bot.backends.offline.gemini_interactions import SIGNER_KEY, EmulatorOptions
+from bot.backends.offline.gemini_webhooks import WebhookSigner
 from bot.config import Settings
 from bot.models import GenerationOptions, GenerationStatus, Platform
-from bot.webhooks import sign
+from bot.signing import sign
 from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier
 from tests.fixtures.gemini import GeminiEmulator, gemini_settings, open_gemini_core
 from tests.fixtures.webhooks import WebhookDoor

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.characters.handles import find_mentions, resolve_prompt, suggest_handles, validate_handle
 from bot.errors import InvalidHandle, MassMention, TooManyCharacters, UnknownHandle
-from bot.handles import find_mentions, resolve_prompt, suggest_handles, validate_handle
 from bot.models import Character, Platform, Scope
 
 SCOPE = Scope(platform=Platform.DISCORD, id="guild-1")

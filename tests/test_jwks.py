@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.backends.offline.fal_api import WebhookSigner as FalSigner
-from bot.backends.offline.gemini_api import WebhookSigner as GeminiSigner
-from bot.http_door import Refused
+from bot.backends.offline.fal_webhooks import WebhookSigner as FalSigner
+from bot.backends.offline.gemini_webhooks import WebhookSigner as GeminiSigner
 from bot.jwks import KeySet, KeySetUnavailable, SignatureRejected, verify_rs256_token
-from bot.provider_webhooks import FalVerifier, GeminiVerifier
+from bot.web.http_door import Refused
+from bot.web.provider_webhooks import FalVerifier, GeminiVerifier
 
 AUDIENCE = "https://soracast.example/webhooks/gemini"
 

@@ -8,8 +8,8 @@ import pytest
 
 from bot.app import Soracast, build_app
 from bot.errors import InvalidInput, PermissionDenied
-from bot.limits import LimitChanges, change_limits, parse_limit_changes, parse_limit_flags
 from bot.models import Actor, BudgetKind
+from bot.videos.limits import LimitChanges, change_limits, parse_limit_changes, parse_limit_flags
 from tests.fixtures.core import CONSOLE_SCOPE, fast_settings
 from tests.fixtures.videos import fast_offline_api
 

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import present
 from bot.actions import FINISHED_ACTIONS, VideoAction
 from bot.app import Soracast, build_app
 from bot.backends.base import JobState
+from bot.chat import present
 from bot.errors import LineFull, PermissionDenied
-from bot.line import fair_order, places
 from bot.models import (
     Actor,
     DeliveryTarget,
@@ -28,6 +27,7 @@ from bot.models import (
     SpendState,
     utcnow,
 )
+from bot.videos.line import fair_order, places
 from tests.fixtures.core import CONSOLE_SCOPE, TARGET, RecordingNotifier, fast_settings
 from tests.fixtures.line import eventually, finish, sent, slow_offline_api
 from tests.fixtures.videos import fast_offline_api

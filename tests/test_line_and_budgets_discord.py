@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from bot import present
 from bot.actions import FINISHED_ACTIONS, VideoAction, encode_action
 from bot.backends.offline.renderer import OfflineVideosAPI
+from bot.chat import present
 from bot.errors import InvalidInput, PermissionDenied
 from bot.models import Actor, BudgetKind, GenerationStatus
 from tests.fakes.discord_api import AUTOCOMPLETE, EPHEMERAL

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from bot import present
 from bot.actions import FINISHED_ACTIONS, VideoAction, encode_action
 from bot.app import build_app
 from bot.backends.offline.renderer import OfflineVideosAPI
+from bot.chat import present
 from bot.models import BudgetKind, Generation, GenerationStatus
 from tests.fakes.slack_api import Call, FakeSlackAPI
 from tests.fixtures.line import eventually, finish, sent, slow_offline_api

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import logging
 
+from bot.cli.logs import MaskingFormatter, configured_secrets, mask_tokens
 from bot.config import Settings
-from bot.logs import MaskingFormatter, configured_secrets, mask_tokens
 
 
 def test_token_shaped_strings_are_masked() -> None:

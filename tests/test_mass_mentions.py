@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.characters.registry import validate_name
+from bot.chat.mass_mentions import defuse, find_mass_mentions, refuse_mass_mentions
 from bot.errors import MassMention
-from bot.mass_mentions import defuse, find_mass_mentions, refuse_mass_mentions
 from bot.models import (
     Actor,
     CharacterRef,
@@ -21,7 +22,6 @@ from bot.models import (
     Generation,
     GenerationStatus,
 )
-from bot.registry import validate_name
 from tests.fakes.discord_api import EPHEMERAL
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fixtures.discord import DiscordHarness

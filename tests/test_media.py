@@ -1,4 +1,4 @@
-"""bot.media: what happens to the clips users send and the videos soracast posts.
+"""bot.characters.media: what happens to the clips users send and the videos soracast posts.
 
 Every clip here is made on the spot by tests/fixtures/media.py and kept tiny, so the suite runs in seconds.
 Outputs are checked by opening them again with PyAV, never by trusting what the code under test reports.
@@ -17,7 +17,7 @@ import av
 import numpy as np
 import pytest
 
-from bot import media
+from bot.characters import media
 from bot.config import Settings
 from bot.errors import ClipTooLarge, ClipWrongLength, InvalidClip, NotAVideo
 from tests.fixtures.media import Mp4Factory

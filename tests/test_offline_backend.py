@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot import present
 from bot.app import build_app
+from bot.chat import present
 from bot.config import BackendChoice
 from bot.errors import InvalidInput
 from bot.models import GenerationOptions, GenerationStatus, Platform

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.backends.offline.renderer import MODERATION_TRIGGER, OfflineVideosAPI
+from bot.backends.offline.renderer import OfflineVideosAPI
+from bot.backends.offline.spec import MODERATION_TRIGGER
 from bot.backends.openai.schemas import ContentVariant, ImageReference, VideoStatus
 from bot.errors import APINotFound, APIRequestRejected, HumanLikenessRefused, VideosAPIError
 from tests.fixtures.videos import TEST_FPS, fast_offline_api

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from bot.app import Soracast, build_app
 from bot.backends.openai.backend import OpenAIBackend
-from bot.jobs import JobRunner
 from bot.models import GenerationOptions, GenerationStatus, Platform, utcnow
+from bot.videos.jobs import JobRunner
 from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier, fast_settings
 from tests.fixtures.videos import VideosEmulator, fast_offline_api
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from bot.http_door import Refused
-from bot.provider_webhooks import GeminiEvent
+from bot.web.http_door import Refused
+from bot.web.provider_webhooks import GeminiEvent
 
 META = {"soracast_generation": "gabcdefgh"}
 

@@ -151,7 +151,7 @@ async def test_gemini_cannot_be_asked_so_an_unanswered_create_is_sent_again_and_
     core.generations.register_notifier(Platform.CONSOLE, recorder)
     try:
         gemini_emulator.faults.push("create_interaction", status=500)
-        with caplog.at_level(logging.WARNING, logger="bot.jobs"):
+        with caplog.at_level(logging.WARNING, logger="bot.videos.jobs"):
             generation = await core.generations.generate(CONSOLE_SCOPE, TESTER, "a cat", GenerationOptions(), TARGET)
             final = await core.generations.wait_finished(generation.id, within=WITHIN)
     finally:

@@ -458,7 +458,7 @@ def test_a_malformed_secret_key_is_named_without_showing_it(monkeypatch: pytest.
 async def test_keys_rotate_the_new_key_first_and_rekey_seals_everything_again(
     deployment: Deployment, slack_api: FakeSlackAPI, tmp_path: Path
 ) -> None:
-    from bot.operator import rekey
+    from bot.cli.operator import rekey
 
     slack = await deployment.start()
     issued = await install(slack, ONE)

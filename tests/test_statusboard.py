@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bot.backends.base import JobState, JobStatus
-from bot.statusboard import StatusBoard
+from bot.videos.statusboard import StatusBoard
 
 
 class ListingBackend:

@@ -11,7 +11,7 @@ import av
 import numpy as np
 from PIL import Image, ImageFilter
 
-from bot.stills import pick_stills
+from bot.characters.stills import pick_stills
 
 W, H, FPS = 320, 180, 12
 

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bot.backends.openai.client import HTTPVideosAPI, parse_retry_after
+from bot.backends.openai.client import HTTPVideosAPI
+from bot.backends.openai.errors import parse_retry_after
 from bot.backends.openai.schemas import ContentVariant, ImageReference, VideoStatus
 from bot.config import AuthStyle, Settings
 from bot.errors import (
@@ -567,7 +568,7 @@ async def test_the_key_is_never_logged_nor_kept_in_errors(
 ) -> None:
     api = make_client(max_retries=1)
     videos_emulator.faults.push("retrieve_video", status=503, times=2)
-    caplog.set_level(logging.DEBUG, logger="bot.backends.openai.client")
+    caplog.set_level(logging.DEBUG, logger="bot.backends.openai")
 
     with pytest.raises(APIUnavailable) as caught:
         await api.retrieve_video("video_x")

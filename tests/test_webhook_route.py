@@ -14,7 +14,8 @@ from aiohttp import web
 
 from bot.app import Soracast, build_app
 from bot.models import GenerationOptions, GenerationStatus, Platform
-from bot.webhooks import WEBHOOK_PATH, sign, webhook_route
+from bot.signing import sign
+from bot.web.webhooks import WEBHOOK_PATH, webhook_route
 from tests.fixtures.core import CONSOLE_SCOPE, TARGET, TESTER, RecordingNotifier, fast_settings
 
 SECRET = "whsec_" + base64.b64encode(b"webhook-secret-for-the-tests-32b").decode()

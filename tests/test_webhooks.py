@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from bot.webhooks import WebhookRejected, sign, verify
+from bot.signing import WebhookRejected, sign
+from bot.web.webhooks import verify
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 BODY = json.dumps({"id": "evt_1", "type": "video.completed", "data": {"id": "video_1"}}).encode()

@@ -18,8 +18,8 @@ from rich.console import Console
 from adapters.console.commands import ConsoleCommands, Outcome
 from adapters.console.completion import ConsoleCompleter
 from adapters.console.render import ConsoleNotifier, ConsoleView
-from bot import present
 from bot.app import Soracast, build_app
+from bot.chat import present
 from bot.config import Settings
 from bot.errors import InvalidInput
 from bot.models import Actor, Platform, Scope

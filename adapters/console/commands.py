@@ -11,9 +11,10 @@ from pathlib import Path
 
 from adapters.console.render import ConsoleView, console_person
 from adapters.console.sample import SAMPLE_SECONDS, make_sample_clip
-from bot import media, present
 from bot.app import Soracast
-from bot.commands import (
+from bot.characters import media
+from bot.chat import present
+from bot.chat.commands import (
     CONFIRM_FLAG,
     LineVerb,
     parse_generation_command,
@@ -26,8 +27,8 @@ from bot.commands import (
     video_id_arg,
 )
 from bot.errors import InvalidInput, SoracastError, UnknownHandle
-from bot.limits import change_limits, parse_limit_flags
 from bot.models import Actor, DeliveryTarget, Generation, GenerationStatus, Scope
+from bot.videos.limits import change_limits, parse_limit_flags
 
 #: Console results have no chat channel; the core only needs some target to store.
 CONSOLE_CHANNEL = "console"

@@ -8,8 +8,8 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
 from adapters.console.commands import CHARACTER_SUBCOMMANDS, COMMANDS
+from bot.characters.registry import CharacterRegistry
 from bot.models import Character, Scope
-from bot.registry import CharacterRegistry
 
 
 class ConsoleCompleter(Completer):

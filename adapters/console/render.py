@@ -19,10 +19,10 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bot import present
-from bot.budgets import Usage
+from bot.characters.references import ReferenceFiles
+from bot.chat import present
+from bot.chat.notify import VideoNotice
 from bot.errors import SoracastError
-from bot.generations import GenerationService, LineEntry
 from bot.models import (
     AccessRequest,
     BudgetKind,
@@ -33,8 +33,8 @@ from bot.models import (
     GenerationStatus,
     Scope,
 )
-from bot.notify import VideoNotice
-from bot.references import ReferenceFiles
+from bot.videos.budgets import Usage
+from bot.videos.generations import GenerationService, LineEntry
 
 log = logging.getLogger(__name__)
 

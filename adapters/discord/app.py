@@ -13,8 +13,8 @@ from adapters.discord.files import ClipDownloads
 from adapters.discord.interactions import Components, PendingClips
 from adapters.discord.notifier import DiscordNotifier
 from adapters.discord.views import ListPageButton, VideoButton
-from bot.acks import AckGate
 from bot.app import Soracast, build_app, settle_after_start_up
+from bot.chat.acks import AckGate
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.models import Platform
@@ -34,7 +34,7 @@ class SoracastClient(discord.Client):
         self.core = core
         self.settings = settings
         self.tree = app_commands.CommandTree(self)
-        #: Acknowledgements first when interactions arrive in a burst (see `bot.acks.AckGate`).
+        #: Acknowledgements first when interactions arrive in a burst (see `bot.chat.acks.AckGate`).
         self.ack_gate = AckGate()
         work = settings.resolved_media_dir / "discord"
         self.notifier = DiscordNotifier(self, core.generations, work / "outgoing")

@@ -27,14 +27,14 @@ from adapters.discord.replies import (
     refuse_malformed,
     reply_private,
 )
-from bot import present
 from bot.actions import VideoAction, decode_action, encode_action
 from bot.app import Soracast
-from bot.commands import parse_share, parse_start
+from bot.chat import present
+from bot.chat.commands import parse_share, parse_start
 from bot.config import Settings
 from bot.errors import InvalidInput
-from bot.limits import change_limits, parse_limit_changes
 from bot.models import BudgetKind, GenerationOptions
+from bot.videos.limits import change_limits, parse_limit_changes
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import discord
 
-from bot import media
+from bot.characters import media
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -24,8 +24,8 @@ from adapters.discord.replies import (
 )
 from bot.actions import VideoAction, decode_action, encode_action
 from bot.app import Soracast
-from bot.catalog import describe_durations
-from bot.commands import parse_start
+from bot.backends.catalog import describe_durations
+from bot.chat.commands import parse_start
 from bot.config import Settings
 from bot.models import Generation, GenerationKind, utcnow
 from storage.base import Storage

@@ -17,11 +17,11 @@ import discord
 from adapters.discord import render, views
 from adapters.discord.origin import EXTRA_GUILD, EXTRA_NONCE, EXTRA_NONCE_FOR, upload_limit
 from adapters.discord.replies import NO_MENTIONS, mark_answered
-from bot import media
+from bot.characters import media
+from bot.chat.notify import VideoNotice
 from bot.errors import SoracastError
-from bot.generations import GenerationService
 from bot.models import AccessRequest, Character, DeliveryReceipt, Generation, Scope
-from bot.notify import VideoNotice
+from bot.videos.generations import GenerationService
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ HISTORY_LIMIT = 200
 
 
 class DiscordNotifier:
-    """Implements `bot.notify.Notifier`; also shows a new generation's first message for the commands."""
+    """Implements `bot.chat.notify.Notifier`; also shows a new generation's first message for the commands."""
 
     def __init__(self, client: discord.Client, generations: GenerationService, work_dir: Path) -> None:
         self._client = client

@@ -1,4 +1,4 @@
-"""Core results and errors as Discord embeds; all wording of a generation or an error comes from `bot.present`."""
+"""Core results and errors as Discord embeds; all wording of a generation or an error comes from `bot.chat.present`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from collections.abc import Mapping, Sequence
 import discord
 
 from adapters.discord.origin import EXTRA_GUILD
-from bot import present
-from bot.access_requests import AskOutcome
-from bot.budgets import Usage
-from bot.character_videos import CharacterVideoList
+from bot.characters.access_requests import AskOutcome
+from bot.characters.character_videos import CharacterVideoList
+from bot.chat import present
+from bot.chat.notify import VideoNotice
 from bot.errors import SoracastError
-from bot.generations import LineEntry
 from bot.models import (
     AccessRequest,
     AccessRequestStatus,
@@ -23,7 +22,8 @@ from bot.models import (
     GenerationStatus,
     ScopeSettings,
 )
-from bot.notify import VideoNotice
+from bot.videos.budgets import Usage
+from bot.videos.generations import LineEntry
 
 #: Characters per page of `/character list`.
 PAGE_SIZE = 10

@@ -13,7 +13,7 @@ from typing import Any
 import discord
 
 from adapters.discord import options, render, views
-from bot.acks import AckGate
+from bot.chat.acks import AckGate
 from bot.errors import SoracastError
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,9 @@ from adapters.slack.workspaces import InstalledWorkspaces, OneWorkspace, Workspa
 from bot.app import Soracast, build_app, settle_after_start_up
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.http_door import app_runner, refusing
 from bot.models import Platform
-from bot.web_app import create_core_web_app, serve, wait_for_stop
+from bot.web.http_door import app_runner, refusing
+from bot.web.web_app import create_core_web_app, serve, wait_for_stop
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def create_web_app(
     core: Soracast, settings: Settings, adapter: SlackAdapter, extra_routes: Sequence[web.RouteDef] = ()
 ) -> web.Application:
     """What `soracast web` serves with Slack: `POST /slack/events` (see `adapters.slack.door` for what is checked,
-    in which order), the install routes in OAuth mode, the core's webhooks and `/healthz` (`bot.web_app`), plus
+    in which order), the install routes in OAuth mode, the core's webhooks and `/healthz` (`bot.web.web_app`), plus
     `extra_routes`."""
     signing_secret = _secret(
         settings.slack_signing_secret, "SLACK_SIGNING_SECRET", "HTTP mode checks every request with the signing secret."

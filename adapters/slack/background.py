@@ -10,7 +10,7 @@ from typing import Any
 from adapters.slack import render
 from adapters.slack.origin import Origin
 from adapters.slack.replies import Replier
-from bot.acks import AckGate
+from bot.chat.acks import AckGate
 from bot.errors import SoracastError
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from adapters.slack.files import first_video
 from adapters.slack.origin import ModalState, Origin, from_command, from_event, from_interaction
 from adapters.slack.owners import OWNER_WORDS, OwnerCommands
 from adapters.slack.services import Services
-from bot.commands import (
+from bot.chat.commands import (
     CONFIRM_FLAG,
     LineCommand,
     LineVerb,
@@ -26,7 +26,7 @@ from bot.commands import (
     video_id_arg,
 )
 from bot.errors import InvalidInput
-from bot.limits import change_limits, parse_limit_flags
+from bot.videos.limits import change_limits, parse_limit_flags
 
 #: A user mention as Slack writes it in message text: `<@U123>` or `<@U123|name>`.
 _USER_MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
@@ -98,7 +98,8 @@ class SlashCommands:
 
     async def generate(self, origin: Origin, text: str) -> None:
         """`/sora <prompt> [--seconds 8 --size 1280x720]` (already unescaped) in the origin's channel and thread;
-        `/sora queue` and `/sora cancel <video id>` ask about the line instead (`bot.commands.parse_line_command`)."""
+        `/sora queue` and `/sora cancel <video id>` ask about the line instead
+        (`bot.chat.commands.parse_line_command`)."""
         line_command = parse_line_command(text)
         if line_command is not None:
             await self.run_line_command(origin, line_command)

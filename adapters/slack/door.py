@@ -34,9 +34,9 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from adapters.slack.envelope import check_envelope, describe
-from bot.acks import AckGate
+from bot.chat.acks import AckGate
 from bot.errors import MalformedRequest
-from bot.http_door import Refused, read_body
+from bot.web.http_door import Refused, read_body
 
 #: Slack's largest requests (a view submission, a shortcut on a long message) are tens of kilobytes.
 MAX_BODY_BYTES = 1024 * 1024

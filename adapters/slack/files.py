@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackApiError
 
 from adapters.slack.webapi import slack_error
 from adapters.slack.workspaces import Workspace, WorkspaceClients
-from bot import media
+from bot.characters import media
 from bot.errors import SoracastError
 from bot.models import Character
 
@@ -81,8 +81,8 @@ def first_video(files: Iterable[dict[str, Any]] | None) -> SlackFile | None:
 
 
 class FileFetcher:
-    """Checks a Slack file with `bot.media.check_upload`, then streams it to a temp file under a size cap, with
-    the token of the workspace the file was shared in."""
+    """Checks a Slack file with `bot.characters.media.check_upload`, then streams it to a temp file under a size
+    cap, with the token of the workspace the file was shared in."""
 
     def __init__(self, clients: WorkspaceClients, limits: media.ClipLimits, work_dir: Path) -> None:
         self._clients = clients

@@ -15,11 +15,11 @@ from adapters.slack.origin import ModalState, Origin, from_interaction, team_of
 from adapters.slack.owners import SHARE_HANDLE
 from adapters.slack.services import Services
 from bot.actions import ACTION_ID, VideoAction, decode_action
-from bot.commands import parse_start
+from bot.characters.handles import validate_handle
+from bot.characters.registry import validate_name
+from bot.chat.commands import parse_start
 from bot.errors import SoracastError
-from bot.handles import validate_handle
 from bot.models import GenerationKind, Sharing
-from bot.registry import validate_name
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Workspaces arriving and leaving: `app_uninstalled`, `tokens_revoked`, `team_access_revoked`, and every
 request from a workspace, which says it is (still, or again) there.
 
-Leaving deletes that workspace's tokens at once and retires it (`bot.departures`): its waiting videos leave the
+Leaving deletes that workspace's tokens at once and retires it (`bot.videos.departures`): its waiting videos leave the
 line, jobs still being made end without being posted, and its characters and videos are kept for
 `SORACAST_UNINSTALLED_RETENTION_DAYS` before the sweep deletes them. Nothing of any other workspace is touched.
 
@@ -22,8 +22,8 @@ from slack_bolt.context.async_context import AsyncBoltContext
 
 from adapters.slack.installations import SlackInstallationStore
 from adapters.slack.workspaces import Workspace, WorkspaceClients
-from bot.departures import Departures
 from bot.models import Platform, Scope
+from bot.videos.departures import Departures
 from storage.base import Storage
 
 log = logging.getLogger(__name__)

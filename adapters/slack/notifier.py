@@ -16,9 +16,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack import render
 from adapters.slack.webapi import slack_error, without_retries
 from adapters.slack.workspaces import Workspace, WorkspaceClients
-from bot.generations import GenerationService
+from bot.chat.notify import DestinationGone, VideoNotice
 from bot.models import AccessRequest, Character, DeliveryReceipt, Generation, Scope, utcnow
-from bot.notify import DestinationGone, VideoNotice
+from bot.videos.generations import GenerationService
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class UploadFailed(Exception):
 
 
 class SlackNotifier:
-    """Implements `bot.notify.Notifier`; also posts the first progress message for the listeners.
+    """Implements `bot.chat.notify.Notifier`; also posts the first progress message for the listeners.
 
     Every call speaks with the token of the workspace the generation was asked for in (in any process, long
     after the request). Where Slack's refusal means soracast is no longer installed there, `DestinationGone`

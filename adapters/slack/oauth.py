@@ -26,8 +26,8 @@ from adapters.slack.installations import DatabaseStateStore, SlackInstallationSt
 from adapters.slack.workspaces import ROTATE_BEFORE_MINUTES
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.http_door import refusing
 from bot.sealing import SecretBox
+from bot.web.http_door import refusing
 from storage.base import Storage
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ import re
 from adapters.slack import render
 from adapters.slack.origin import ModalState, Origin
 from adapters.slack.services import Services
-from bot.access import check_manager
-from bot.commands import parse_share, parse_switch, video_id_arg
+from bot.characters.access import check_manager
+from bot.chat.commands import parse_share, parse_switch, video_id_arg
 from bot.errors import InvalidInput
 
 #: The `/character` words this module answers.

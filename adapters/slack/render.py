@@ -1,8 +1,8 @@
-"""Core results and errors as Slack messages and modals (Block Kit JSON); wording comes from `bot.present`.
+"""Core results and errors as Slack messages and modals (Block Kit JSON); wording comes from `bot.chat.present`.
 
 Slack turns `<!here>`, `<!channel>`, `<!everyone>` and `<!subteam^…>` into pings in a message's `text` as much
 as in its blocks: every piece of text that did not come from this module is escaped in both, and a `Message`
-defuses whatever mass mention is left (`bot.mass_mentions`), so none can reach a channel.
+defuses whatever mass mention is left (`bot.chat.mass_mentions`), so none can reach a channel.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot import present
-from bot.access_requests import AskOutcome
 from bot.actions import FINISHED_ACTIONS, VideoAction, decode_action, encode_action
-from bot.budgets import Usage
-from bot.character_videos import CharacterVideoList
+from bot.characters.access_requests import AskOutcome
+from bot.characters.character_videos import CharacterVideoList
+from bot.chat import present
+from bot.chat.mass_mentions import defuse
+from bot.chat.notify import VideoNotice
 from bot.errors import SoracastError
-from bot.generations import LineEntry
-from bot.mass_mentions import defuse
 from bot.models import AccessRequest, AccessRequestStatus, BudgetKind, Character, Generation, GenerationStatus, Sharing
-from bot.notify import VideoNotice
+from bot.videos.budgets import Usage
+from bot.videos.generations import LineEntry
 
 Block = dict[str, Any]
 
@@ -432,7 +432,7 @@ def character_videos_message(found: CharacterVideoList, links: Mapping[str, str 
 
 
 # Slack reads `<…>` in mrkdwn as a link or mention: placeholders are written escaped.
-HELP = """*soracast* — reusable @handle characters for Sora videos
+HELP = """*soracast* — reusable @handle characters for AI videos
 • `/sora @mascot surfing a wave [--seconds 8] [--size 1280x720]` — make a video
 • `/character add @mascot` — register a character from an MP4 (opens a form)
 • `/character list` · `/character info @mascot`

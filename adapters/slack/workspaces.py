@@ -23,12 +23,12 @@ from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.webapi import slack_error
+from bot.chat.notify import DestinationGone
 from bot.models import Generation, Platform, Scope
-from bot.notify import DestinationGone
 
 if TYPE_CHECKING:
     from adapters.slack.installations import SlackInstallationStore
-    from bot.departures import Departures
+    from bot.videos.departures import Departures
 
 log = logging.getLogger(__name__)
 

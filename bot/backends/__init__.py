@@ -39,7 +39,7 @@ def open_live(settings: Settings, choice: BackendChoice) -> VideoBackend:
         from bot.backends.openai.backend import OpenAIBackend
         from bot.backends.openai.client import HTTPVideosAPI
 
-        # The core's limiter handles 429s for every request to a backend at once (see bot/limiter.py).
+        # The core's limiter handles 429s for every request to a backend at once (see bot/videos/limiter.py).
         return OpenAIBackend(HTTPVideosAPI.from_settings(settings, retry_rate_limits=False), settings)
     if choice is BackendChoice.GEMINI:
         from bot.backends.gemini.backend import GeminiBackend

@@ -241,7 +241,7 @@ class VideoBackend(Protocol):
     #: whether a create whose answer was lost made a job.
     can_list_jobs: bool
     #: Whether the provider announces this backend's jobs by a webhook naming soracast's generation (configured
-    #: here): a create whose answer was lost is then waited for, not sent again (see `bot.jobs`).
+    #: here): a create whose answer was lost is then waited for, not sent again (see `bot.videos.jobs`).
     announces_jobs: bool
 
     def models(self) -> Sequence[ModelCapabilities]:

@@ -17,7 +17,7 @@ import pytest
 
 from bot.app import build_app
 from bot.backends.offline.renderer import OfflineVideosAPI
-from bot.webhooks import sign
+from bot.signing import sign
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fixtures.slack import SIGNING_SECRET, SlackHarness, slack_settings, start_harness, stop_harness
 from tests.hostile.corpus import (

@@ -111,7 +111,8 @@ async def open_offline_backend(settings: Settings, *, root: Path | None = None, 
     if plays is BackendChoice.GEMINI:
         from bot.backends.gemini.backend import GeminiBackend
         from bot.backends.gemini.models import gemini_models
-        from bot.backends.offline.gemini_api import ReferenceLimits, create_gemini_app
+        from bot.backends.offline.gemini_api import create_gemini_app
+        from bot.backends.offline.gemini_requests import ReferenceLimits
 
         limits = ReferenceLimits(
             max_images=settings.gemini_max_reference_images, max_videos=settings.gemini_max_reference_videos

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.backends.offline.emulation import FaultPlan
+from bot.backends.offline.faults import FaultPlan
 from bot.backends.offline.renderer import OfflineVideosAPI
 from bot.config import Settings
 

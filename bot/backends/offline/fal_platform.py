@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from bot.backends.offline.emulation import request_body
+from bot.backends.offline.request_bodies import request_body
 from bot.errors import APIRequestRejected
 
 #: Route names of this module that need no key (a CDN download, a signed upload URL) or another credential.

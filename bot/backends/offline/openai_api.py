@@ -35,16 +35,12 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.backends.offline.emulation import (
-    MAX_BODY_BYTES,
-    Body,
-    FaultPlan,
-    UploadedFile,
-    add_stats_route,
-    make_middleware,
-    request_body,
-)
-from bot.backends.offline.renderer import OfflineVideosAPI, check_text, content_type_for
+from bot.backends.offline.emulation import MAX_BODY_BYTES, add_stats_route, make_middleware
+from bot.backends.offline.faults import FaultPlan
+from bot.backends.offline.renderer import OfflineVideosAPI
+from bot.backends.offline.request_bodies import Body, request_body
+from bot.backends.offline.request_log import UploadedFile
+from bot.backends.offline.spec import check_text, content_type_for
 from bot.backends.openai.schemas import ImageReference, Video
 from bot.errors import APIRequestRejected
 
