@@ -65,3 +65,21 @@ async def test_news_is_taken_once_and_an_unwatched_job_is_not_listed() -> None:
     await asyncio.wait_for(board.status("asked"), 5)
     assert backend.lists[-1] == ["asked"]
     await board.aclose()
+
+
+async def test_a_hurried_job_is_polled_alone_without_waiting_for_the_sweep() -> None:
+    backend = ListingBackend()
+    backend.states = {"first": JobStatus.IN_PROGRESS, "second": JobStatus.COMPLETED}
+    board = StatusBoard(backend, _direct, min_interval=60.0)  # type: ignore[arg-type]
+    await asyncio.wait_for(board.status("first"), 5)  # a sweep now: the next one is a minute away
+    waiting = asyncio.create_task(board.status("second"))
+    await asyncio.sleep(0.05)
+    assert not waiting.done(), "it waits for the next sweep"
+
+    assert board.hurry("second")
+    state, _seen = await asyncio.wait_for(waiting, 5)
+
+    assert state.status is JobStatus.COMPLETED
+    assert backend.polls == ["second"] and len(backend.lists) == 1
+    assert not board.hurry("second"), "nobody waits for it any more"
+    await board.aclose()

@@ -49,6 +49,7 @@ class StatusBoard:
         self._watched: dict[str, Callable[[], None]] = {}
         #: Finished states seen for watched jobs, kept for their trackers' next ask.
         self._news: dict[str, Seen] = {}
+        self._hurried: set[asyncio.Task[None]] = set()
 
     async def status(self, job_id: str, by: float | None = None) -> Seen:
         """The job's state from the next sweep, which starts by `by` (monotonic; default now) unless the last
@@ -70,6 +71,17 @@ class StatusBoard:
         """Call `on_finished` if a sweep sees this job finished before its tracker asks again."""
         self._watched[job_id] = on_finished
 
+    def hurry(self, job_id: str) -> bool:
+        """Poll this job alone now for whoever waits on it (a webhook said it changed); False if none waits for
+        a sweep (its sweep may be under way already)."""
+        futures = self._pending.pop(job_id, None)
+        if not futures:
+            return False
+        task = asyncio.create_task(self._poll_one(job_id, futures, time.monotonic()), name=f"status-hurry-{job_id}")
+        self._hurried.add(task)
+        task.add_done_callback(self._hurried.discard)
+        return True
+
     def news(self, job_id: str) -> Seen | None:
         """The finished state a sweep saw for this watched job since its last ask, taken once; None if none."""
         return self._news.pop(job_id, None)
@@ -79,6 +91,8 @@ class StatusBoard:
         self._watched.pop(job_id, None)
 
     async def aclose(self) -> None:
+        for task in list(self._hurried):
+            task.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -125,6 +125,8 @@ class RunnerState:
         self._dispatchers: dict[str, asyncio.Task[None]] = {}
         self._lease_task: asyncio.Task[None] | None = None
         self._beat_task: asyncio.Task[None] | None = None
+        #: Trackers waiting for a batched sweep: their board and job, so a webhook can hurry that one job.
+        self._asking: dict[str, tuple[StatusBoard, str]] = {}
         #: Processes sharing the storage found dead at the last beat: their leases are taken over.
         self._dead: set[str] = set()
         #: Webhooks received here for jobs another process held: (holder then, monotonic time received).

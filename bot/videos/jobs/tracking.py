@@ -45,7 +45,10 @@ class JobTracker(RunnerState):
         event = self._wakeups.get(generation_id)
         if event is None:
             return False
-        event.set()
+        asking = self._asking.get(generation_id)
+        if asking is not None and asking[0].hurry(asking[1]):
+            return True  # it was waiting for a sweep: the board polls it alone now, and that answer is the news
+        event.set()  # a sweep under way may have missed the change: the tracker's next rest is cut short
         return True
 
     def is_tracking(self, generation_id: str) -> bool:
@@ -180,21 +183,16 @@ class JobTracker(RunnerState):
         if urgent or not backend.can_list_jobs:
             return await self._poll_once(backend, job_id)
         board = self._board(backend)
-        if event is None:
+        if generation_id is None:
             return await board.status(job_id, by=by)
-        # The next sweep may be seconds away: a webhook meanwhile cuts the wait short with one poll.
-        swept = asyncio.ensure_future(board.status(job_id, by=by))
-        woken = asyncio.ensure_future(event.wait())
+        # The next sweep may be seconds away: a webhook meanwhile has the board poll this one job at once (`wake`).
+        # Noted rather than raced against the wake-up: two extra tasks per ask made every video about a second
+        # later to post with a thousand trackers (benchmarks/track_jobs.py).
+        self._asking[generation_id] = (board, job_id)
         try:
-            done, _ = await asyncio.wait({swept, woken}, return_when=asyncio.FIRST_COMPLETED)
+            return await board.status(job_id, by=by)
         finally:
-            woken.cancel()
-            if not swept.done():
-                swept.cancel()
-        if swept in done:
-            return swept.result()  # a wake that came with it leaves the event set: the next wait is cut short
-        event.clear()
-        return await self._poll_once(backend, job_id)
+            self._asking.pop(generation_id, None)
 
     async def _poll_once(self, backend: VideoBackend, job_id: str) -> tuple[JobState, float]:
         seen = time.monotonic()
