@@ -274,6 +274,21 @@ async def test_a_character_can_be_cut_from_a_finished_video(core: Soracast, noti
     assert [c.handle for c in await core.registry.list(CONSOLE_SCOPE)] == ["robot"]
 
 
+async def test_a_character_is_cut_from_a_video_no_longer_on_this_machine(
+    core: Soracast, notifier: RecordingNotifier
+) -> None:
+    # Posted by a process on another machine (or before a move): the file is fetched from the backend again.
+    generation = await core.generations.generate(CONSOLE_SCOPE, TESTER, "a robot", GenerationOptions(), TARGET)
+    done = await core.generations.wait_finished(generation.id, within=30)
+    assert done.video_path is not None
+    done.video_path.unlink()
+    character = await core.generations.character_from_generation(
+        CONSOLE_SCOPE, TESTER, generation.id, "@robot", start=1.0, rights_confirmed=True
+    )
+    assert character.clip is not None and len(character.stills) == 3
+    assert done.video_path.exists()
+
+
 async def test_only_the_requester_or_an_admin_deletes_a_video(core: Soracast, notifier: RecordingNotifier) -> None:
     generation = await core.generations.generate(CONSOLE_SCOPE, TESTER, "a cat", GenerationOptions(), TARGET)
     final = await core.generations.wait_finished(generation.id, within=30)

@@ -185,9 +185,12 @@ class VideoChanges(ServiceState):
         generation = await self._finished_parent(scope, generation_id)
         check_use(await characters_in(self._storage, scope, generation.character_ids), actor)
         require_rights(rights_confirmed)
-        path = generation.video_path
-        if path is None or not path.exists():
-            path = await self._download(generation)
+        path = await self.runner.finished_video(generation)
+        if path is None:
+            raise GenerationNotReady(
+                f"Video {generation.id} is no longer kept here or by {generation.backend}, so there is nothing to cut.",
+                hint="Make a character from a newer video, or upload the clip itself.",
+            )
         return await self._registry.register(
             scope,
             actor,

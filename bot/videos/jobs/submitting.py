@@ -179,6 +179,15 @@ class Submitter(RunnerState):
             current = parent
         return added
 
+    async def finished_video(self, generation: Generation) -> Path | None:
+        """A finished generation's video on this machine, downloaded again from its backend if it is not here;
+        None when neither has it any more."""
+        backend = self._catalog.backend(generation.backend)
+        if backend is None:
+            path = generation.video_path
+            return path if path is not None and await asyncio.to_thread(path.exists) else None
+        return await self._source_video(generation, backend)
+
     async def _source_video(self, parent: Generation, backend: VideoBackend) -> Path | None:
         """The finished video a remix or extension builds on, on this machine (fetched again if it is not)."""
         path = parent.video_path
