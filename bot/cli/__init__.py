@@ -15,7 +15,9 @@ from bot.errors import ConfigError, SoracastError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="soracast", description="Reusable @handle characters and AI videos in team chat.")
+    parser = argparse.ArgumentParser(
+        prog="soracast", description="Reusable @handle characters and AI videos in team chat."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     try_cmd = sub.add_parser("try", help="an interactive terminal session (offline renderer without a key)")
